@@ -1,0 +1,38 @@
+# Flick: `make run` starts the embedded platform with the examples; `make test` runs every test.
+GO        ?= go
+BIN       := bin/flick
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X github.com/flickdev/flick/internal/cli.Version=$(VERSION)
+DATA_DIR  ?= $(HOME)/.flick
+LISTEN    ?= 127.0.0.1:8080
+API       ?= 127.0.0.1:8081
+
+.PHONY: build examples run test unit e2e vet bench clean
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/flick
+
+# Examples that need compiling before they are deployed (the binary function).
+examples:
+	$(GO) build -o examples/hello-binary/bin/hello ./examples/hello-binary
+
+run: build examples
+	@scripts/run.sh $(BIN) "$(DATA_DIR)" $(LISTEN) $(API)
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /test/e2e)
+
+e2e: build examples
+	FLICK_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 15m ./test/e2e/...
+
+test: vet unit e2e
+
+bench: build examples
+	$(GO) run ./bench/coldstart -flick $(BIN)
+
+clean:
+	rm -rf bin examples/hello-binary/bin

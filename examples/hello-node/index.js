@@ -1,0 +1,4 @@
+module.exports = async (req) => {
+  const name = req.query.name || "world";
+  return `Hello, ${name}, from Node!\n`;
+};

@@ -1,0 +1,219 @@
+// Package builder turns a Function or Service into what a runtime driver runs: it unpacks the
+// uploaded source once per digest, compiles Go functions (cached by source and toolchain), and
+// points the Python and Node shims at the user's module. It must never import the engine.
+package builder
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/flickdev/flick/internal/archive"
+	"github.com/flickdev/flick/internal/runtime"
+	"github.com/flickdev/flick/pkg/apis"
+)
+
+// Tools are the host programs the runtimes need.
+type Tools struct {
+	Go     string // the go command
+	Python string // the real interpreter, not a version-manager shim
+	Node   string
+	// Shims maps runtime name to its shim script.
+	Shims map[string]string
+}
+
+// Builder prepares artifacts under its directory.
+type Builder struct {
+	dir      string
+	archives *archive.Store
+	tools    Tools
+
+	mu    sync.Mutex
+	locks map[string]*sync.Mutex // one per artifact, so equal builds happen once
+	goVer string
+}
+
+// New returns a builder working under dir (e.g. DATA_DIR/build).
+func New(dir string, archives *archive.Store, tools Tools) (*Builder, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("builder: %w", err)
+	}
+	return &Builder{dir: dir, archives: archives, tools: tools, locks: map[string]*sync.Mutex{}}, nil
+}
+
+// Artifact is a prepared workload: how to start one of its instances.
+type Artifact struct {
+	// Version changes whenever what runs changes (code, command or env).
+	Version  string
+	Instance runtime.InstanceSpec
+}
+
+// BuildError is a failure in the user's code (a compile error), shown to them verbatim.
+type BuildError struct{ Output string }
+
+func (e *BuildError) Error() string { return e.Output }
+
+// Function prepares a function. progress is told about slow steps (a Go compile).
+func (b *Builder) Function(ctx context.Context, f *apis.Function, progress func(string)) (Artifact, error) {
+	key := f.Metadata.Namespace + "/" + f.Metadata.Name
+	src, err := b.source(f.Spec.Source.Archive)
+	if err != nil {
+		return Artifact{}, err
+	}
+	env := []string{
+		"FLICK_FUNCTION=" + f.Metadata.Name,
+		"FLICK_NAMESPACE=" + f.Metadata.Namespace,
+	}
+	for _, e := range f.Spec.Env {
+		env = append(env, e.Name+"="+e.Value)
+	}
+	inst := runtime.InstanceSpec{Workload: key, Dir: src, Env: env}
+	switch f.Spec.Runtime {
+	case apis.RuntimePython, apis.RuntimeNode:
+		interp := b.tools.Python
+		if f.Spec.Runtime == apis.RuntimeNode {
+			interp = b.tools.Node
+		}
+		shim := b.tools.Shims[f.Spec.Runtime]
+		if interp == "" || shim == "" {
+			return Artifact{}, fmt.Errorf("the %s runtime is not available on this server (interpreter not found)", f.Spec.Runtime)
+		}
+		inst.Command = []string{interp, shim}
+		inst.Env = append(inst.Env, "FLICK_CODE_DIR="+src, "FLICK_HANDLER="+f.Spec.Handler, "PYTHONUNBUFFERED=1")
+	case apis.RuntimeBinary:
+		exe, err := binaryPath(src, f.Spec.Handler)
+		if err != nil {
+			return Artifact{}, err
+		}
+		inst.Command = []string{exe}
+	case apis.RuntimeGo:
+		bin, err := b.buildGo(ctx, f.Spec.Source.Archive, src, progress)
+		if err != nil {
+			return Artifact{}, err
+		}
+		inst.Command = []string{bin}
+	default:
+		return Artifact{}, fmt.Errorf("runtime %q is not supported", f.Spec.Runtime)
+	}
+	return Artifact{Version: version(inst), Instance: inst}, nil
+}
+
+// Service prepares a service's host command.
+func (b *Builder) Service(ctx context.Context, s *apis.Service) (Artifact, error) {
+	key := s.Metadata.Namespace + "/" + s.Metadata.Name
+	c := s.Spec.Template.Spec.Containers[0]
+	dir := c.WorkingDir
+	if c.Source != nil && c.Source.Archive != "" {
+		src, err := b.source(c.Source.Archive)
+		if err != nil {
+			return Artifact{}, err
+		}
+		switch {
+		case dir == "":
+			dir = src
+		case !filepath.IsAbs(dir):
+			dir = filepath.Join(src, dir)
+		}
+	}
+	env := []string{
+		// Knative's container contract.
+		"K_SERVICE=" + s.Metadata.Name,
+		"K_CONFIGURATION=" + s.Metadata.Name,
+		"K_REVISION=" + s.Metadata.Name,
+	}
+	for _, e := range c.Env {
+		env = append(env, e.Name+"="+e.Value)
+	}
+	inst := runtime.InstanceSpec{
+		Workload: key,
+		Command:  append(append([]string{}, c.Command...), c.Args...),
+		Dir:      dir,
+		Env:      env,
+	}
+	return Artifact{Version: version(inst), Instance: inst}, nil
+}
+
+// source unpacks an archive once into build/src/<hex> and returns the directory.
+func (b *Builder) source(digest string) (string, error) {
+	hexDigest := strings.TrimPrefix(digest, "sha256:")
+	dest := filepath.Join(b.dir, "src", hexDigest)
+	unlock := b.lock("src:" + hexDigest)
+	defer unlock()
+	if _, err := os.Stat(dest); err == nil {
+		return dest, nil
+	}
+	tmp := dest + ".tmp"
+	os.RemoveAll(tmp)
+	if err := b.archives.Unpack(digest, tmp); err != nil {
+		os.RemoveAll(tmp)
+		if errors.Is(err, os.ErrNotExist) {
+			return "", fmt.Errorf("source archive %s is not on this server: deploy again with the CLI", digest)
+		}
+		return "", fmt.Errorf("unpack source %s: %w", digest, err)
+	}
+	if err := os.Rename(tmp, dest); err != nil {
+		return "", fmt.Errorf("unpack source %s: %w", digest, err)
+	}
+	return dest, nil
+}
+
+func (b *Builder) lock(key string) func() {
+	b.mu.Lock()
+	l, ok := b.locks[key]
+	if !ok {
+		l = &sync.Mutex{}
+		b.locks[key] = l
+	}
+	b.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+// binaryPath finds the executable of a binary function: the handler path, or the only
+// regular file in the source.
+func binaryPath(src, handler string) (string, error) {
+	if handler == "" {
+		entries, err := os.ReadDir(src)
+		if err != nil {
+			return "", fmt.Errorf("read source: %w", err)
+		}
+		var files []string
+		for _, e := range entries {
+			if e.Type().IsRegular() {
+				files = append(files, e.Name())
+			}
+		}
+		if len(files) != 1 {
+			return "", &apis.FieldError{Field: "spec.handler", Message: fmt.Sprintf("name the executable: the source has %d files at its top level", len(files))}
+		}
+		handler = files[0]
+	}
+	p := filepath.Join(src, filepath.Clean("/"+handler))
+	fi, err := os.Stat(p)
+	if err != nil {
+		return "", &apis.FieldError{Field: "spec.handler", Message: fmt.Sprintf("%q is not in the source", handler)}
+	}
+	if !fi.Mode().IsRegular() || fi.Mode()&0o111 == 0 {
+		return "", &apis.FieldError{Field: "spec.handler", Message: fmt.Sprintf("%q is not an executable file", handler)}
+	}
+	return p, nil
+}
+
+// version hashes everything that decides what an instance runs.
+func version(inst runtime.InstanceSpec) string {
+	h := sha256.New()
+	for _, part := range [][]string{inst.Command, {inst.Dir}, inst.Env} {
+		for _, s := range part {
+			h.Write([]byte(s))
+			h.Write([]byte{0})
+		}
+		h.Write([]byte{1})
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}

@@ -1,0 +1,112 @@
+package cli
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/flickdev/flick/pkg/apis"
+)
+
+func newFnCmd(o *options) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "fn",
+		Aliases: []string{"function"},
+		Short:   "Work with functions",
+	}
+	cmd.AddCommand(newFnDeployCmd(o))
+	return cmd
+}
+
+func newFnDeployCmd(o *options) *cobra.Command {
+	var (
+		spec      apis.FunctionSpec
+		code      string
+		env       []string
+		timeout   time.Duration
+		window    time.Duration
+		noWait    bool
+		waitLimit time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "deploy NAME --runtime R --code PATH",
+		Short: "Upload code and create or update a function, then wait until it is ready",
+		Example: `  flick fn deploy hello --runtime python --code ./hello.py --handler hello.handle
+  flick fn deploy api --runtime go --code ./api --concurrency 10 --max-scale 5`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if code == "" {
+				return fmt.Errorf("--code is required: the directory, archive or file with the function's code")
+			}
+			for _, kv := range env {
+				k, v, ok := strings.Cut(kv, "=")
+				if !ok {
+					return fmt.Errorf("--env %q: use KEY=VALUE", kv)
+				}
+				spec.Env = append(spec.Env, apis.EnvVar{Name: k, Value: v})
+			}
+			if timeout > 0 {
+				if timeout < time.Second || timeout%time.Second != 0 {
+					return fmt.Errorf("--timeout %s: use whole seconds, at least 1s", timeout)
+				}
+				spec.TimeoutSeconds = int(timeout / time.Second)
+			}
+			spec.Scale.Window = apis.Duration{Duration: window}
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			digest, err := uploadPath(cmd.Context(), c, code)
+			if err != nil {
+				return fmt.Errorf("--code %s: %w", code, err)
+			}
+			spec.Source = &apis.Source{Path: code, Archive: digest}
+			fn := &apis.Function{
+				TypeMeta: apis.TypeMeta{APIVersion: "flick.dev/v1", Kind: "Function"},
+				Metadata: apis.ObjectMeta{Name: args[0], Namespace: o.namespace},
+				Spec:     spec,
+			}
+			res, err := apis.Encode(fn)
+			if err != nil {
+				return err
+			}
+			stored, warns, created, err := c.Apply(cmd.Context(), res)
+			if err != nil {
+				return err
+			}
+			for _, w := range warns {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w)
+			}
+			out := cmd.OutOrStdout()
+			verb := "updated"
+			if created {
+				verb = "created"
+			}
+			fmt.Fprintf(out, "function/%s %s\n", stored.Metadata.Name, verb)
+			if noWait {
+				return nil
+			}
+			st, err := waitReady(cmd.Context(), c, stored, waitLimit, out)
+			if err != nil {
+				return fmt.Errorf("function %s is not ready: %w", stored.Metadata.Name, err)
+			}
+			fmt.Fprintf(out, "function/%s ready: %s\n", stored.Metadata.Name, st.URL)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&spec.Runtime, "runtime", "", "go, python, node or binary")
+	f.StringVar(&code, "code", "", "directory, .zip/.tar.gz archive or single file with the code")
+	f.StringVar(&spec.Handler, "handler", "", "entry point: python module.function, node file[:export], binary executable path")
+	f.StringArrayVar(&env, "env", nil, "environment variable KEY=VALUE (repeatable)")
+	f.IntVar(&spec.Scale.Min, "min-scale", 0, "instances kept even when idle")
+	f.IntVar(&spec.Scale.Max, "max-scale", 0, "most instances (0: no limit)")
+	f.IntVar(&spec.ContainerConcurrency, "concurrency", 0, "requests one instance serves at once (0: unlimited)")
+	f.DurationVar(&timeout, "timeout", 0, "request timeout (default 60s)")
+	f.DurationVar(&window, "window", 0, "idle time before scaling to zero (default 60s)")
+	f.BoolVar(&noWait, "no-wait", false, "return once the function is stored, without waiting for it to be ready")
+	f.DurationVar(&waitLimit, "wait-timeout", 5*time.Minute, "how long to wait for the function to be ready")
+	return cmd
+}

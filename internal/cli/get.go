@@ -1,0 +1,166 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
+
+	"github.com/flickdev/flick/pkg/apis"
+)
+
+func lookupKind(name string) (apis.KindInfo, error) {
+	k, ok := apis.LookupKind(name)
+	if !ok {
+		var names []string
+		for _, k := range apis.Kinds() {
+			names = append(names, k.Plural)
+		}
+		return k, fmt.Errorf("unknown kind %q (known: %s)", name, strings.Join(names, ", "))
+	}
+	return k, nil
+}
+
+func newGetCmd(o *options) *cobra.Command {
+	var output string
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "get KIND [NAME]",
+		Short: "Show functions or services (a table, or -o json|yaml)",
+		Example: `  flick get functions
+  flick get fn hello -o yaml
+  flick get ksvc -A`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			k, err := lookupKind(args[0])
+			if err != nil {
+				return err
+			}
+			switch output {
+			case "table", "json", "yaml":
+			default:
+				return fmt.Errorf("-o %q: use table, json or yaml", output)
+			}
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			var items []*apis.Resource
+			single := len(args) == 2
+			if single {
+				r, err := c.Get(cmd.Context(), k, o.namespace, args[1])
+				if err != nil {
+					return err
+				}
+				items = []*apis.Resource{r}
+			} else {
+				ns := o.namespace
+				if all {
+					ns = ""
+				}
+				if items, err = c.List(cmd.Context(), k, ns); err != nil {
+					return err
+				}
+			}
+			out := cmd.OutOrStdout()
+			switch output {
+			case "json":
+				var v any = items
+				if single {
+					v = items[0]
+				} else {
+					v = map[string]any{"apiVersion": k.APIVersion(), "kind": k.Kind + "List", "items": items}
+				}
+				b, _ := json.MarshalIndent(v, "", "  ")
+				fmt.Fprintln(out, string(b))
+			case "yaml":
+				for i, r := range items {
+					if i > 0 {
+						fmt.Fprintln(out, "---")
+					}
+					b, err := yaml.Marshal(r)
+					if err != nil {
+						return err
+					}
+					out.Write(b)
+				}
+			default:
+				if len(items) == 0 {
+					fmt.Fprintf(cmd.ErrOrStderr(), "no %s found\n", k.Plural)
+					return nil
+				}
+				printTable(out, items, all)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "table, json or yaml")
+	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "list every namespace")
+	return cmd
+}
+
+func printTable(out io.Writer, items []*apis.Resource, withNS bool) {
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	if withNS {
+		fmt.Fprint(tw, "NAMESPACE\t")
+	}
+	fmt.Fprintln(tw, "NAME\tREADY\tREASON\tINSTANCES\tURL\tAGE")
+	for _, r := range items {
+		var st apis.WorkloadStatus
+		_ = json.Unmarshal(r.Status, &st)
+		ready, reason := "Unknown", ""
+		if c := apis.FindCondition(st.Conditions, apis.ConditionReady); c != nil {
+			ready, reason = c.Status, c.Reason
+		}
+		age := ""
+		if t := r.Metadata.CreationTimestamp; t != nil {
+			age = shortDuration(time.Since(*t))
+		}
+		if withNS {
+			fmt.Fprintf(tw, "%s\t", r.Metadata.Namespace)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", r.Metadata.Name, ready, reason, st.Replicas, st.URL, age)
+	}
+	tw.Flush()
+}
+
+func shortDuration(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
+
+func newDeleteCmd(o *options) *cobra.Command {
+	return &cobra.Command{
+		Use:     "delete KIND NAME",
+		Short:   "Delete a function or service (its instances stop)",
+		Example: "  flick delete fn hello",
+		Args:    cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			k, err := lookupKind(args[0])
+			if err != nil {
+				return err
+			}
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			if err := c.Delete(cmd.Context(), k, o.namespace, args[1]); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s/%s deleted\n", strings.ToLower(k.Kind), args[1])
+			return nil
+		},
+	}
+}

@@ -1,0 +1,149 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/flickdev/flick/pkg/apis"
+	"github.com/flickdev/flick/pkg/client"
+)
+
+func newInvokeCmd(o *options) *cobra.Command {
+	var (
+		data    string
+		method  string
+		headers []string
+		path    string
+		verbose bool
+	)
+	cmd := &cobra.Command{
+		Use:   "invoke NAME",
+		Short: "Call a function or service and print its answer",
+		Example: `  flick invoke hello
+  flick invoke hello -d '{"name":"Ada"}' -H 'Content-Type: application/json'
+  flick invoke hello -d @payload.json -X PUT --path /items/1`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			var body io.Reader
+			if data != "" {
+				if file, ok := strings.CutPrefix(data, "@"); ok {
+					b, err := os.ReadFile(file)
+					if err != nil {
+						return fmt.Errorf("-d @%s: %w", file, err)
+					}
+					body = bytes.NewReader(b)
+				} else {
+					body = strings.NewReader(data)
+				}
+				if method == "" {
+					method = http.MethodPost
+				}
+			}
+			if method == "" {
+				method = http.MethodGet
+			}
+			h := http.Header{}
+			for _, kv := range headers {
+				k, v, ok := strings.Cut(kv, ":")
+				if !ok {
+					return fmt.Errorf("-H %q: use 'Name: value'", kv)
+				}
+				h.Add(strings.TrimSpace(k), strings.TrimSpace(v))
+			}
+			k, err := workloadKind(cmd.Context(), c, o.namespace, args[0])
+			if err != nil {
+				return err
+			}
+			start := time.Now()
+			resp, err := c.Invoke(cmd.Context(), k, o.namespace, args[0], method, path, h, body)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			if verbose {
+				fmt.Fprintf(cmd.ErrOrStderr(), "%s (%s)\n", resp.Status, time.Since(start).Round(time.Millisecond))
+				for k, vs := range resp.Header {
+					for _, v := range vs {
+						fmt.Fprintf(cmd.ErrOrStderr(), "%s: %s\n", k, v)
+					}
+				}
+			}
+			out := cmd.OutOrStdout()
+			if resp.StatusCode >= 400 {
+				out = cmd.ErrOrStderr()
+			}
+			if _, err := io.Copy(out, resp.Body); err != nil {
+				return err
+			}
+			if resp.StatusCode >= 400 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "\n%s answered %s\n", args[0], resp.Status)
+				return &exitError{code: 1}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&data, "data", "d", "", "request body, or @FILE to read it from a file (implies POST)")
+	f.StringVarP(&method, "request", "X", "", "HTTP method")
+	f.StringArrayVarP(&headers, "header", "H", nil, "request header 'Name: value' (repeatable)")
+	f.StringVar(&path, "path", "/", "request path")
+	f.BoolVarP(&verbose, "verbose", "v", false, "print the status and headers to stderr")
+	return cmd
+}
+
+// workloadKind finds whether NAME is a function or a service.
+func workloadKind(ctx context.Context, c *client.Client, ns, name string) (apis.KindInfo, error) {
+	for _, k := range apis.Kinds() {
+		_, err := c.Get(ctx, k, ns, name)
+		if err == nil {
+			return k, nil
+		}
+		if !client.IsNotFound(err) {
+			return k, err
+		}
+	}
+	return apis.KindInfo{}, fmt.Errorf("no function or service %q in namespace %q", name, ns)
+}
+
+func newLogsCmd(o *options) *cobra.Command {
+	var opts client.LogOptions
+	cmd := &cobra.Command{
+		Use:   "logs NAME",
+		Short: "Print a function's or service's logs (every instance, with timestamps)",
+		Example: `  flick logs hello
+  flick logs hello -f --since 5m`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if opts.Since != "" {
+				if _, err := time.ParseDuration(opts.Since); err != nil {
+					return fmt.Errorf("--since %q: use a duration such as 10m or 1h", opts.Since)
+				}
+			}
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			k, err := workloadKind(cmd.Context(), c, o.namespace, args[0])
+			if err != nil {
+				return err
+			}
+			return c.Logs(cmd.Context(), k, o.namespace, args[0], opts, cmd.OutOrStdout())
+		},
+	}
+	cmd.Flags().BoolVarP(&opts.Follow, "follow", "f", false, "keep printing new lines")
+	cmd.Flags().StringVar(&opts.Since, "since", "", "only lines newer than this duration (e.g. 10m)")
+	cmd.Flags().IntVar(&opts.Tail, "tail", 0, "only the last N lines")
+	return cmd
+}

@@ -1,0 +1,119 @@
+// Package cli is the flick command line: `flick server` runs the platform, every other
+// command talks to its REST API through pkg/client.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/flickdev/flick/pkg/client"
+)
+
+// Version is set at build time with -ldflags "-X github.com/flickdev/flick/internal/cli.Version=...".
+var Version = "dev"
+
+// options are the flags every client command shares.
+type options struct {
+	api       string
+	token     string
+	dataDir   string
+	namespace string
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func defaultDataDir() string {
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".flick")
+	}
+	return ".flick"
+}
+
+// client builds an API client, reading the token from the data dir when none is given.
+func (o *options) client() (*client.Client, error) {
+	token := o.token
+	if token == "" {
+		b, err := os.ReadFile(filepath.Join(o.dataDir, "token"))
+		if err != nil {
+			return nil, fmt.Errorf("no API token: pass --token, set FLICK_TOKEN, or point --data-dir at the server's data dir (%v)", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	return client.New(o.api, token), nil
+}
+
+// NewRoot returns the flick command tree.
+func NewRoot() *cobra.Command {
+	o := &options{}
+	root := &cobra.Command{
+		Use:           "flick",
+		Short:         "Flick runs functions and services that scale with demand, down to zero",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&o.api, "api", envOr("FLICK_API", "http://127.0.0.1:8081"), "Flick API address (env FLICK_API)")
+	pf.StringVar(&o.token, "token", os.Getenv("FLICK_TOKEN"), "API bearer token (env FLICK_TOKEN; default: read from the data dir)")
+	pf.StringVar(&o.dataDir, "data-dir", envOr("FLICK_DATA_DIR", defaultDataDir()), "data dir of the server (env FLICK_DATA_DIR)")
+	pf.StringVarP(&o.namespace, "namespace", "n", "default", "namespace")
+
+	root.AddCommand(
+		newServerCmd(o),
+		newApplyCmd(o),
+		newGetCmd(o),
+		newDeleteCmd(o),
+		newFnCmd(o),
+		newInvokeCmd(o),
+		newLogsCmd(o),
+		newVersionCmd(o),
+	)
+	return root
+}
+
+// Main runs the CLI and returns the process exit status.
+func Main(ctx context.Context, args []string) int {
+	root := NewRoot()
+	root.SetArgs(args)
+	if err := root.ExecuteContext(ctx); err != nil {
+		var ee *exitError
+		if errors.As(err, &ee) {
+			return ee.code
+		}
+		fmt.Fprintln(os.Stderr, "error: "+err.Error())
+		return 1
+	}
+	return 0
+}
+
+// exitError ends the command with a status and no further message (it was printed).
+type exitError struct{ code int }
+
+func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+func newVersionCmd(o *options) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the client's version (and the server's, when it answers)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintf(cmd.OutOrStdout(), "client: %s\n", Version)
+			if c, err := o.client(); err == nil {
+				if v, err := c.ServerVersion(cmd.Context()); err == nil {
+					fmt.Fprintf(cmd.OutOrStdout(), "server: %s\n", v)
+				}
+			}
+			return nil
+		},
+	}
+}

@@ -1,0 +1,48 @@
+package cli
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/flickdev/flick/internal/server"
+)
+
+func newServerCmd(o *options) *cobra.Command {
+	cfg := server.Config{}
+	var logLevel string
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the embedded platform: API, data plane and instances on this machine",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level: %w", err)
+			}
+			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			cfg.DataDir = o.dataDir
+			cfg.Version = Version
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
+			defer stop()
+			return server.Run(ctx, cfg, log)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "data plane address")
+	f.StringVar(&cfg.APIListen, "api-listen", "127.0.0.1:8081", "REST API address")
+	f.StringVar(&cfg.Domain, "domain", "localhost", "domain of workload hosts: {name}.{namespace}.{domain}")
+	f.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", 32<<20, "largest request body the data plane accepts (413 above)")
+	f.Int64Var(&cfg.MaxArchiveBytes, "max-archive-bytes", 256<<20, "largest source upload the API accepts")
+	f.DurationVar(&cfg.DrainTimeout, "drain-timeout", 30*time.Second, "how long shutdown waits for in-flight requests")
+	f.StringVar(&cfg.Python, "python", "", "Python interpreter for python functions (default: the real python3 behind any shim)")
+	f.StringVar(&cfg.Node, "node", "", "Node.js for node functions (default: node on PATH)")
+	f.StringVar(&cfg.Go, "go", "", "go command that builds Go functions (default: go on PATH)")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}

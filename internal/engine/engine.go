@@ -1,0 +1,224 @@
+// Package engine keeps each workload's instances: it hands requests an instance with room
+// (the breaker that enforces containerConcurrency), holds requests while instances start (the
+// activator's buffer), asks the autoscaler how many instances to keep, and starts and stops
+// them through a runtime driver. It never imports Kubernetes packages or any driver.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/flickdev/flick/internal/runtime"
+	"github.com/flickdev/flick/pkg/apis"
+)
+
+// Errors the router turns into status codes.
+var (
+	ErrNotFound  = errors.New("no such function or service")
+	ErrQueueFull = errors.New("too many requests waiting for an instance")
+)
+
+// Unavailable is a workload whose instances fail: it carries the last exit reason.
+type Unavailable struct {
+	Workload string
+	Reason   string
+}
+
+func (e *Unavailable) Error() string {
+	return fmt.Sprintf("%s has no running instance: %s", e.Workload, e.Reason)
+}
+
+// WorkloadSpec is what the reconciler hands the engine for one function or service.
+type WorkloadSpec struct {
+	Key string // namespace/name
+	// Version identifies the code and configuration instances run; when it changes, running
+	// instances finish their requests and are replaced.
+	Version  string
+	Config   apis.WorkloadConfig
+	Instance runtime.InstanceSpec
+}
+
+// Options tune the engine.
+type Options struct {
+	// MaxQueue bounds the requests waiting for capacity per workload.
+	MaxQueue int
+	// StopGrace is how long an instance has to exit after SIGTERM.
+	StopGrace time.Duration
+	// StartTimeout bounds how long an instance may take to become ready.
+	StartTimeout time.Duration
+	// Tick is how often scale decisions are revisited.
+	Tick time.Duration
+}
+
+func (o *Options) defaults() {
+	if o.MaxQueue == 0 {
+		o.MaxQueue = 1000
+	}
+	if o.StopGrace == 0 {
+		o.StopGrace = 10 * time.Second
+	}
+	if o.StartTimeout == 0 {
+		o.StartTimeout = 60 * time.Second
+	}
+	if o.Tick == 0 {
+		o.Tick = 50 * time.Millisecond
+	}
+}
+
+// Engine owns every workload's instances.
+type Engine struct {
+	driver   runtime.Driver
+	log      *slog.Logger
+	opts     Options
+	onChange func(key string)
+
+	mu        sync.RWMutex
+	workloads map[string]*Workload
+	closed    bool
+	stops     sync.WaitGroup // instance stops in flight
+}
+
+// New returns an engine; onChange is called (without locks held) whenever a workload's
+// instances change, so its status can be written.
+func New(driver runtime.Driver, log *slog.Logger, opts Options, onChange func(key string)) *Engine {
+	opts.defaults()
+	if onChange == nil {
+		onChange = func(string) {}
+	}
+	return &Engine{driver: driver, log: log, opts: opts, onChange: onChange, workloads: map[string]*Workload{}}
+}
+
+// Run revisits scale decisions until ctx ends: idle workloads go down to their minimum,
+// crashed ones are restarted after their backoff.
+func (e *Engine) Run(ctx context.Context) {
+	t := time.NewTicker(e.opts.Tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			e.mu.RLock()
+			ws := make([]*Workload, 0, len(e.workloads))
+			for _, w := range e.workloads {
+				ws = append(ws, w)
+			}
+			e.mu.RUnlock()
+			for _, w := range ws {
+				w.mu.Lock()
+				w.scaleLocked(now)
+				w.mu.Unlock()
+			}
+		}
+	}
+}
+
+// Upsert adds a workload or changes its spec.
+func (e *Engine) Upsert(spec WorkloadSpec) {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return
+	}
+	w, ok := e.workloads[spec.Key]
+	if !ok {
+		w = &Workload{e: e, key: spec.Key, spec: spec, changed: make(chan struct{}), lastActive: time.Now()}
+		e.workloads[spec.Key] = w
+	}
+	e.mu.Unlock()
+
+	w.mu.Lock()
+	if ok && w.spec.Version != spec.Version {
+		// New code: drain the old instances and forget the old crash history.
+		for _, in := range w.instances {
+			w.retireLocked(in)
+		}
+		w.instances = nil
+		w.crashes, w.retryAt, w.lastExit = 0, time.Time{}, nil
+	}
+	w.spec = spec
+	w.scaleLocked(time.Now())
+	w.notifyLocked()
+	w.mu.Unlock()
+	e.onChange(spec.Key)
+}
+
+// Remove stops a workload's instances and forgets it.
+func (e *Engine) Remove(key string) {
+	e.mu.Lock()
+	w, ok := e.workloads[key]
+	delete(e.workloads, key)
+	e.mu.Unlock()
+	if !ok {
+		return
+	}
+	w.mu.Lock()
+	w.removed = true
+	for _, in := range w.instances {
+		w.retireLocked(in)
+	}
+	w.instances = nil
+	w.notifyLocked()
+	w.mu.Unlock()
+}
+
+// Get returns the workload, or nil.
+func (e *Engine) Get(key string) *Workload {
+	e.mu.RLock()
+	w := e.workloads[key]
+	e.mu.RUnlock()
+	return w
+}
+
+// Shutdown stops every instance, each with its grace period, and waits for them.
+func (e *Engine) Shutdown(ctx context.Context) {
+	e.mu.Lock()
+	e.closed = true
+	keys := make([]string, 0, len(e.workloads))
+	for k := range e.workloads {
+		keys = append(keys, k)
+	}
+	e.mu.Unlock()
+	for _, k := range keys {
+		e.Remove(k)
+	}
+	done := make(chan struct{})
+	go func() { e.stops.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// Status is a snapshot of a workload's instances.
+type Status struct {
+	Ready     int
+	Desired   int
+	Instances []apis.InstanceStatus
+	LastExit  *apis.ExitStatus
+}
+
+// Status returns the workload's current state.
+func (e *Engine) Status(key string) (Status, bool) {
+	w := e.Get(key)
+	if w == nil {
+		return Status{}, false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	st := Status{Ready: len(w.instances), Desired: w.desired}
+	for _, in := range w.instances {
+		st.Instances = append(st.Instances, apis.InstanceStatus{
+			ID: in.rt.ID, PID: in.rt.PID, Address: in.rt.Addr, Ready: true, Started: in.rt.Started.UTC(),
+		})
+	}
+	if w.lastExit != nil {
+		x := *w.lastExit
+		st.LastExit = &x
+	}
+	return st, true
+}

@@ -1,0 +1,308 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/flickdev/flick/internal/autoscaler"
+	"github.com/flickdev/flick/internal/runtime"
+	"github.com/flickdev/flick/pkg/apis"
+)
+
+// Workload is one function's or service's set of instances and the requests waiting for them.
+type Workload struct {
+	e   *Engine
+	key string
+
+	mu        sync.Mutex
+	spec      WorkloadSpec
+	instances []*instance // ready and serving the current version
+	starting  int
+	desired   int
+	inflight  int
+	waiting   int
+	// changed is closed (and replaced) whenever capacity may have appeared or a start failed;
+	// waiting requests select on it alongside their deadline.
+	changed    chan struct{}
+	lastActive time.Time
+	// Crash bookkeeping: a failing workload is retried with exponential backoff, and requests
+	// arriving meanwhile fail at once with the last reason instead of waiting for nothing.
+	startFailures uint64
+	lastStartErr  error
+	crashes       int
+	retryAt       time.Time
+	lastExit      *apis.ExitStatus
+	removed       bool
+}
+
+type instance struct {
+	rt       *runtime.Instance
+	inflight int
+	retired  bool // no new requests; stopped when its last one ends
+	stopping bool // stopped on purpose: its exit is not a crash
+}
+
+// Lease is one request's hold on an instance. Release must be called exactly once.
+type Lease struct {
+	w    *Workload
+	inst *instance
+}
+
+// Addr is the instance's host:port.
+func (l *Lease) Addr() string { return l.inst.rt.Addr }
+
+// Instance is the instance serving the request.
+func (l *Lease) Instance() *runtime.Instance { return l.inst.rt }
+
+// Release gives the instance's slot back.
+func (l *Lease) Release() {
+	w := l.w
+	w.mu.Lock()
+	l.inst.inflight--
+	w.inflight--
+	now := time.Now()
+	if w.inflight == 0 {
+		w.lastActive = now
+	}
+	if l.inst.retired && l.inst.inflight == 0 {
+		w.stopLocked(l.inst)
+	}
+	if w.waiting > 0 {
+		w.notifyLocked()
+	}
+	w.mu.Unlock()
+}
+
+// Config is the workload's current configuration.
+func (w *Workload) Config() apis.WorkloadConfig {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.spec.Config
+}
+
+// Acquire returns a lease on an instance with room, starting one and waiting for it when
+// there is none, until ctx ends.
+func (w *Workload) Acquire(ctx context.Context) (*Lease, error) {
+	w.mu.Lock()
+	failures := w.startFailures
+	queued := false
+	for {
+		if w.removed {
+			w.leaveLocked(queued)
+			w.mu.Unlock()
+			return nil, ErrNotFound
+		}
+		if in := w.pickLocked(); in != nil {
+			in.inflight++
+			w.inflight++
+			w.leaveLocked(queued)
+			w.mu.Unlock()
+			return &Lease{w: w, inst: in}, nil
+		}
+		now := time.Now()
+		if len(w.instances) == 0 && w.starting == 0 {
+			// Fail fast on a workload that just crashed, or whose start failed while we waited.
+			if w.startFailures != failures || (w.lastExit != nil && now.Before(w.retryAt)) {
+				reason := "instance failed"
+				if w.lastExit != nil {
+					reason = w.lastExit.Reason
+				}
+				w.leaveLocked(queued)
+				w.mu.Unlock()
+				return nil, &Unavailable{Workload: w.key, Reason: reason}
+			}
+		}
+		if !queued {
+			if w.waiting >= w.e.opts.MaxQueue {
+				w.mu.Unlock()
+				return nil, ErrQueueFull
+			}
+			w.waiting++
+			queued = true
+		}
+		w.scaleLocked(now)
+		ch := w.changed
+		w.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			w.mu.Lock()
+			w.leaveLocked(queued)
+			w.mu.Unlock()
+			return nil, ctx.Err()
+		}
+		w.mu.Lock()
+	}
+}
+
+func (w *Workload) leaveLocked(queued bool) {
+	if queued {
+		w.waiting--
+	}
+	w.lastActive = time.Now()
+}
+
+// pickLocked returns the least loaded instance with room, or nil.
+func (w *Workload) pickLocked() *instance {
+	cc := w.spec.Config.Concurrency
+	var best *instance
+	for _, in := range w.instances {
+		if cc > 0 && in.inflight >= cc {
+			continue
+		}
+		if best == nil || in.inflight < best.inflight {
+			best = in
+		}
+	}
+	return best
+}
+
+func (w *Workload) notifyLocked() {
+	close(w.changed)
+	w.changed = make(chan struct{})
+}
+
+// scaleLocked asks the autoscaler for the instance count and starts or stops instances.
+func (w *Workload) scaleLocked(now time.Time) {
+	if w.removed {
+		return
+	}
+	idle := time.Duration(0)
+	if w.inflight == 0 && w.waiting == 0 {
+		idle = now.Sub(w.lastActive)
+	}
+	cfg := w.spec.Config
+	w.desired = autoscaler.Desired(autoscaler.Input{
+		Ready: len(w.instances), Starting: w.starting,
+		InFlight: w.inflight, Queued: w.waiting,
+		Concurrency: cfg.Concurrency,
+		Min:         cfg.Scale.Min, Max: cfg.Scale.Max,
+		IdleFor: idle, Window: cfg.Scale.Window.Duration,
+	})
+	have := len(w.instances) + w.starting
+	if have < w.desired && !now.Before(w.retryAt) {
+		for i := have; i < w.desired; i++ {
+			w.starting++
+			go w.start(w.spec)
+		}
+		return
+	}
+	// Scale down only idle instances; busy ones finish first and are revisited next tick.
+	for len(w.instances) > w.desired {
+		i := w.idlestLocked()
+		if i < 0 || w.instances[i].inflight > 0 {
+			return
+		}
+		in := w.instances[i]
+		w.instances = append(w.instances[:i], w.instances[i+1:]...)
+		w.retireLocked(in)
+		go w.e.onChange(w.key)
+	}
+}
+
+func (w *Workload) idlestLocked() int {
+	best := -1
+	for i, in := range w.instances {
+		if best < 0 || in.inflight < w.instances[best].inflight {
+			best = i
+		}
+	}
+	return best
+}
+
+// retireLocked takes an instance out of rotation and stops it once its requests are done.
+func (w *Workload) retireLocked(in *instance) {
+	in.retired = true
+	if in.inflight == 0 {
+		w.stopLocked(in)
+	}
+}
+
+func (w *Workload) stopLocked(in *instance) {
+	if in.stopping {
+		return
+	}
+	in.stopping = true
+	w.e.stops.Add(1)
+	go func() {
+		defer w.e.stops.Done()
+		if err := w.e.driver.Stop(context.Background(), in.rt, w.e.opts.StopGrace); err != nil {
+			w.e.log.Warn("stop instance", "workload", w.key, "instance", in.rt.ID, "err", err)
+		}
+	}()
+}
+
+// start brings up one instance of spec and puts it into rotation.
+func (w *Workload) start(spec WorkloadSpec) {
+	ctx, cancel := context.WithTimeout(context.Background(), w.e.opts.StartTimeout)
+	defer cancel()
+	begin := time.Now()
+	rt, err := w.e.driver.Start(ctx, spec.Instance)
+
+	w.mu.Lock()
+	w.starting--
+	if err != nil {
+		w.e.log.Warn("instance failed to start", "workload", w.key, "err", err)
+		w.startFailures++
+		w.lastStartErr = err
+		w.recordCrashLocked("", err.Error())
+		w.notifyLocked()
+		w.mu.Unlock()
+		w.e.onChange(w.key)
+		return
+	}
+	in := &instance{rt: rt}
+	if w.removed || w.spec.Version != spec.Version {
+		in.retired = true
+		w.stopLocked(in)
+		w.mu.Unlock()
+		return
+	}
+	w.instances = append(w.instances, in)
+	w.notifyLocked()
+	w.mu.Unlock()
+	w.e.log.Debug("instance ready", "workload", w.key, "instance", rt.ID, "took", time.Since(begin))
+	w.e.onChange(w.key)
+	go w.watch(in)
+}
+
+// watch waits for an instance to exit and, when nobody asked it to, records a crash.
+func (w *Workload) watch(in *instance) {
+	<-in.rt.Done()
+	w.mu.Lock()
+	for i, x := range w.instances {
+		if x == in {
+			w.instances = append(w.instances[:i], w.instances[i+1:]...)
+			break
+		}
+	}
+	if !in.stopping {
+		w.e.log.Warn("instance exited", "workload", w.key, "instance", in.rt.ID, "reason", in.rt.ExitReason())
+		if time.Since(in.rt.Started) > time.Minute {
+			w.crashes = 0 // it ran well for a while: this is not a crash loop
+		}
+		w.recordCrashLocked(in.rt.ID, in.rt.ExitReason())
+	}
+	w.notifyLocked()
+	w.mu.Unlock()
+	w.e.onChange(w.key)
+}
+
+// recordCrashLocked notes an unexpected exit and schedules the retry with exponential backoff
+// (1 s, 2 s, 4 s ... up to 1 min), so a crash loop does not spin.
+func (w *Workload) recordCrashLocked(instanceID, reason string) {
+	now := time.Now()
+	w.lastExit = &apis.ExitStatus{Instance: instanceID, Reason: reason, Time: now.UTC()}
+	backoff := time.Second << min(w.crashes, 6)
+	w.crashes++
+	w.retryAt = now.Add(backoff)
+}
+
+// IsUnavailable reports whether err says the workload's instances are failing.
+func IsUnavailable(err error) (*Unavailable, bool) {
+	var u *Unavailable
+	ok := errors.As(err, &u)
+	return u, ok
+}

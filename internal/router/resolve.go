@@ -1,0 +1,40 @@
+package router
+
+import (
+	"net"
+	"strings"
+)
+
+// Target is where a request goes: a workload and the path it sees.
+type Target struct {
+	Key  string // namespace/name
+	Path string
+}
+
+// Resolve maps a request's host and path to a workload, Knative style by host
+// ({name}.{namespace}.{domain}) or OpenFaaS style by path (/function/{name}[.{namespace}]/...).
+// It is a pure function of its inputs.
+func Resolve(host, path, domain string) (Target, bool) {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	if sub, ok := strings.CutSuffix(host, "."+domain); ok {
+		name, ns, ok := strings.Cut(sub, ".")
+		if ok && name != "" && ns != "" && !strings.Contains(ns, ".") {
+			return Target{Key: ns + "/" + name, Path: path}, true
+		}
+	}
+	if rest, ok := strings.CutPrefix(path, "/function/"); ok {
+		id, sub, _ := strings.Cut(rest, "/")
+		name, ns, hasNS := strings.Cut(id, ".")
+		if !hasNS {
+			ns = "default"
+		}
+		if name == "" || ns == "" || strings.Contains(ns, ".") {
+			return Target{}, false
+		}
+		return Target{Key: ns + "/" + name, Path: "/" + sub}, true
+	}
+	return Target{}, false
+}

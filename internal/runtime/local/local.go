@@ -1,0 +1,282 @@
+// Package local is the default runtime driver: it runs each instance as a process on this
+// machine, listening on its own loopback port, with its output captured into the log store.
+// It records every process it starts in the data dir so that a later run can stop the ones a
+// crashed run left behind.
+package local
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/flickdev/flick/internal/logs"
+	"github.com/flickdev/flick/internal/runtime"
+)
+
+// Driver runs instances as local processes.
+type Driver struct {
+	stateDir string // one JSON file per live instance
+	logs     *logs.Store
+	log      *slog.Logger
+	baseEnv  []string
+}
+
+// New returns a driver keeping its records under stateDir.
+func New(stateDir string, logStore *logs.Store, log *slog.Logger) (*Driver, error) {
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("local driver: %w", err)
+	}
+	return &Driver{stateDir: stateDir, logs: logStore, log: log, baseEnv: baseEnv()}, nil
+}
+
+// baseEnv is the part of the server's environment an instance inherits: enough to find
+// interpreters and a home, nothing of the server's own configuration or secrets.
+func baseEnv() []string {
+	var env []string
+	for _, k := range []string{"PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "TMPDIR", "GOCACHE", "GOPATH", "GOMODCACHE"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
+}
+
+// record is what the driver remembers about a live process, to clean up after a crash.
+type record struct {
+	ID        string `json:"id"`
+	Workload  string `json:"workload"`
+	PID       int    `json:"pid"`
+	StartTick uint64 `json:"startTick"` // /proc/PID/stat start time: tells a reused PID apart
+}
+
+// Start runs one instance and waits until its port accepts connections.
+func (d *Driver) Start(ctx context.Context, spec runtime.InstanceSpec) (*runtime.Instance, error) {
+	if len(spec.Command) == 0 {
+		return nil, errors.New("start instance: empty command")
+	}
+	id := instanceID(spec.Workload)
+	port, err := freePort()
+	if err != nil {
+		return nil, fmt.Errorf("start instance %s: %w", id, err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+
+	stdout, err := d.logs.Writer(spec.Workload, id, "stdout")
+	if err != nil {
+		return nil, fmt.Errorf("start instance %s: %w", id, err)
+	}
+	stderr, err := d.logs.Writer(spec.Workload, id, "stderr")
+	if err != nil {
+		stdout.Close()
+		return nil, fmt.Errorf("start instance %s: %w", id, err)
+	}
+
+	cmd := exec.Command(spec.Command[0], spec.Command[1:]...)
+	cmd.Dir = spec.Dir
+	cmd.Env = append(append(append([]string{}, d.baseEnv...), spec.Env...), "PORT="+strconv.Itoa(port))
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	// Own process group so Stop reaches the instance's children too; Pdeathsig so a server
+	// killed with SIGKILL takes its instances with it (the record sweep covers the rest).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		stdout.Close()
+		stderr.Close()
+		return nil, fmt.Errorf("start instance of %s: %s: %w", spec.Workload, spec.Command[0], err)
+	}
+	inst := runtime.NewInstance(id, addr, cmd.Process.Pid, time.Now())
+	rec := record{ID: id, Workload: spec.Workload, PID: cmd.Process.Pid, StartTick: startTick(cmd.Process.Pid)}
+	if err := d.writeRecord(rec); err != nil {
+		d.log.Warn("cannot record instance; it may outlive a crash", "instance", id, "err", err)
+	}
+
+	go func() {
+		err := cmd.Wait()
+		stdout.Close()
+		stderr.Close()
+		os.Remove(d.recordPath(id))
+		reason := exitReason(cmd.ProcessState, err)
+		_ = d.logs.Append(spec.Workload, id, "flick", "instance exited: "+reason)
+		inst.MarkExited(reason)
+	}()
+
+	if err := waitReady(ctx, inst); err != nil {
+		_ = d.Stop(context.Background(), inst, 0)
+		return nil, d.startError(spec.Workload, inst, err)
+	}
+	return inst, nil
+}
+
+// startError explains an instance that never became ready, with its last output.
+func (d *Driver) startError(workload string, inst *runtime.Instance, err error) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "instance %s %v", inst.ID, err)
+	if tail, terr := d.logs.TailInstance(workload, inst.ID, 20); terr == nil {
+		var lines []string
+		for _, e := range tail {
+			if e.Stream != "flick" {
+				lines = append(lines, e.Line)
+			}
+		}
+		if len(lines) > 0 {
+			b.WriteString("; last output:\n")
+			b.WriteString(strings.Join(lines, "\n"))
+		}
+	}
+	return &StartError{Msg: b.String(), Err: err}
+}
+
+// StartError is an instance that failed before it was ready.
+type StartError struct {
+	Msg string
+	Err error
+}
+
+func (e *StartError) Error() string { return e.Msg }
+func (e *StartError) Unwrap() error { return e.Err }
+
+// waitReady polls the instance's port: cheap, and a connect succeeds the moment the
+// process listens. The interval starts at 1 ms so fast starters are not taxed.
+func waitReady(ctx context.Context, inst *runtime.Instance) error {
+	interval := time.Millisecond
+	for {
+		c, err := net.DialTimeout("tcp", inst.Addr, 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-inst.Done():
+			return fmt.Errorf("exited before it was ready (%s)", inst.ExitReason())
+		case <-ctx.Done():
+			return fmt.Errorf("was not ready in time: %w", ctx.Err())
+		case <-time.After(interval):
+		}
+		if interval < 20*time.Millisecond {
+			interval *= 2
+		}
+	}
+}
+
+// Stop sends SIGTERM to the instance's process group, waits up to grace, then SIGKILLs it.
+func (d *Driver) Stop(ctx context.Context, inst *runtime.Instance, grace time.Duration) error {
+	if inst.Exited() {
+		return nil
+	}
+	sig := syscall.SIGTERM
+	if grace <= 0 {
+		sig = syscall.SIGKILL
+	}
+	_ = syscall.Kill(-inst.PID, sig)
+	timer := time.NewTimer(grace)
+	defer timer.Stop()
+	select {
+	case <-inst.Done():
+		return nil
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	_ = syscall.Kill(-inst.PID, syscall.SIGKILL)
+	select {
+	case <-inst.Done():
+		return nil
+	case <-time.After(5 * time.Second):
+		return fmt.Errorf("stop instance %s: still running after SIGKILL", inst.ID)
+	}
+}
+
+// Sweep stops every process a previous run recorded and did not clean up (it crashed or was
+// killed), and returns how many it stopped.
+func (d *Driver) Sweep() int {
+	entries, err := os.ReadDir(d.stateDir)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, e := range entries {
+		path := filepath.Join(d.stateDir, e.Name())
+		var rec record
+		b, err := os.ReadFile(path)
+		if err == nil && json.Unmarshal(b, &rec) == nil && rec.PID > 0 && rec.StartTick != 0 && startTick(rec.PID) == rec.StartTick {
+			_ = syscall.Kill(-rec.PID, syscall.SIGKILL)
+			_ = syscall.Kill(rec.PID, syscall.SIGKILL)
+			d.log.Info("stopped instance left by a previous run", "instance", rec.ID, "workload", rec.Workload, "pid", rec.PID)
+			n++
+		}
+		os.Remove(path)
+	}
+	return n
+}
+
+func (d *Driver) recordPath(id string) string { return filepath.Join(d.stateDir, id+".json") }
+
+func (d *Driver) writeRecord(rec record) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(d.recordPath(rec.ID), b, 0o600)
+}
+
+// startTick reads field 22 of /proc/PID/stat (start time in clock ticks since boot); 0 if
+// the process is gone.
+func startTick(pid int) uint64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) may hold spaces; fields after the last ')' are plain.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	fields := strings.Fields(s[i+1:])
+	if len(fields) < 20 {
+		return 0
+	}
+	v, _ := strconv.ParseUint(fields[19], 10, 64)
+	return v
+}
+
+func exitReason(ps *os.ProcessState, err error) string {
+	if ps == nil {
+		if err != nil {
+			return err.Error()
+		}
+		return "unknown"
+	}
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return "killed by signal " + ws.Signal().String()
+	}
+	return ps.String()
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// instanceID is the workload's name plus a random suffix, like a pod name.
+func instanceID(workload string) string {
+	_, name, _ := strings.Cut(workload, "/")
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return name + "-" + hex.EncodeToString(b[:])
+}
+

@@ -1,0 +1,80 @@
+// Package runtime is the seam between the engine and whatever runs instances: a local process
+// sandbox, an OCI runtime or Kubernetes. A driver starts an instance from an InstanceSpec and
+// stops it; the engine decides how many. No Kubernetes types cross this seam.
+package runtime
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// InstanceSpec is everything a driver needs to start one instance of a workload.
+type InstanceSpec struct {
+	// Workload is "namespace/name", for logs and bookkeeping.
+	Workload string
+	// Command is the argv to run; the driver sets $PORT.
+	Command []string
+	Dir     string
+	// Env holds KEY=VALUE pairs on top of the driver's minimal base environment.
+	Env []string
+}
+
+// Driver starts and stops instances.
+type Driver interface {
+	// Start starts an instance and returns once it accepts connections on its address, or an
+	// error saying why it never did (with its exit reason and last log lines when it died).
+	Start(ctx context.Context, spec InstanceSpec) (*Instance, error)
+	// Stop asks the instance to stop, waits up to grace, then kills it. It returns when the
+	// instance is gone.
+	Stop(ctx context.Context, inst *Instance, grace time.Duration) error
+}
+
+// Instance is one running copy of a workload.
+type Instance struct {
+	ID      string
+	Addr    string // host:port the instance serves HTTP on
+	PID     int
+	Started time.Time
+
+	done     chan struct{}
+	exitOnce sync.Once
+	reason   string
+}
+
+// NewInstance is for drivers.
+func NewInstance(id, addr string, pid int, started time.Time) *Instance {
+	return &Instance{ID: id, Addr: addr, PID: pid, Started: started, done: make(chan struct{})}
+}
+
+// Done is closed when the instance has exited.
+func (i *Instance) Done() <-chan struct{} { return i.done }
+
+// ExitReason says why the instance exited ("exit status 1", "OOMKilled", "signal: killed");
+// empty until Done is closed.
+func (i *Instance) ExitReason() string {
+	select {
+	case <-i.done:
+		return i.reason
+	default:
+		return ""
+	}
+}
+
+// Exited reports whether the instance is gone.
+func (i *Instance) Exited() bool {
+	select {
+	case <-i.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// MarkExited is for drivers: it records the reason and closes Done, once.
+func (i *Instance) MarkExited(reason string) {
+	i.exitOnce.Do(func() {
+		i.reason = reason
+		close(i.done)
+	})
+}

@@ -1,0 +1,174 @@
+package apis
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Function runtimes.
+const (
+	RuntimeGo     = "go"
+	RuntimePython = "python"
+	RuntimeNode   = "node"
+	RuntimeBinary = "binary"
+)
+
+// Runtimes lists the runtimes a Function may name.
+var Runtimes = []string{RuntimeGo, RuntimePython, RuntimeNode, RuntimeBinary}
+
+// Defaults for functions.
+const (
+	DefaultTimeoutSeconds = 60
+	DefaultScaleWindow    = 60 * time.Second
+)
+
+// Function is code in a language runtime, run on demand and scaled to zero when idle.
+type Function struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta     `json:"metadata"`
+	Spec     FunctionSpec   `json:"spec"`
+	Status   WorkloadStatus `json:"status,omitzero"`
+}
+
+// FunctionSpec is what the user asks for.
+type FunctionSpec struct {
+	Runtime string  `json:"runtime"`
+	Source  *Source `json:"source,omitempty"`
+	// Handler names the entry point: Python "module.function" (default main.handle), Node
+	// "file[:export]" (default index.js), binary the executable's path in the source (default:
+	// the only file). Go functions use the package's Handle function and take no handler.
+	Handler              string   `json:"handler,omitempty"`
+	Env                  []EnvVar `json:"env,omitempty"`
+	TimeoutSeconds       int      `json:"timeoutSeconds,omitempty"`
+	ContainerConcurrency int      `json:"containerConcurrency"`
+	Scale                Scale    `json:"scale"`
+}
+
+// Scale bounds a workload's instance count.
+type Scale struct {
+	Min int `json:"min"`
+	// Max is the most instances; 0 means no limit.
+	Max int `json:"max"`
+	// Window is the idle time before the workload scales down to Min.
+	Window Duration `json:"window"`
+}
+
+// Source is a function's code: a directory or archive the CLI uploaded, kept by the server
+// under its digest so the function keeps working when the original path is gone.
+type Source struct {
+	// Path is where the code came from, relative to the manifest (informational).
+	Path string `json:"path,omitempty"`
+	// Archive is the digest of the uploaded tar.gz ("sha256:...").
+	Archive string `json:"archive,omitempty"`
+}
+
+// UnmarshalJSON accepts the shorthand `source: ./dir` as well as the full object.
+func (s *Source) UnmarshalJSON(b []byte) error {
+	var path string
+	if err := json.Unmarshal(b, &path); err == nil {
+		*s = Source{Path: path}
+		return nil
+	}
+	type plain Source
+	return json.Unmarshal(b, (*plain)(s))
+}
+
+// WorkloadStatus is the observed state of a Function or Service.
+type WorkloadStatus struct {
+	ObservedGeneration int64       `json:"observedGeneration,omitempty"`
+	Conditions         []Condition `json:"conditions,omitempty"`
+	URL                string      `json:"url,omitempty"`
+	// Artifact identifies what instances run: the build of the source (for Go, the binary's
+	// cache key), so a status reader can tell which code is live.
+	Artifact  string           `json:"artifact,omitempty"`
+	Replicas  int              `json:"replicas"`
+	Desired   int              `json:"desiredReplicas"`
+	Instances []InstanceStatus `json:"instances,omitempty"`
+	LastExit  *ExitStatus      `json:"lastExit,omitempty"`
+}
+
+// InstanceStatus is one running instance.
+type InstanceStatus struct {
+	ID      string    `json:"id"`
+	PID     int       `json:"pid,omitempty"`
+	Address string    `json:"address"`
+	Ready   bool      `json:"ready"`
+	Started time.Time `json:"started"`
+}
+
+// ExitStatus records why an instance stopped unexpectedly.
+type ExitStatus struct {
+	Instance string    `json:"instance"`
+	Reason   string    `json:"reason"`
+	Time     time.Time `json:"time"`
+}
+
+// Default fills in every field the user left out, so stored objects show what is in force.
+func (f *Function) Default() {
+	if f.Metadata.Namespace == "" {
+		f.Metadata.Namespace = "default"
+	}
+	s := &f.Spec
+	if s.TimeoutSeconds == 0 {
+		s.TimeoutSeconds = DefaultTimeoutSeconds
+	}
+	if s.Scale.Window.Duration == 0 {
+		s.Scale.Window.Duration = DefaultScaleWindow
+	}
+	if s.Handler == "" {
+		switch s.Runtime {
+		case RuntimePython:
+			s.Handler = "main.handle"
+		case RuntimeNode:
+			s.Handler = "index.js"
+		}
+	}
+}
+
+// Validate checks the function and names every wrong field.
+func (f *Function) Validate() error {
+	var errs FieldErrors
+	validateMeta(&errs, &f.Metadata)
+	s := &f.Spec
+	switch s.Runtime {
+	case "":
+		errs.add("spec.runtime", "is required (one of go, python, node, binary)")
+	case RuntimeGo, RuntimePython, RuntimeNode, RuntimeBinary:
+	default:
+		errs.add("spec.runtime", "unknown runtime "+quote(s.Runtime)+" (one of go, python, node, binary)")
+	}
+	if s.Source == nil || (s.Source.Path == "" && s.Source.Archive == "") {
+		errs.add("spec.source", "is required: a directory or archive with the function's code")
+	} else if s.Source.Archive == "" {
+		errs.add("spec.source.archive", "is missing: deploy with the flick CLI, which uploads "+quote(s.Source.Path)+" and fills it in")
+	} else if !validDigest(s.Source.Archive) {
+		errs.add("spec.source.archive", "must be a digest of the form sha256:<64 hex digits>")
+	}
+	if s.Runtime == RuntimeGo && s.Handler != "" && s.Handler != "Handle" {
+		errs.add("spec.handler", "Go functions export func Handle(w http.ResponseWriter, r *http.Request); leave handler empty")
+	}
+	validateEnv(&errs, "spec.env", s.Env)
+	validateTimeout(&errs, "spec.timeoutSeconds", s.TimeoutSeconds)
+	if s.ContainerConcurrency < 0 {
+		errs.add("spec.containerConcurrency", "must be 0 (unlimited) or more")
+	}
+	validateScale(&errs, "spec.scale", s.Scale)
+	return errs.OrNil()
+}
+
+// Config is the engine's view of a function.
+func (f *Function) Config() WorkloadConfig {
+	return WorkloadConfig{
+		Timeout:     time.Duration(f.Spec.TimeoutSeconds) * time.Second,
+		Concurrency: f.Spec.ContainerConcurrency,
+		Scale:       f.Spec.Scale,
+	}
+}
+
+// WorkloadConfig is what the engine needs to know to route to and scale a workload, whatever
+// kind it came from.
+type WorkloadConfig struct {
+	Timeout     time.Duration
+	Concurrency int
+	Scale       Scale
+}

@@ -1,0 +1,103 @@
+package apis
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Groups Flick serves.
+const (
+	GroupFlick   = "flick.dev"
+	GroupServing = "serving.knative.dev"
+)
+
+// KindInfo describes one kind of resource: where the API serves it and what the CLI calls it.
+type KindInfo struct {
+	Kind     string
+	Plural   string
+	Singular string
+	Short    []string
+	// Groups lists every API group that serves the kind, in "group/version" form; the first
+	// is canonical. A Service written as Knative's serving.knative.dev/v1 is the same object
+	// as a flick.dev/v1 Service.
+	Groups []string
+}
+
+var kinds = []KindInfo{
+	{Kind: "Function", Plural: "functions", Singular: "function", Short: []string{"fn", "fns", "func"}, Groups: []string{"flick.dev/v1"}},
+	{Kind: "Service", Plural: "services", Singular: "service", Short: []string{"svc", "ksvc"}, Groups: []string{"flick.dev/v1", "serving.knative.dev/v1"}},
+}
+
+// Kinds returns every kind Flick knows.
+func Kinds() []KindInfo { return kinds }
+
+// LookupKind finds a kind by any name a user may type: kind, plural, singular or short name,
+// case-insensitively.
+func LookupKind(name string) (KindInfo, bool) {
+	n := strings.ToLower(name)
+	for _, k := range kinds {
+		if n == strings.ToLower(k.Kind) || n == k.Plural || n == k.Singular {
+			return k, true
+		}
+		for _, s := range k.Short {
+			if n == s {
+				return k, true
+			}
+		}
+	}
+	return KindInfo{}, false
+}
+
+// LookupAPI finds the kind served at /apis/{group}/{version}/.../{plural}.
+func LookupAPI(group, version, plural string) (KindInfo, bool) {
+	gv := group + "/" + version
+	for _, k := range kinds {
+		if k.Plural != plural {
+			continue
+		}
+		for _, g := range k.Groups {
+			if g == gv {
+				return k, true
+			}
+		}
+	}
+	return KindInfo{}, false
+}
+
+// LookupTypeMeta finds the kind an object's apiVersion and kind name.
+func LookupTypeMeta(tm TypeMeta) (KindInfo, error) {
+	if tm.Kind == "" {
+		return KindInfo{}, &FieldError{Field: "kind", Message: "is required"}
+	}
+	if tm.APIVersion == "" {
+		return KindInfo{}, &FieldError{Field: "apiVersion", Message: "is required"}
+	}
+	for _, k := range kinds {
+		if k.Kind != tm.Kind {
+			continue
+		}
+		for _, g := range k.Groups {
+			if g == tm.APIVersion {
+				return k, nil
+			}
+		}
+		return KindInfo{}, &FieldError{Field: "apiVersion", Message: fmt.Sprintf("%s is served as %s, not %q", k.Kind, strings.Join(k.Groups, " or "), tm.APIVersion)}
+	}
+	return KindInfo{}, &FieldError{Field: "kind", Message: fmt.Sprintf("unknown kind %q (known: %s)", tm.Kind, knownKinds())}
+}
+
+func knownKinds() string {
+	names := make([]string, len(kinds))
+	for i, k := range kinds {
+		names[i] = k.Kind
+	}
+	return strings.Join(names, ", ")
+}
+
+// APIVersion is the canonical group/version of the kind.
+func (k KindInfo) APIVersion() string { return k.Groups[0] }
+
+// Path is the REST collection path of the kind in a namespace.
+func (k KindInfo) Path(namespace string) string {
+	return "/apis/" + k.APIVersion() + "/namespaces/" + namespace + "/" + k.Plural
+}

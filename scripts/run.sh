@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Starts `flick server` in the foreground with every example deployed, and says what to curl.
+# Usage: scripts/run.sh BIN DATA_DIR LISTEN API_LISTEN
+set -euo pipefail
+bin=$1 data=$2 listen=$3 api=$4
+export FLICK_API="http://$api" FLICK_DATA_DIR="$data"
+
+"$bin" server --data-dir "$data" --listen "$listen" --api-listen "$api" &
+server=$!
+trap 'kill -TERM $server 2>/dev/null; wait $server' INT TERM EXIT
+
+for _ in $(seq 1 100); do
+  curl -fsS "http://$api/readyz" >/dev/null 2>&1 && break
+  kill -0 $server 2>/dev/null || { echo "flick server exited; see the lines above" >&2; exit 1; }
+  sleep 0.1
+done
+
+echo "Deploying examples/ (the first Go build takes a little while)..."
+"$bin" apply -f examples/ --wait
+
+port=${listen##*:}
+cat <<MSG
+
+Flick is running. Try:
+  curl http://127.0.0.1:$port/function/hello-python?name=you
+  curl -H 'Host: hello-go.default.localhost' http://127.0.0.1:$port/
+  curl http://hello-node.default.localhost:$port/      # *.localhost resolves to 127.0.0.1 on most systems
+  curl http://127.0.0.1:$port/function/hello-binary
+  curl -H 'Host: counter.default.localhost' http://127.0.0.1:$port/
+CLI (in another shell, same machine):
+  export FLICK_DATA_DIR=$data FLICK_API=http://$api
+  $bin get functions
+  $bin invoke hello-python -d 'hi'
+  $bin logs hello-python -f
+Press Ctrl-C to stop (instances stop with it).
+MSG
+wait $server
