@@ -29,4 +29,6 @@ func (es FieldErrors) OrNil() error {
 	return es
 }
 
-func (es *FieldErrors) add(field, msg string) { *es = append(*es, &FieldError{Field: field, Message: msg}) }
+func (es *FieldErrors) add(field, msg string) {
+	*es = append(*es, &FieldError{Field: field, Message: msg})
+}

@@ -279,4 +279,3 @@ func instanceID(workload string) string {
 	_, _ = rand.Read(b[:])
 	return name + "-" + hex.EncodeToString(b[:])
 }
-
