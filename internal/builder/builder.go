@@ -52,6 +52,8 @@ type Artifact struct {
 	// Version changes whenever what runs changes (code, command or env).
 	Version  string
 	Instance runtime.InstanceSpec
+	// Note says how it was prepared ("compiled with go1.26 in 1.2s"), for status.
+	Note string
 }
 
 // BuildError is a failure in the user's code (a compile error), shown to them verbatim.
@@ -93,11 +95,12 @@ func (b *Builder) Function(ctx context.Context, f *apis.Function, progress func(
 		}
 		inst.Command = []string{exe}
 	case apis.RuntimeGo:
-		bin, err := b.buildGo(ctx, f.Spec.Source.Archive, src, progress)
+		bin, note, err := b.buildGo(ctx, f.Spec.Source.Archive, src, progress)
 		if err != nil {
 			return Artifact{}, err
 		}
 		inst.Command = []string{bin}
+		return Artifact{Version: version(inst), Instance: inst, Note: note}, nil
 	default:
 		return Artifact{}, fmt.Errorf("runtime %q is not supported", f.Spec.Runtime)
 	}

@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strings"
 	"text/template"
+	"time"
 )
 
 // goMainVersion changes whenever the generated main does, so cached binaries are rebuilt.
@@ -59,24 +60,25 @@ var moduleLine = regexp.MustCompile(`(?m)^module\s+("?)([^"\s]+)`)
 
 // buildGo compiles a Go function package with a generated main, caching the binary by the
 // source digest and the toolchain version.
-func (b *Builder) buildGo(ctx context.Context, digest, src string, progress func(string)) (string, error) {
+func (b *Builder) buildGo(ctx context.Context, digest, src string, progress func(string)) (bin, note string, err error) {
 	if b.tools.Go == "" {
-		return "", fmt.Errorf("the go runtime is not available on this server (go command not found)")
+		return "", "", fmt.Errorf("the go runtime is not available on this server (go command not found)")
 	}
+	began := time.Now()
 	goVersion, err := b.goVersion(ctx)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	sum := sha256.Sum256([]byte(digest + "\x00" + goVersion + "\x00" + goMainVersion))
 	id := hex.EncodeToString(sum[:])[:24]
-	bin := filepath.Join(b.dir, "go", id, "function")
+	bin = filepath.Join(b.dir, "go", id, "function")
 	unlock := b.lock("go:" + id)
 	defer unlock()
 	if _, err := os.Stat(bin); err == nil {
-		return bin, nil
+		return bin, "using the cached build of this source (" + goVersion + ")", nil
 	}
 	if err := checkGoPackage(src); err != nil {
-		return "", err
+		return "", "", err
 	}
 	if progress != nil {
 		progress("compiling Go function with " + goVersion)
@@ -84,41 +86,41 @@ func (b *Builder) buildGo(ctx context.Context, digest, src string, progress func
 
 	work, err := os.MkdirTemp(b.dir, "gobuild-")
 	if err != nil {
-		return "", fmt.Errorf("build: %w", err)
+		return "", "", fmt.Errorf("build: %w", err)
 	}
 	defer os.RemoveAll(work)
 	fnDir := filepath.Join(work, "function")
 	if err := b.archives.Unpack(digest, fnDir); err != nil {
-		return "", fmt.Errorf("build: unpack source: %w", err)
+		return "", "", fmt.Errorf("build: unpack source: %w", err)
 	}
 	module := "flick.local/function"
 	if gomod, err := os.ReadFile(filepath.Join(fnDir, "go.mod")); err == nil {
 		m := moduleLine.FindSubmatch(gomod)
 		if m == nil {
-			return "", &BuildError{Output: "go.mod: no module line"}
+			return "", "", &BuildError{Output: "go.mod: no module line"}
 		}
 		module = string(m[2])
 	} else if err := os.WriteFile(filepath.Join(fnDir, "go.mod"), []byte("module "+module+"\n\ngo 1.22\n"), 0o644); err != nil {
-		return "", fmt.Errorf("build: %w", err)
+		return "", "", fmt.Errorf("build: %w", err)
 	}
 	mainDir := filepath.Join(work, "main")
 	if err := os.MkdirAll(mainDir, 0o755); err != nil {
-		return "", fmt.Errorf("build: %w", err)
+		return "", "", fmt.Errorf("build: %w", err)
 	}
 	var mainSrc bytes.Buffer
 	if err := goMain.Execute(&mainSrc, struct{ Module string }{module}); err != nil {
-		return "", err
+		return "", "", err
 	}
 	mainMod := fmt.Sprintf("module flick.local/main\n\ngo 1.22\n\nrequire %s v0.0.0\n\nreplace %s => ../function\n", module, module)
 	if err := os.WriteFile(filepath.Join(mainDir, "main.go"), mainSrc.Bytes(), 0o644); err != nil {
-		return "", fmt.Errorf("build: %w", err)
+		return "", "", fmt.Errorf("build: %w", err)
 	}
 	if err := os.WriteFile(filepath.Join(mainDir, "go.mod"), []byte(mainMod), 0o644); err != nil {
-		return "", fmt.Errorf("build: %w", err)
+		return "", "", fmt.Errorf("build: %w", err)
 	}
 
 	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
-		return "", fmt.Errorf("build: %w", err)
+		return "", "", fmt.Errorf("build: %w", err)
 	}
 	cmd := exec.CommandContext(ctx, b.tools.Go, "build", "-trimpath", "-o", bin+".tmp", ".")
 	cmd.Dir = mainDir
@@ -126,17 +128,17 @@ func (b *Builder) buildGo(ctx context.Context, digest, src string, progress func
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		if ctx.Err() != nil {
-			return "", fmt.Errorf("build: %w", ctx.Err())
+			return "", "", fmt.Errorf("build: %w", ctx.Err())
 		}
 		// Show paths as the user knows them, not our scratch dir.
 		msg := strings.ReplaceAll(string(out), fnDir+string(filepath.Separator), "")
 		msg = strings.ReplaceAll(msg, "../function/", "")
-		return "", &BuildError{Output: strings.TrimSpace(msg)}
+		return "", "", &BuildError{Output: strings.TrimSpace(msg)}
 	}
 	if err := os.Rename(bin+".tmp", bin); err != nil {
-		return "", fmt.Errorf("build: %w", err)
+		return "", "", fmt.Errorf("build: %w", err)
 	}
-	return bin, nil
+	return bin, fmt.Sprintf("compiled with %s in %s", goVersion, time.Since(began).Round(10*time.Millisecond)), nil
 }
 
 func (b *Builder) goVersion(ctx context.Context) (string, error) {

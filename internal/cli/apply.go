@@ -238,6 +238,9 @@ func waitReady(ctx context.Context, c *client.Client, r *apis.Resource, timeout 
 		}
 		switch ready.Status {
 		case apis.ConditionTrue:
+			if ready.Message != "" && ready.Message != lastMsg {
+				fmt.Fprintf(out, "%s/%s: %s\n", strings.ToLower(r.Kind), r.Metadata.Name, ready.Message)
+			}
 			return true, nil
 		case apis.ConditionFalse:
 			result = fmt.Errorf("%s:\n%s", ready.Reason, ready.Message)

@@ -191,7 +191,7 @@ func (r *Reconciler) prepare(ctx context.Context, key string, res *apis.Resource
 	w.artifact = art.Version
 	w.observed = w.generation
 	w.deployed = true
-	w.conditions = apis.SetCondition(w.conditions, apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionTrue, Reason: "Deployed"}, now)
+	w.conditions = apis.SetCondition(w.conditions, apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionTrue, Reason: "Deployed", Message: art.Note}, now)
 	r.MarkChanged(key)
 	spec := engine.WorkloadSpec{Key: key, Version: art.Version, Config: obj.Config(), Instance: art.Instance}
 	r.engine.Upsert(spec)

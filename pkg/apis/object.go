@@ -177,8 +177,14 @@ func jsonFields(typ reflect.Type) map[string]reflect.Type {
 			continue
 		}
 		if name == "" {
-			if f.Anonymous {
-				for k, v := range jsonFields(f.Type) {
+			ft := f.Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			// Only embedded structs lend their fields; encoding/json names any other
+			// embedded type (such as Duration's time.Duration) after the type.
+			if f.Anonymous && ft.Kind() == reflect.Struct {
+				for k, v := range jsonFields(ft) {
 					fields[k] = v
 				}
 				continue
@@ -191,19 +197,25 @@ func jsonFields(typ reflect.Type) map[string]reflect.Type {
 	return fields
 }
 
-var docSeparator = regexp.MustCompile(`(?m)^---[ \t]*(#.*)?$`)
+var docSeparator = regexp.MustCompile(`(?m)^---[ \t]*(#.*)?\r?$`)
 
 // DecodeManifests splits multi-document YAML (or JSON) into resources. Errors name the
 // document by its position, counting from 1.
 func DecodeManifests(data []byte) ([]*Resource, error) {
 	var out []*Resource
+	n := 0 // the document's position
 	for i, doc := range docSeparator.Split(string(data), -1) {
-		if isBlankYAML(doc) {
+		// Blank text before a leading "---" is no document: the first one follows it.
+		blank := isBlankYAML(doc)
+		if i > 0 || !blank {
+			n++
+		}
+		if blank {
 			continue
 		}
 		js, err := yaml.YAMLToJSON([]byte(doc))
 		if err != nil {
-			return nil, fmt.Errorf("document %d: %w", i+1, err)
+			return nil, fmt.Errorf("document %d: %w", n, err)
 		}
 		if bytes.Equal(bytes.TrimSpace(js), []byte("null")) {
 			continue
@@ -211,10 +223,10 @@ func DecodeManifests(data []byte) ([]*Resource, error) {
 		var r Resource
 		dec := json.NewDecoder(bytes.NewReader(js))
 		if err := dec.Decode(&r); err != nil {
-			return nil, fmt.Errorf("document %d: %s", i+1, jsonErrorMessage(err))
+			return nil, fmt.Errorf("document %d: %s", n, jsonErrorMessage(err))
 		}
 		if r.Kind == "" || r.APIVersion == "" {
-			return nil, fmt.Errorf("document %d: apiVersion and kind are required", i+1)
+			return nil, fmt.Errorf("document %d: apiVersion and kind are required", n)
 		}
 		out = append(out, &r)
 	}

@@ -121,9 +121,8 @@ func (s *Service) Validate() error {
 	default:
 		errs.add("spec.template.spec.containers", "only one container is supported")
 	}
-	scale, scaleErrs := s.scale()
+	_, scaleErrs := s.scale()
 	errs = append(errs, scaleErrs...)
-	validateScale(&errs, "spec.template.metadata.annotations", scale)
 	return errs.OrNil()
 }
 
@@ -149,6 +148,7 @@ func (s *Service) scale() (Scale, FieldErrors) {
 		v, ok := s.Metadata.Annotations[key]
 		return v, "metadata.annotations[" + key + "]", ok
 	}
+	minField := ""
 	for _, a := range []struct {
 		key string
 		dst *int
@@ -160,7 +160,13 @@ func (s *Service) scale() (Scale, FieldErrors) {
 				continue
 			}
 			*a.dst = n
+			if a.key == AnnotationMinScale {
+				minField = field
+			}
 		}
+	}
+	if sc.Max > 0 && sc.Min > sc.Max {
+		errs.add(minField, "must not exceed "+AnnotationMaxScale+" ("+strconv.Itoa(sc.Max)+")")
 	}
 	if v, field, ok := get(AnnotationWindow); ok {
 		d, err := time.ParseDuration(v)

@@ -249,7 +249,10 @@ def handle(req):
 
 	t.Run("Go build errors are shown verbatim and the old code keeps serving", func(t *testing.T) {
 		good := writeFiles(t, map[string]string{"fn.go": "package fn\n\nimport \"net/http\"\n\nfunc Handle(w http.ResponseWriter, r *http.Request) { w.Write([]byte(\"v1\")) }\n"})
-		s.mustFlick("fn", "deploy", "gofn", "--runtime", "go", "--code", good)
+		out := s.mustFlick("fn", "deploy", "gofn", "--runtime", "go", "--code", good)
+		if !strings.Contains(out, "compiled with go") || !strings.Contains(out, "function/gofn ready: http://gofn.default.localhost:") {
+			t.Errorf("deploy output should show build progress and end with the URL:\n%s", out)
+		}
 		bad := writeFiles(t, map[string]string{"fn.go": "package fn\n\nimport \"net/http\"\n\nfunc Handle(w http.ResponseWriter, r *http.Request) { undefinedThing() }\n"})
 		_, errOut, code := s.flick("fn", "deploy", "gofn", "--runtime", "go", "--code", bad)
 		if code == 0 || !strings.Contains(errOut, "fn.go:5") || !strings.Contains(errOut, "undefined: undefinedThing") {
@@ -259,4 +262,50 @@ def handle(req):
 			t.Errorf("previous generation: %d %q", r.code, r.body)
 		}
 	})
+}
+
+// TestDrainOnSIGTERM sends SIGTERM while a request is in flight: the request completes, then
+// the server stops its instances and exits.
+func TestDrainOnSIGTERM(t *testing.T) {
+	s := startServer(t, "")
+	code := writeFiles(t, map[string]string{"main.py": "import time\ndef handle(req):\n    time.sleep(1.5)\n    return 'drained'\n"})
+	s.mustFlick("fn", "deploy", "slow", "--runtime", "python", "--code", code)
+	done := make(chan response, 1)
+	go func() { done <- s.get("slow.default.localhost", "/") }()
+	eventually(t, 10*time.Second, "the instance to start", func() bool { return s.status("fn", "slow").Replicas == 1 })
+	pid := s.status("fn", "slow").Instances[0].PID
+	time.Sleep(300 * time.Millisecond) // the request is now inside the handler
+	s.stop(syscall.SIGTERM)
+	r := <-done
+	if r.code != 200 || r.body != "drained" {
+		t.Errorf("in-flight request during shutdown: %d %q", r.code, r.body)
+	}
+	if alive(pid) {
+		t.Errorf("instance %d outlived the server", pid)
+	}
+}
+
+// TestLogsFollow streams a function's output as it is written.
+func TestLogsFollow(t *testing.T) {
+	s := startServer(t, "")
+	code := writeFiles(t, map[string]string{"main.py": "def handle(req):\n    print('saw', req.query.get('n'))\n    return 'ok'\n"})
+	s.mustFlick("fn", "deploy", "talker", "--runtime", "python", "--code", code)
+	cmd := exec.Command(flickBin, "logs", "talker", "-f")
+	cmd.Env = append(os.Environ(), "FLICK_API=http://"+s.api, "FLICK_DATA_DIR="+s.dataDir)
+	out := &syncBuffer{}
+	cmd.Stdout = out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	for i := 0; i < 3; i++ {
+		s.get("talker.default.localhost", "/?n="+string(rune('a'+i)))
+	}
+	eventually(t, 10*time.Second, "followed log lines", func() bool {
+		o := out.String()
+		return strings.Contains(o, "stdout: saw a") && strings.Contains(o, "stdout: saw c")
+	})
+	if _, errOut, code := s.flick("logs", "talker", "--since", "yesterday"); code == 0 || !strings.Contains(errOut, "--since") {
+		t.Errorf("bad --since: exit %d %q", code, errOut)
+	}
 }
