@@ -7,16 +7,20 @@ DATA_DIR  ?= $(HOME)/.flick
 LISTEN    ?= 127.0.0.1:8080
 API       ?= 127.0.0.1:8081
 
-.PHONY: build examples run test unit e2e vet bench clean
+.PHONY: build deps examples run test unit e2e vet bench clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/flick
+
+# Python and Node for their runtimes, from Debian's packages when missing.
+deps:
+	@scripts/deps.sh
 
 # Examples that need compiling before they are deployed (the binary function).
 examples:
 	$(GO) build -o examples/hello-binary/bin/hello ./examples/hello-binary
 
-run: build examples
+run: deps build examples
 	@scripts/run.sh $(BIN) "$(DATA_DIR)" $(LISTEN) $(API)
 
 vet:
@@ -29,7 +33,7 @@ unit:
 e2e: build examples
 	FLICK_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 15m ./test/e2e/...
 
-test: vet unit e2e
+test: deps vet unit e2e
 
 bench: build examples
 	$(GO) run ./bench/coldstart -flick $(BIN)

@@ -233,7 +233,7 @@ type load struct {
 	lat []time.Duration
 }
 
-func (l *load) merge(o load) { l.n += o.n; l.dur += o.dur; l.lat = append(l.lat, o.lat...) }
+func (l *load) merge(o load)  { l.n += o.n; l.dur += o.dur; l.lat = append(l.lat, o.lat...) }
 func (l *load) rate() float64 { return float64(l.n) / l.dur.Seconds() }
 
 // hammer sends requests over conns keep-alive connections for d.

@@ -79,7 +79,7 @@ type Engine struct {
 	mu        sync.RWMutex
 	workloads map[string]*Workload
 	closed    bool
-	stops     sync.WaitGroup // instance stops in flight
+	stops     sync.WaitGroup // instance starts and stops in flight
 }
 
 // New returns an engine; onChange is called (without locks held) whenever a workload's

@@ -185,6 +185,7 @@ func (w *Workload) scaleLocked(now time.Time) {
 	if have < w.desired && !now.Before(w.retryAt) {
 		for i := have; i < w.desired; i++ {
 			w.starting++
+			w.e.stops.Add(1) // Shutdown also waits for starts, so none outlives it
 			go w.start(w.spec)
 		}
 		return
@@ -236,6 +237,7 @@ func (w *Workload) stopLocked(in *instance) {
 
 // start brings up one instance of spec and puts it into rotation.
 func (w *Workload) start(spec WorkloadSpec) {
+	defer w.e.stops.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), w.e.opts.StartTimeout)
 	defer cancel()
 	begin := time.Now()

@@ -448,7 +448,7 @@ func TestWatch(t *testing.T) {
 	if _, err := s.Update(fns, res("prod", "a", `{"v":2}`)); err != nil {
 		t.Fatal(err)
 	}
-	mustCreate(t, s, fns, res("dev", "d", `{}`))          // other namespace
+	mustCreate(t, s, fns, res("dev", "d", `{}`))           // other namespace
 	mustCreate(t, s, "services", res("prod", "svc", `{}`)) // other kind
 	if _, err := s.UpdateStatus(fns, "prod", "b", json.RawMessage(`{"replicas":1}`)); err != nil {
 		t.Fatal(err)

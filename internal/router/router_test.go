@@ -1,0 +1,433 @@
+package router_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flickdev/flick/internal/engine"
+	"github.com/flickdev/flick/internal/logs"
+	"github.com/flickdev/flick/internal/router"
+	"github.com/flickdev/flick/internal/runtime"
+	"github.com/flickdev/flick/internal/runtime/local"
+	"github.com/flickdev/flick/pkg/apis"
+)
+
+// patience bounds every wait: generous, so a loaded machine slows the tests down rather than
+// failing them.
+const patience = 30 * time.Second
+
+const maxBody = 1024
+
+type harness struct {
+	engine *engine.Engine
+	srv    *httptest.Server
+	client *http.Client
+}
+
+// newHarness serves a router over an engine running this test binary's instances through the
+// real local driver.
+func newHarness(t *testing.T, opts engine.Options) *harness {
+	t.Helper()
+	dir := t.TempDir()
+	log := slog.New(slog.DiscardHandler)
+	logStore, err := logs.NewStore(filepath.Join(dir, "logs"), logs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	driver, err := local.New(filepath.Join(dir, "state"), logStore, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Tick = 20 * time.Millisecond
+	opts.StopGrace = 5 * time.Second
+	opts.StartTimeout = patience
+	e := engine.New(driver, log, opts, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { e.Run(ctx); close(done) }()
+	srv := httptest.NewServer(router.New(e, "localhost", maxBody, log))
+	t.Cleanup(func() {
+		srv.Close()
+		cancel()
+		<-done
+		sctx, scancel := context.WithTimeout(context.Background(), patience)
+		defer scancel()
+		e.Shutdown(sctx)
+	})
+	client := srv.Client()
+	client.Timeout = patience
+	return &harness{engine: e, srv: srv, client: client}
+}
+
+type workload struct {
+	mode        string
+	timeout     time.Duration
+	concurrency int
+	min, max    int
+	env         []string
+}
+
+func (h *harness) deploy(key string, w workload) {
+	if w.mode == "" {
+		w.mode = "hello"
+	}
+	if w.timeout == 0 {
+		w.timeout = patience
+	}
+	h.engine.Upsert(engine.WorkloadSpec{
+		Key:     key,
+		Version: "v1",
+		Config: apis.WorkloadConfig{
+			Timeout:     w.timeout,
+			Concurrency: w.concurrency,
+			Scale:       apis.Scale{Min: w.min, Max: w.max, Window: apis.Duration{Duration: time.Minute}},
+		},
+		Instance: runtime.InstanceSpec{
+			Workload: key,
+			Command:  []string{os.Args[0]},
+			Env:      append([]string{"FLICK_TEST_INSTANCE=1", "FLICK_TEST_MODE=" + w.mode}, w.env...),
+		},
+	})
+}
+
+type response struct {
+	code   int
+	header http.Header
+	body   string
+}
+
+// do sends a request with the given Host header ("" for the test server's own).
+func (h *harness) do(t *testing.T, method, host, path string, body io.Reader, length int64) response {
+	t.Helper()
+	req, err := http.NewRequest(method, h.srv.URL+path, body)
+	if err != nil {
+		t.Errorf("%s %s: %v", method, path, err)
+		return response{}
+	}
+	if host != "" {
+		req.Host = host
+	}
+	if body != nil {
+		req.ContentLength = length
+	}
+	resp, err := h.client.Do(req)
+	if err != nil {
+		t.Errorf("%s %s%s: %v", method, host, path, err)
+		return response{}
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Errorf("%s %s%s: reading the body: %v", method, host, path, err)
+	}
+	return response{code: resp.StatusCode, header: resp.Header, body: string(b)}
+}
+
+func (h *harness) get(t *testing.T, host, path string) response {
+	t.Helper()
+	return h.do(t, http.MethodGet, host, path, nil, 0)
+}
+
+// ok decodes a successful reply.
+func ok(t *testing.T, r response) reply {
+	t.Helper()
+	if r.code != http.StatusOK {
+		t.Fatalf("status %d %s, want 200", r.code, r.body)
+	}
+	var rep reply
+	if err := json.Unmarshal([]byte(r.body), &rep); err != nil {
+		t.Fatalf("reply %q: %v", r.body, err)
+	}
+	return rep
+}
+
+// wantError checks Flick's JSON error body.
+func wantError(t *testing.T, r response, code int, contains ...string) {
+	t.Helper()
+	if r.code != code {
+		t.Fatalf("status %d %s, want %d", r.code, r.body, code)
+	}
+	if ct := r.header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type %q, want application/json", ct)
+	}
+	var e struct {
+		Error string `json:"error"`
+		Code  int    `json:"code"`
+	}
+	if err := json.Unmarshal([]byte(r.body), &e); err != nil {
+		t.Fatalf("error body %q is not JSON: %v", r.body, err)
+	}
+	if e.Code != code || e.Error == "" {
+		t.Errorf("error body %q, want code %d and a message", r.body, code)
+	}
+	for _, s := range contains {
+		if !strings.Contains(e.Error, s) {
+			t.Errorf("error %q does not mention %q", e.Error, s)
+		}
+	}
+}
+
+func (h *harness) status(t *testing.T, key string) engine.Status {
+	t.Helper()
+	st, ok := h.engine.Status(key)
+	if !ok {
+		t.Fatalf("no workload %s", key)
+	}
+	return st
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(patience)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// gate is a file that held requests wait for; open lets them go.
+type gate string
+
+func newGate(t *testing.T) gate { return gate(filepath.Join(t.TempDir(), "gate")) }
+
+func (g gate) query() string { return "gate=" + url.QueryEscape(string(g)) }
+
+func (g gate) open(t *testing.T) {
+	if err := os.WriteFile(string(g), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+func TestScaleFromZero(t *testing.T) {
+	h := newHarness(t, engine.Options{})
+	h.deploy("prod/hello", workload{})
+
+	tests := []struct {
+		name, host, path     string
+		wantPath, wantQuery  string
+		wantHost, wantFwdHst string
+	}{
+		{"by path", "", "/function/hello.prod/sub/path?x=1&y=a%20b", "/sub/path", "x=1&y=a%20b", "", ""},
+		{"by host", "hello.prod.localhost:8080", "/api/items?id=7", "/api/items", "id=7", "hello.prod.localhost:8080", "hello.prod.localhost:8080"},
+		{"by host, root", "HELLO.PROD.LOCALHOST", "/", "/", "", "HELLO.PROD.LOCALHOST", "HELLO.PROD.LOCALHOST"},
+	}
+	pid := 0
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rep := ok(t, h.get(t, tt.host, tt.path))
+			if rep.Path != tt.wantPath || rep.Query != tt.wantQuery {
+				t.Errorf("instance saw path %q query %q, want %q %q", rep.Path, rep.Query, tt.wantPath, tt.wantQuery)
+			}
+			if tt.wantHost != "" && (rep.Host != tt.wantHost || rep.FwdHost != tt.wantFwdHst) {
+				t.Errorf("instance saw Host %q X-Forwarded-Host %q, want %q", rep.Host, rep.FwdHost, tt.wantHost)
+			}
+			if pid != 0 && rep.PID != pid {
+				t.Errorf("pid %d, want the running instance %d", rep.PID, pid)
+			}
+			pid = rep.PID
+		})
+	}
+	if st := h.status(t, "prod/hello"); st.Ready != 1 || st.Instances[0].PID != pid {
+		t.Errorf("status %+v, want one instance, pid %d", st, pid)
+	}
+}
+
+func TestBodyWithinLimit(t *testing.T) {
+	h := newHarness(t, engine.Options{})
+	h.deploy("default/echo", workload{})
+	body := strings.Repeat("x", maxBody)
+	for _, length := range []int64{maxBody, -1} {
+		rep := ok(t, h.do(t, http.MethodPost, "", "/function/echo", strings.NewReader(body), length))
+		if rep.BodySize != maxBody {
+			t.Errorf("length %d: instance read %d bytes, want %d", length, rep.BodySize, maxBody)
+		}
+	}
+}
+
+func TestBodyOverLimit(t *testing.T) {
+	h := newHarness(t, engine.Options{})
+	h.deploy("default/echo", workload{})
+	body := strings.Repeat("x", 4*maxBody)
+
+	// A declared length over the limit is refused before any instance starts.
+	r := h.do(t, http.MethodPost, "", "/function/echo", strings.NewReader(body), int64(len(body)))
+	wantError(t, r, http.StatusRequestEntityTooLarge, "4096 bytes", "limit of 1024 bytes")
+	if st := h.status(t, "default/echo"); st.Ready != 0 || st.Desired != 0 {
+		t.Errorf("status %+v: an instance started for a refused request", st)
+	}
+
+	// A chunked body is cut off when it crosses the limit.
+	r = h.do(t, http.MethodPost, "", "/function/echo", strings.NewReader(body), -1)
+	wantError(t, r, http.StatusRequestEntityTooLarge, "limit of 1024 bytes")
+
+	// The instance is fine afterwards.
+	ok(t, h.get(t, "", "/function/echo"))
+}
+
+func TestNotFound(t *testing.T) {
+	h := newHarness(t, engine.Options{})
+	h.deploy("default/hello", workload{})
+	tests := []struct {
+		name, host, path, want string
+	}{
+		{"unknown by host", "nope.default.localhost", "/", "no function or service default/nope"},
+		{"unknown by path", "", "/function/nope.prod", "no function or service prod/nope"},
+		{"other namespace", "hello.prod.localhost", "/", "prod/hello"},
+		{"no route", "", "/", "/function/{name}"},
+		{"empty function name", "", "/function/", "/function/{name}"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			wantError(t, h.get(t, tt.host, tt.path), http.StatusNotFound, tt.want)
+		})
+	}
+	if st := h.status(t, "default/hello"); st.Desired != 0 {
+		t.Errorf("a 404 started an instance: %+v", st)
+	}
+
+	// A removed workload is not found either.
+	ok(t, h.get(t, "", "/function/hello"))
+	h.engine.Remove("default/hello")
+	wantError(t, h.get(t, "", "/function/hello"), http.StatusNotFound, "default/hello")
+}
+
+func TestConcurrencyLimitScalesOut(t *testing.T) {
+	h := newHarness(t, engine.Options{})
+	h.deploy("default/slow", workload{concurrency: 1, max: 3})
+	g := newGate(t)
+
+	var wg sync.WaitGroup
+	replies := make(chan reply, 3)
+	for range 3 {
+		wg.Go(func() {
+			r := h.get(t, "", "/function/slow?"+g.query())
+			if r.code == http.StatusOK {
+				var rep reply
+				_ = json.Unmarshal([]byte(r.body), &rep)
+				replies <- rep
+			} else {
+				t.Errorf("status %d %s", r.code, r.body)
+			}
+		})
+	}
+	// The held requests need an instance each.
+	waitFor(t, "3 instances", func() bool { return h.status(t, "default/slow").Ready == 3 })
+	g.open(t)
+	wg.Wait()
+	close(replies)
+	pids := map[int]bool{}
+	for rep := range replies {
+		pids[rep.PID] = true
+	}
+	if len(pids) != 3 {
+		t.Errorf("3 concurrent requests were served by %d instances, want 3", len(pids))
+	}
+}
+
+func TestMaxScaleQueues(t *testing.T) {
+	h := newHarness(t, engine.Options{})
+	h.deploy("default/one", workload{concurrency: 1, max: 1})
+	g := newGate(t)
+	entered := filepath.Join(t.TempDir(), "entered")
+
+	first := make(chan response, 1)
+	go func() { first <- h.get(t, "", "/function/one?"+g.query()+"&entered="+url.QueryEscape(entered)) }()
+	waitFor(t, "the first request to reach the instance", func() bool { return exists(entered) })
+
+	second := make(chan response, 1)
+	go func() { second <- h.get(t, "", "/function/one") }()
+	select {
+	case r := <-second:
+		t.Fatalf("second request answered %d %s while the only instance was busy", r.code, r.body)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if st := h.status(t, "default/one"); st.Ready != 1 || st.Desired != 1 {
+		t.Errorf("status %+v, want max-scale to hold at 1", st)
+	}
+
+	g.open(t)
+	r1, r2 := ok(t, <-first), ok(t, <-second)
+	if r1.PID != r2.PID {
+		t.Errorf("requests served by pids %d and %d, want the one instance", r1.PID, r2.PID)
+	}
+}
+
+func TestQueueFull(t *testing.T) {
+	h := newHarness(t, engine.Options{MaxQueue: 1})
+	h.deploy("default/q", workload{concurrency: 1, max: 1})
+	g := newGate(t)
+	entered := filepath.Join(t.TempDir(), "entered")
+
+	first := make(chan response, 1)
+	go func() { first <- h.get(t, "", "/function/q?"+g.query()+"&entered="+url.QueryEscape(entered)) }()
+	waitFor(t, "the first request to reach the instance", func() bool { return exists(entered) })
+
+	// Two more: one waits in the queue of one, the other is turned away at once.
+	more := make(chan response, 2)
+	for range 2 {
+		go func() { more <- h.get(t, "", "/function/q") }()
+	}
+	rejected := <-more
+	wantError(t, rejected, http.StatusServiceUnavailable, "default/q", "too many requests waiting")
+	if ra := rejected.header.Get("Retry-After"); ra != "1" {
+		t.Errorf("Retry-After %q, want 1", ra)
+	}
+
+	g.open(t)
+	ok(t, <-first)
+	ok(t, <-more)
+}
+
+func TestCrashOnStart(t *testing.T) {
+	h := newHarness(t, engine.Options{})
+	h.deploy("default/broken", workload{mode: "crash-on-start"})
+	r := h.get(t, "", "/function/broken")
+	wantError(t, r, http.StatusBadGateway, "default/broken", "exit status 1", "failing on purpose")
+	// During the backoff, the next request fails the same way without a new start.
+	wantError(t, h.get(t, "broken.default.localhost", "/"), http.StatusBadGateway, "exit status 1")
+}
+
+func TestCrashDuringRequest(t *testing.T) {
+	h := newHarness(t, engine.Options{})
+	h.deploy("default/fragile", workload{mode: "crash-on-request"})
+	r := h.get(t, "", "/function/fragile")
+	wantError(t, r, http.StatusBadGateway, "default/fragile", "exited", "exit status 3")
+}
+
+func TestRequestTimeout(t *testing.T) {
+	h := newHarness(t, engine.Options{})
+	// A warm instance, so the whole timeout is spent in the request.
+	h.deploy("default/sleepy", workload{timeout: time.Second, min: 1})
+	waitFor(t, "the warm instance", func() bool { return h.status(t, "default/sleepy").Ready == 1 })
+	r := h.get(t, "", "/function/sleepy?sleep=1m")
+	wantError(t, r, http.StatusGatewayTimeout, "default/sleepy", "did not answer within its timeout of 1s")
+	// The instance is still there for the next request.
+	ok(t, h.get(t, "", "/function/sleepy"))
+}
+
+func TestStartTimeout(t *testing.T) {
+	h := newHarness(t, engine.Options{})
+	h.deploy("default/late", workload{timeout: 200 * time.Millisecond, env: []string{"FLICK_TEST_START_DELAY=1s"}})
+	r := h.get(t, "", "/function/late")
+	wantError(t, r, http.StatusGatewayTimeout, "default/late", "no instance was ready within the timeout of 200ms")
+	// Let the start finish before the test ends, so nothing is left starting.
+	waitFor(t, "the late instance", func() bool { return h.status(t, "default/late").Ready == 1 })
+}
