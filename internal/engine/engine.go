@@ -117,6 +117,32 @@ func (e *Engine) Run(ctx context.Context) {
 	}
 }
 
+// Declare makes a workload known before its first spec is ready (while it builds, or while a
+// restarted server prepares it again), so its requests wait instead of failing with 404.
+func (e *Engine) Declare(key string, cfg apis.WorkloadConfig) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed || e.workloads[key] != nil {
+		return
+	}
+	e.workloads[key] = &Workload{e: e, key: key, spec: WorkloadSpec{Key: key, Config: cfg}, pending: true, changed: make(chan struct{}), lastActive: time.Now()}
+}
+
+// Fail records why a declared workload that never got a spec cannot run; its waiting and
+// later requests fail with the reason. A workload already running is left as it is.
+func (e *Engine) Fail(key, reason string) {
+	w := e.Get(key)
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	if w.pending {
+		w.failure = reason
+		w.notifyLocked()
+	}
+	w.mu.Unlock()
+}
+
 // Upsert adds a workload or changes its spec.
 func (e *Engine) Upsert(spec WorkloadSpec) {
 	e.mu.Lock()
@@ -132,6 +158,7 @@ func (e *Engine) Upsert(spec WorkloadSpec) {
 	e.mu.Unlock()
 
 	w.mu.Lock()
+	w.pending, w.failure = false, ""
 	if ok && w.spec.Version != spec.Version {
 		// New code: drain the old instances and forget the old crash history.
 		for _, in := range w.instances {

@@ -557,3 +557,36 @@ func TestShutdownStopsEverything(t *testing.T) {
 		t.Error("Upsert after Shutdown added a workload")
 	}
 }
+
+// TestDeclaredWorkloadWaitsForItsSpec: a request for a workload that is still being prepared
+// (building, or redeployed after a restart) waits for it instead of failing.
+func TestDeclaredWorkloadWaitsForItsSpec(t *testing.T) {
+	e := newEngine(t, engine.Options{})
+	cfg := config(0, 0, 0, time.Minute)
+	e.Declare("default/later", cfg)
+	got := make(chan *engine.Lease, 1)
+	go func() { got <- acquire(t, e, "default/later") }()
+	time.Sleep(100 * time.Millisecond)
+	select {
+	case <-got:
+		t.Fatal("a declared workload served before it had a spec")
+	default:
+	}
+	e.Upsert(spec("default/later", "v1", "hello", cfg))
+	lease := <-got
+	call(t, lease) // fails the test unless the instance answers 200
+	lease.Release()
+}
+
+// TestFailedDeclaredWorkloadSaysWhy: when preparing a new workload fails, its requests get the
+// reason, not a wait until the timeout.
+func TestFailedDeclaredWorkloadSaysWhy(t *testing.T) {
+	e := newEngine(t, engine.Options{})
+	e.Declare("default/broken", config(0, 0, 0, time.Minute))
+	e.Fail("default/broken", "BuildFailed: undefined: x")
+	_, err := e.Get("default/broken").Acquire(context.Background())
+	u, ok := engine.IsUnavailable(err)
+	if !ok || !strings.Contains(u.Reason, "undefined: x") {
+		t.Errorf("want Unavailable with the build error, got %v", err)
+	}
+}

@@ -35,6 +35,9 @@ type Workload struct {
 	retryAt       time.Time
 	lastExit      *apis.ExitStatus
 	removed       bool
+	// pending: declared, no spec yet; requests wait. failure: why it will not get one.
+	pending bool
+	failure string
 }
 
 type instance struct {
@@ -93,6 +96,11 @@ func (w *Workload) Acquire(ctx context.Context) (*Lease, error) {
 			w.leaveLocked(queued)
 			w.mu.Unlock()
 			return nil, ErrNotFound
+		}
+		if w.failure != "" {
+			w.leaveLocked(queued)
+			w.mu.Unlock()
+			return nil, &Unavailable{Workload: w.key, Reason: w.failure}
 		}
 		if in := w.pickLocked(); in != nil {
 			in.inflight++
@@ -166,7 +174,7 @@ func (w *Workload) notifyLocked() {
 
 // scaleLocked asks the autoscaler for the instance count and starts or stops instances.
 func (w *Workload) scaleLocked(now time.Time) {
-	if w.removed {
+	if w.removed || w.pending {
 		return
 	}
 	idle := time.Duration(0)

@@ -136,6 +136,9 @@ func (r *Reconciler) handle(ctx context.Context, plural string, ev store.Event) 
 	if w == nil {
 		w = &workload{plural: plural}
 		r.state[key] = w
+		if obj, err := apis.Decode(res); err == nil {
+			r.engine.Declare(key, obj.Config())
+		}
 	}
 	if w.cancel != nil {
 		w.cancel()
@@ -183,6 +186,9 @@ func (r *Reconciler) prepare(ctx context.Context, key string, res *apis.Resource
 			msg += " (the previous generation keeps serving)"
 		}
 		w.conditions = apis.SetCondition(w.conditions, apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionFalse, Reason: reason, Message: msg}, now)
+		if !w.deployed {
+			r.engine.Fail(key, reason+": "+err.Error())
+		}
 		w.observed = w.generation
 		r.MarkChanged(key)
 		r.log.Warn("deploy failed", "workload", key, "generation", w.generation, "reason", reason)

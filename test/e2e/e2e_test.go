@@ -261,6 +261,11 @@ def handle(req):
 		if r := s.get("gofn.default.localhost", "/"); r.code != 200 || r.body != "v1" {
 			t.Errorf("previous generation: %d %q", r.code, r.body)
 		}
+		// A function whose first build fails answers with the build error.
+		s.flick("fn", "deploy", "gonew", "--runtime", "go", "--code", bad)
+		if r := s.get("gonew.default.localhost", "/"); r.code != 502 || !strings.Contains(r.body, "undefined: undefinedThing") {
+			t.Errorf("never-built function: %d %q", r.code, r.body)
+		}
 	})
 }
 
