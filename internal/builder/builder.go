@@ -107,10 +107,10 @@ func (b *Builder) Function(ctx context.Context, f *apis.Function, progress func(
 	return Artifact{Version: version(inst), Instance: inst}, nil
 }
 
-// Service prepares a service's host command.
-func (b *Builder) Service(ctx context.Context, s *apis.Service) (Artifact, error) {
-	key := s.Metadata.Namespace + "/" + s.Metadata.Name
-	c := s.Spec.Template.Spec.Containers[0]
+// Revision prepares a service revision's host command.
+func (b *Builder) Revision(ctx context.Context, rev *apis.Revision) (Artifact, error) {
+	service := rev.ServiceName()
+	c := rev.Spec.Containers[0]
 	dir := c.WorkingDir
 	if c.Source != nil && c.Source.Archive != "" {
 		src, err := b.source(c.Source.Archive)
@@ -126,16 +126,18 @@ func (b *Builder) Service(ctx context.Context, s *apis.Service) (Artifact, error
 	}
 	env := []string{
 		// Knative's container contract.
-		"K_SERVICE=" + s.Metadata.Name,
-		"K_CONFIGURATION=" + s.Metadata.Name,
-		"K_REVISION=" + s.Metadata.Name,
+		"K_SERVICE=" + service,
+		"K_CONFIGURATION=" + service,
+		"K_REVISION=" + rev.Metadata.Name,
 	}
 	for _, e := range c.Env {
 		env = append(env, e.Name+"="+e.Value)
 	}
 	inst := runtime.InstanceSpec{
-		Workload: key,
-		Command:  append(append([]string{}, c.Command...), c.Args...),
+		// Logs are kept per service, so `flick logs SERVICE` shows every revision's instances.
+		Workload: rev.Metadata.Namespace + "/" + service,
+		Name:     rev.Metadata.Name,
+		Command:  rev.Command(),
 		Dir:      dir,
 		Env:      env,
 	}

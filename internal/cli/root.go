@@ -74,6 +74,8 @@ func NewRoot() *cobra.Command {
 		newGetCmd(o),
 		newDeleteCmd(o),
 		newFnCmd(o),
+		newServiceCmd(o),
+		newRevisionCmd(o),
 		newInvokeCmd(o),
 		newLogsCmd(o),
 		newVersionCmd(o),

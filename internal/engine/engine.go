@@ -158,6 +158,7 @@ func (e *Engine) Upsert(spec WorkloadSpec) {
 	e.mu.Unlock()
 
 	w.mu.Lock()
+	fresh := !ok || w.pending || w.spec.Version != spec.Version
 	w.pending, w.failure = false, ""
 	if ok && w.spec.Version != spec.Version {
 		// New code: drain the old instances and forget the old crash history.
@@ -166,9 +167,19 @@ func (e *Engine) Upsert(spec WorkloadSpec) {
 		}
 		w.instances = nil
 		w.crashes, w.retryAt, w.lastExit = 0, time.Time{}, nil
+		w.everReady = false
 	}
 	w.spec = spec
-	w.scaleLocked(time.Now())
+	now := time.Now()
+	if fresh && spec.Config.Scale.Initial > len(w.instances)+w.starting {
+		// Knative's initial scale: a new version starts instances before any request, and
+		// keeps them for a window like any busy workload.
+		w.lastActive = now
+		for i := len(w.instances) + w.starting; i < spec.Config.Scale.Initial; i++ {
+			w.startLocked()
+		}
+	}
+	w.scaleLocked(now)
 	w.notifyLocked()
 	w.mu.Unlock()
 	e.onChange(spec.Key)
@@ -223,6 +234,9 @@ func (e *Engine) Shutdown(ctx context.Context) {
 
 // Status is a snapshot of a workload's instances.
 type Status struct {
+	// EverReady: an instance of the current version has been ready (Knative's revision
+	// readiness).
+	EverReady bool
 	Ready     int
 	Desired   int
 	Instances []apis.InstanceStatus
@@ -237,7 +251,7 @@ func (e *Engine) Status(key string) (Status, bool) {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	st := Status{Ready: len(w.instances), Desired: w.desired}
+	st := Status{EverReady: w.everReady, Ready: len(w.instances), Desired: w.desired}
 	for _, in := range w.instances {
 		st.Instances = append(st.Instances, apis.InstanceStatus{
 			ID: in.rt.ID, PID: in.rt.PID, Address: in.rt.Addr, Ready: true, Started: in.rt.Started.UTC(),

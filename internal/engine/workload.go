@@ -38,6 +38,8 @@ type Workload struct {
 	// pending: declared, no spec yet; requests wait. failure: why it will not get one.
 	pending bool
 	failure string
+	// everReady: an instance of the current version became ready at least once.
+	everReady bool
 }
 
 type instance struct {
@@ -192,9 +194,7 @@ func (w *Workload) scaleLocked(now time.Time) {
 	have := len(w.instances) + w.starting
 	if have < w.desired && !now.Before(w.retryAt) {
 		for i := have; i < w.desired; i++ {
-			w.starting++
-			w.e.stops.Add(1) // Shutdown also waits for starts, so none outlives it
-			go w.start(w.spec)
+			w.startLocked()
 		}
 		return
 	}
@@ -243,6 +243,12 @@ func (w *Workload) stopLocked(in *instance) {
 	}()
 }
 
+func (w *Workload) startLocked() {
+	w.starting++
+	w.e.stops.Add(1) // Shutdown also waits for starts, so none outlives it
+	go w.start(w.spec)
+}
+
 // start brings up one instance of spec and puts it into rotation.
 func (w *Workload) start(spec WorkloadSpec) {
 	defer w.e.stops.Done()
@@ -271,6 +277,7 @@ func (w *Workload) start(spec WorkloadSpec) {
 		return
 	}
 	w.instances = append(w.instances, in)
+	w.everReady = true
 	w.notifyLocked()
 	w.mu.Unlock()
 	w.e.log.Debug("instance ready", "workload", w.key, "instance", rt.ID, "took", time.Since(begin))

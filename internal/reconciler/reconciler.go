@@ -1,7 +1,9 @@
-// Package reconciler turns stored Functions and Services into running workloads: it watches the
-// store, prepares each new generation with the builder, hands it to the engine, and writes back
-// status (conditions, URL, instances, last exit). A generation that fails to build leaves the
-// previous one serving. It must never import Kubernetes packages.
+// Package reconciler turns stored resources into running workloads. Functions and Revisions
+// are workloads: each generation is prepared by the builder and handed to the engine, and their
+// status (conditions, instances, last exit) is written back. Services are routes: each template
+// change creates a Revision, and the traffic block becomes the router's weighted split. A
+// generation that fails to build leaves the previous one serving. It must never import
+// Kubernetes packages.
 package reconciler
 
 import (
@@ -9,210 +11,95 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/flickdev/flick/internal/builder"
 	"github.com/flickdev/flick/internal/engine"
+	"github.com/flickdev/flick/internal/router"
 	"github.com/flickdev/flick/internal/store"
 	"github.com/flickdev/flick/pkg/apis"
 )
 
-// Reconciler keeps the engine in line with the store.
+// Routes is the part of the router the reconciler drives.
+type Routes interface {
+	SetRoute(key string, r router.Route)
+	DeleteRoute(key string)
+}
+
+// Reconciler keeps the engine and the router in line with the store.
 type Reconciler struct {
 	store   *store.Store
 	engine  *engine.Engine
 	builder *builder.Builder
+	routes  Routes
 	log     *slog.Logger
-	// URL returns the public URL of a workload.
-	URL func(namespace, name string) string
-	// OnDelete is called after a workload is removed (to drop its logs).
+	// URL returns the public URL of a host label in a namespace.
+	URL func(namespace, label string) string
+	// OnDelete is called with "namespace/name" after a function or service is removed (to
+	// drop its logs).
 	OnDelete func(key string)
 
-	mu    sync.Mutex // guards state; held while calling the engine, so calls stay in order
-	state map[string]*workload
+	mu        sync.Mutex // guards workloads; held while calling the engine, so calls stay in order
+	workloads map[string]*workload
 
-	dmu    sync.Mutex // guards dirty; taken by engine callbacks, never around engine calls
-	dirty  map[string]bool
-	kick   chan struct{}
-	synced atomic.Bool
+	dmu   sync.Mutex // guards dirty; taken by engine callbacks, never around engine calls
+	dirty map[string]bool
+	kick  chan struct{}
+
+	services chan string // service keys to reconcile, one at a time
+	synced   atomic.Bool
 }
 
-// workload is what the reconciler knows of one Function or Service.
+// workload is what the reconciler knows of one Function or Revision (an engine workload).
 type workload struct {
-	plural     string
+	plural     string // functions or revisions
+	ns, name   string
+	service    string // a revision's service
 	generation int64
 	cancel     context.CancelFunc
 	observed   int64
 	conditions []apis.Condition
 	artifact   string
 	deployed   bool
+	// initial > 0: readiness needs a started instance (a revision with initial scale).
+	initial int
+	ready   string // last Ready status written, to notice transitions
 }
 
-// New returns a reconciler. Wire engine's change callback to MarkChanged.
-func New(st *store.Store, b *builder.Builder, log *slog.Logger) *Reconciler {
+// New returns a reconciler; finish the wiring with SetEngine.
+func New(st *store.Store, b *builder.Builder, routes Routes, log *slog.Logger) *Reconciler {
 	return &Reconciler{
-		store: st, builder: b, log: log,
-		URL:   func(ns, name string) string { return "" },
-		state: map[string]*workload{}, dirty: map[string]bool{}, kick: make(chan struct{}, 1),
+		store: st, builder: b, routes: routes, log: log,
+		URL:       func(ns, label string) string { return "" },
+		workloads: map[string]*workload{}, dirty: map[string]bool{}, kick: make(chan struct{}, 1),
+		services: make(chan string, 4096),
 	}
 }
 
-// SetEngine completes the wiring (the engine needs the reconciler's callback first).
-func (r *Reconciler) SetEngine(e *engine.Engine) { r.engine = e }
+// SetEngine completes the wiring (the engine needs the reconciler's callback first, and the
+// router needs the engine).
+func (r *Reconciler) SetEngine(e *engine.Engine, routes Routes) { r.engine, r.routes = e, routes }
 
-// Synced reports whether the stored workloads have all been handed to the engine once.
+// Synced reports whether every stored resource has been seen once.
 func (r *Reconciler) Synced() bool { return r.synced.Load() }
 
-// MarkChanged asks for the workload's status to be rewritten soon.
+// Engine keys: functions are "ns/name"; revisions live apart ("ns/revisions/name") so a
+// function can never collide with a revision's name.
+func functionKey(ns, name string) string { return ns + "/" + name }
+func revisionKey(ns, name string) string { return ns + "/revisions/" + name }
+
+// RevisionKey is the engine workload of a revision.
+func RevisionKey(ns, name string) string { return revisionKey(ns, name) }
+
+// MarkChanged asks for an engine workload's status to be rewritten soon.
 func (r *Reconciler) MarkChanged(key string) {
 	r.dmu.Lock()
 	r.dirty[key] = true
 	r.dmu.Unlock()
 	r.wake()
-}
-
-// Run watches the store until ctx ends.
-func (r *Reconciler) Run(ctx context.Context) error {
-	fns, err := r.store.Watch(ctx, "functions", "")
-	if err != nil {
-		return err
-	}
-	svcs, err := r.store.Watch(ctx, "services", "")
-	if err != nil {
-		return err
-	}
-	go r.writeStatusLoop(ctx)
-	// The watches start with every stored object; once both initial lists are queued the
-	// engine knows every workload (builds may still run).
-	initial := len(fns) + len(svcs)
-	for {
-		if initial <= 0 {
-			r.synced.Store(true)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case ev, ok := <-fns:
-			if !ok {
-				return errors.New("function watch closed")
-			}
-			initial--
-			r.handle(ctx, "functions", ev)
-		case ev, ok := <-svcs:
-			if !ok {
-				return errors.New("service watch closed")
-			}
-			initial--
-			r.handle(ctx, "services", ev)
-		}
-	}
-}
-
-func (r *Reconciler) handle(ctx context.Context, plural string, ev store.Event) {
-	res := ev.Object
-	key := res.Key()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	w := r.state[key]
-	if ev.Type == store.Deleted {
-		if w != nil && w.plural == plural {
-			if w.cancel != nil {
-				w.cancel()
-			}
-			delete(r.state, key)
-			r.engine.Remove(key)
-			if r.OnDelete != nil {
-				go r.OnDelete(key)
-			}
-		}
-		return
-	}
-	if w != nil && w.plural == plural && w.generation == res.Metadata.Generation {
-		return // a status write or a metadata-only change
-	}
-	if w == nil {
-		w = &workload{plural: plural}
-		r.state[key] = w
-		if obj, err := apis.Decode(res); err == nil {
-			r.engine.Declare(key, obj.Config())
-		}
-	}
-	if w.cancel != nil {
-		w.cancel()
-	}
-	w.generation = res.Metadata.Generation
-	bctx, cancel := context.WithCancel(ctx)
-	w.cancel = cancel
-	w.conditions = apis.SetCondition(w.conditions, apis.Condition{
-		Type: apis.ConditionReady, Status: apis.ConditionUnknown, Reason: "Deploying", Message: "preparing generation " + itoa(w.generation),
-	}, time.Now())
-	r.MarkChanged(key)
-	go r.prepare(bctx, key, res)
-}
-
-// prepare builds one generation and, when it succeeds, hands it to the engine.
-func (r *Reconciler) prepare(ctx context.Context, key string, res *apis.Resource) {
-	obj, err := apis.Decode(res)
-	var art builder.Artifact
-	if err == nil {
-		switch o := obj.(type) {
-		case *apis.Function:
-			art, err = r.builder.Function(ctx, o, func(msg string) { r.progress(key, res.Metadata.Generation, msg) })
-		case *apis.Service:
-			art, err = r.builder.Service(ctx, o)
-		}
-	}
-	if ctx.Err() != nil {
-		return // superseded by a newer generation or deleted
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	w := r.state[key]
-	if w == nil || w.generation != res.Metadata.Generation {
-		return
-	}
-	now := time.Now()
-	if err != nil {
-		reason := "DeployFailed"
-		var be *builder.BuildError
-		if errors.As(err, &be) {
-			reason = "BuildFailed"
-		}
-		msg := err.Error()
-		if w.deployed {
-			msg += " (the previous generation keeps serving)"
-		}
-		w.conditions = apis.SetCondition(w.conditions, apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionFalse, Reason: reason, Message: msg}, now)
-		if !w.deployed {
-			r.engine.Fail(key, reason+": "+err.Error())
-		}
-		w.observed = w.generation
-		r.MarkChanged(key)
-		r.log.Warn("deploy failed", "workload", key, "generation", w.generation, "reason", reason)
-		return
-	}
-	w.artifact = art.Version
-	w.observed = w.generation
-	w.deployed = true
-	w.conditions = apis.SetCondition(w.conditions, apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionTrue, Reason: "Deployed", Message: art.Note}, now)
-	r.MarkChanged(key)
-	spec := engine.WorkloadSpec{Key: key, Version: art.Version, Config: obj.Config(), Instance: art.Instance}
-	r.engine.Upsert(spec)
-	r.log.Info("deployed", "workload", key, "generation", w.generation, "artifact", art.Version)
-}
-
-func (r *Reconciler) progress(key string, gen int64, msg string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	w := r.state[key]
-	if w == nil || w.generation != gen {
-		return
-	}
-	w.conditions = apis.SetCondition(w.conditions, apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionUnknown, Reason: "Building", Message: msg}, time.Now())
-	r.MarkChanged(key)
 }
 
 func (r *Reconciler) wake() {
@@ -222,75 +109,200 @@ func (r *Reconciler) wake() {
 	}
 }
 
-// writeStatusLoop writes dirty statuses, batching bursts of changes.
-func (r *Reconciler) writeStatusLoop(ctx context.Context) {
+// Run watches the store until ctx ends.
+func (r *Reconciler) Run(ctx context.Context) error {
+	watches := map[string]<-chan store.Event{}
+	initial := 0
+	for _, plural := range []string{"functions", "revisions", "services"} {
+		ch, err := r.store.Watch(ctx, plural, "")
+		if err != nil {
+			return err
+		}
+		watches[plural] = ch
+		initial += len(ch)
+	}
+	go r.writeStatusLoop(ctx)
+	go r.serviceLoop(ctx)
+	// The watches start with every stored object; once those are handled the engine knows
+	// every workload (builds may still run).
 	for {
+		if initial <= 0 {
+			r.synced.Store(true)
+		}
+		var ev store.Event
+		var ok bool
+		var plural string
 		select {
 		case <-ctx.Done():
-			return
-		case <-r.kick:
+			return nil
+		case ev, ok = <-watches["functions"]:
+			plural = "functions"
+		case ev, ok = <-watches["revisions"]:
+			plural = "revisions"
+		case ev, ok = <-watches["services"]:
+			plural = "services"
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(20 * time.Millisecond):
+		if !ok {
+			return errors.New(plural + " watch closed")
 		}
-		r.flush()
+		initial--
+		if plural == "services" {
+			// ADDED covers the first sight after a restart, when routes must be rebuilt.
+			if ev.Type != store.Modified || r.serviceChanged(ev.Object) {
+				r.enqueueService(ev.Object.Key())
+			}
+			continue
+		}
+		r.handleWorkload(ctx, plural, ev)
 	}
 }
 
-func (r *Reconciler) flush() {
-	r.dmu.Lock()
-	dirty := r.dirty
-	r.dirty = map[string]bool{}
-	r.dmu.Unlock()
+// handleWorkload reacts to a Function or Revision event.
+func (r *Reconciler) handleWorkload(ctx context.Context, plural string, ev store.Event) {
+	res := ev.Object
+	ns, name := res.Metadata.Namespace, res.Metadata.Name
+	key := functionKey(ns, name)
+	if plural == "revisions" {
+		key = revisionKey(ns, name)
+	}
 	r.mu.Lock()
-	type item struct {
-		key, plural string
-		status      apis.WorkloadStatus
-	}
-	var items []item
-	for key := range dirty {
-		w := r.state[key]
+	defer r.mu.Unlock()
+	w := r.workloads[key]
+	if ev.Type == store.Deleted {
 		if w == nil {
-			continue
+			return
 		}
-		ns, name := splitKey(key)
-		st := apis.WorkloadStatus{
-			ObservedGeneration: w.observed,
-			Conditions:         append([]apis.Condition(nil), w.conditions...),
-			URL:                r.URL(ns, name),
-			Artifact:           w.artifact,
+		if w.cancel != nil {
+			w.cancel()
 		}
-		items = append(items, item{key, w.plural, st})
+		delete(r.workloads, key)
+		r.engine.Remove(key)
+		if plural == "functions" && r.OnDelete != nil {
+			go r.OnDelete(key)
+		}
+		if w.service != "" {
+			r.enqueueService(ns + "/" + w.service)
+		}
+		return
 	}
-	r.mu.Unlock()
+	if w != nil && w.generation == res.Metadata.Generation {
+		return // a status write or a metadata-only change
+	}
+	obj, err := apis.Decode(res)
+	if err != nil {
+		r.log.Error("stored object does not decode", "key", key, "err", err)
+		return
+	}
+	cfg := obj.Config()
+	proven := false
+	if w == nil {
+		w = &workload{plural: plural, ns: ns, name: name}
+		if rev, ok := obj.(*apis.Revision); ok {
+			w.service = rev.ServiceName()
+			if wasReady(res) {
+				// Proven before this restart: no need to start instances just to prove it
+				// again (a revision without traffic would otherwise idle for a window), and
+				// its service may route to it at once.
+				cfg.Scale.Initial = 0
+				proven = true
+			}
+		}
+		r.workloads[key] = w
+		r.engine.Declare(key, cfg)
+	} else if w.initial == 0 {
+		cfg.Scale.Initial = 0
+	}
+	if w.cancel != nil {
+		w.cancel()
+	}
+	w.generation = res.Metadata.Generation
+	w.initial = cfg.Scale.Initial
+	bctx, cancel := context.WithCancel(ctx)
+	w.cancel = cancel
+	if !proven {
+		w.conditions = apis.SetCondition(w.conditions, apis.Condition{
+			Type: apis.ConditionReady, Status: apis.ConditionUnknown, Reason: "Deploying", Message: "preparing generation " + itoa(w.generation),
+		}, time.Now())
+	} else {
+		w.conditions = apis.SetCondition(w.conditions, apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionTrue, Reason: "Ready"}, time.Now())
+	}
+	r.MarkChanged(key)
+	go r.prepare(bctx, key, obj, cfg, res.Metadata.Generation)
+}
 
-	for _, it := range items {
-		if es, ok := r.engine.Status(it.key); ok {
-			it.status.Replicas = es.Ready
-			it.status.Desired = es.Desired
-			it.status.Instances = es.Instances
-			it.status.LastExit = es.LastExit
-		}
-		raw, err := json.Marshal(it.status)
-		if err != nil {
-			continue
-		}
-		ns, name := splitKey(it.key)
-		if _, err := r.store.UpdateStatus(it.plural, ns, name, raw); err != nil && !errors.Is(err, store.ErrNotFound) {
-			r.log.Warn("write status", "workload", it.key, "err", err)
-		}
+// wasReady reports whether a stored object's status says Ready.
+func wasReady(res *apis.Resource) bool {
+	var st apis.WorkloadStatus
+	if len(res.Status) == 0 || json.Unmarshal(res.Status, &st) != nil {
+		return false
 	}
+	c := apis.FindCondition(st.Conditions, apis.ConditionReady)
+	return c != nil && c.Status == apis.ConditionTrue
+}
+
+// prepare builds one generation and, when it succeeds, hands it to the engine.
+func (r *Reconciler) prepare(ctx context.Context, key string, obj apis.Object, cfg apis.WorkloadConfig, gen int64) {
+	var art builder.Artifact
+	var err error
+	switch o := obj.(type) {
+	case *apis.Function:
+		art, err = r.builder.Function(ctx, o, func(msg string) { r.progress(key, gen, msg) })
+	case *apis.Revision:
+		art, err = r.builder.Revision(ctx, o)
+	}
+	if ctx.Err() != nil {
+		return // superseded by a newer generation or deleted
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w := r.workloads[key]
+	if w == nil || w.generation != gen {
+		return
+	}
+	now := time.Now()
+	w.observed = gen
+	if err != nil {
+		reason := "DeployFailed"
+		var be *builder.BuildError
+		if errors.As(err, &be) {
+			reason = "BuildFailed"
+		}
+		msg := err.Error()
+		if w.deployed {
+			msg += " (the previous generation keeps serving)"
+		} else {
+			r.engine.Fail(key, reason+": "+err.Error())
+		}
+		w.conditions = apis.SetCondition(w.conditions, apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionFalse, Reason: reason, Message: msg}, now)
+		r.MarkChanged(key)
+		r.log.Warn("deploy failed", "workload", key, "generation", gen, "reason", reason)
+		return
+	}
+	w.artifact = art.Version
+	w.deployed = true
+	ready := apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionTrue, Reason: "Deployed", Message: art.Note}
+	if w.initial > 0 {
+		// Ready only once an instance is (the status writer sees it happen).
+		ready = apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionUnknown, Reason: "Starting", Message: "waiting for the first instance to be ready"}
+	}
+	w.conditions = apis.SetCondition(w.conditions, ready, now)
+	r.MarkChanged(key)
+	r.engine.Upsert(engine.WorkloadSpec{Key: key, Version: art.Version, Config: cfg, Instance: art.Instance})
+	r.log.Info("deployed", "workload", key, "generation", gen, "artifact", art.Version)
+}
+
+func (r *Reconciler) progress(key string, gen int64, msg string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w := r.workloads[key]
+	if w == nil || w.generation != gen {
+		return
+	}
+	w.conditions = apis.SetCondition(w.conditions, apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionUnknown, Reason: "Building", Message: msg}, time.Now())
+	r.MarkChanged(key)
 }
 
 func splitKey(key string) (string, string) {
-	for i := 0; i < len(key); i++ {
-		if key[i] == '/' {
-			return key[:i], key[i+1:]
-		}
-	}
-	return "", key
+	ns, name, _ := strings.Cut(key, "/")
+	return ns, name
 }
-
-func itoa(n int64) string { return strconv.FormatInt(n, 10) }

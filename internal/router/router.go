@@ -26,6 +26,7 @@ type Router struct {
 	maxBody int64
 	log     *slog.Logger
 	proxy   *httputil.ReverseProxy
+	table   table
 }
 
 // New returns a router for workloads under domain, rejecting bodies over maxBody bytes.
@@ -77,7 +78,10 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // Serve sends a request to a known target; the API's proxy endpoint uses it too.
 func (rt *Router) Serve(w http.ResponseWriter, r *http.Request, target Target) {
-	wl := rt.engine.Get(target.Key)
+	var wl *engine.Workload
+	if key, ok := rt.workloadFor(target.Key); ok {
+		wl = rt.engine.Get(key)
+	}
 	if wl == nil {
 		WriteError(w, http.StatusNotFound, fmt.Sprintf("no function or service %s", target.Key))
 		return

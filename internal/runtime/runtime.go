@@ -13,6 +13,8 @@ import (
 type InstanceSpec struct {
 	// Workload is "namespace/name", for logs and bookkeeping.
 	Workload string
+	// Name prefixes instance ids (a revision's name); the workload's name when empty.
+	Name string
 	// Command is the argv to run; the driver sets $PORT.
 	Command []string
 	Dir     string

@@ -13,6 +13,7 @@ import (
 
 	"github.com/flickdev/flick/internal/archive"
 	"github.com/flickdev/flick/internal/logs"
+	"github.com/flickdev/flick/internal/reconciler"
 	"github.com/flickdev/flick/internal/router"
 	"github.com/flickdev/flick/internal/store"
 	"github.com/flickdev/flick/pkg/apis"
@@ -40,8 +41,21 @@ func writeErr(w http.ResponseWriter, code int, msg string) {
 	writeJSON(w, code, apiError{Error: msg})
 }
 
+// statusError is an error with its own status code.
+type statusError struct {
+	code int
+	msg  string
+}
+
+func (e *statusError) Error() string { return e.msg }
+
 // writeFailure maps an error to its status code and body.
 func writeFailure(w http.ResponseWriter, err error) {
+	var se *statusError
+	if errors.As(err, &se) {
+		writeErr(w, se.code, se.msg)
+		return
+	}
 	var fe *apis.FieldError
 	var fes apis.FieldErrors
 	var tooLarge *http.MaxBytesError
@@ -264,6 +278,8 @@ func (s *Server) checkSources(res *apis.Resource) error {
 		return check("spec.source.archive", o.Spec.Source)
 	case *apis.Service:
 		return check("spec.template.spec.containers[0].source.archive", o.Spec.Template.Spec.Containers[0].Source)
+	case *apis.Revision:
+		return check("spec.containers[0].source.archive", o.Spec.Containers[0].Source)
 	}
 	return nil
 }
@@ -276,7 +292,7 @@ func setWarnings(w http.ResponseWriter, warnings []string) {
 
 func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 	k, ok := kindOf(w, r)
-	if !ok {
+	if !ok || !writable(w, k) {
 		return
 	}
 	res, warnings, err := s.decodeObject(w, r, k)
@@ -300,11 +316,52 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, out)
 }
 
+// checkRevisionUnused refuses to delete a revision that takes traffic or is named in its
+// service's traffic block.
+func (s *Server) checkRevisionUnused(ns, name string) error {
+	res, err := s.store.Get("revisions", ns, name)
+	if err != nil {
+		return err
+	}
+	svcName := res.Metadata.Labels[apis.LabelService]
+	svcRes, err := s.store.Get("services", ns, svcName)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	obj, err := apis.Decode(svcRes)
+	if err != nil {
+		return err
+	}
+	svc := obj.(*apis.Service)
+	for _, t := range svc.Status.Traffic {
+		if t.RevisionName == name && (t.Percent > 0 || t.Tag != "") {
+			return &statusError{http.StatusConflict, fmt.Sprintf("revision %s takes %d%% of service %s's traffic%s: move traffic off it first (flick service update %s --traffic ... / --untag ...)",
+				name, t.Percent, svcName, tagNote(t.Tag), svcName)}
+		}
+	}
+	for _, t := range svc.Spec.Traffic {
+		if t.RevisionName == name {
+			return &statusError{http.StatusConflict, fmt.Sprintf("revision %s is named in service %s's spec.traffic: remove it there first", name, svcName)}
+		}
+	}
+	return nil
+}
+
+func tagNote(tag string) string {
+	if tag == "" {
+		return ""
+	}
+	return " and has the tag " + tag
+}
+
 // checkNameFree keeps functions and services from sharing a name in a namespace: both are
 // reached at {name}.{namespace}.{domain}.
 func (s *Server) checkNameFree(k apis.KindInfo, res *apis.Resource) error {
 	for _, other := range apis.Kinds() {
-		if other.Plural == k.Plural {
+		if other.Plural == k.Plural || other.Kind == "Revision" {
 			continue
 		}
 		if _, err := s.store.Get(other.Plural, res.Metadata.Namespace, res.Metadata.Name); err == nil {
@@ -325,7 +382,7 @@ func writeDecodeFailure(w http.ResponseWriter, err error) {
 
 func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 	k, ok := kindOf(w, r)
-	if !ok {
+	if !ok || !writable(w, k) {
 		return
 	}
 	res, warnings, err := s.decodeObject(w, r, k)
@@ -342,10 +399,25 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
+// writable refuses writes of kinds only the server creates.
+func writable(w http.ResponseWriter, k apis.KindInfo) bool {
+	if k.Kind == "Revision" {
+		writeErr(w, http.StatusMethodNotAllowed, "revisions are immutable and created by the server from a Service's template: change the service instead")
+		return false
+	}
+	return true
+}
+
 func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
 	k, ok := kindOf(w, r)
 	if !ok {
 		return
+	}
+	if k.Kind == "Revision" {
+		if err := s.checkRevisionUnused(r.PathValue("ns"), r.PathValue("name")); err != nil {
+			writeFailure(w, err)
+			return
+		}
 	}
 	out, err := s.store.Delete(k.Plural, r.PathValue("ns"), r.PathValue("name"))
 	if err != nil {
@@ -413,7 +485,11 @@ func (s *Server) proxy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.Header.Del("Authorization")
-	s.router.Serve(w, r, router.Target{Key: ns + "/" + name, Path: "/" + r.PathValue("path")})
+	key := ns + "/" + name
+	if k.Kind == "Revision" {
+		key = reconciler.RevisionKey(ns, name)
+	}
+	s.router.Serve(w, r, router.Target{Key: key, Path: "/" + r.PathValue("path")})
 }
 
 func (s *Server) uploadArchive(w http.ResponseWriter, r *http.Request) {

@@ -99,12 +99,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 
-	s.reconciler = reconciler.New(s.store, b, log)
+	s.reconciler = reconciler.New(s.store, b, nil, log)
 	s.engine = engine.New(driver, log, engine.Options{}, s.reconciler.MarkChanged)
-	s.reconciler.SetEngine(s.engine)
+	s.router = router.New(s.engine, cfg.Domain, cfg.MaxBodyBytes, log)
+	s.reconciler.SetEngine(s.engine, s.router)
 	s.reconciler.URL = s.workloadURL
 	s.reconciler.OnDelete = func(key string) { _ = s.logStore.Remove(key) }
-	s.router = router.New(s.engine, cfg.Domain, cfg.MaxBodyBytes, log)
 
 	dataLn, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

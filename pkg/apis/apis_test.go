@@ -275,7 +275,7 @@ func TestPrepareKnativeService(t *testing.T) {
 	want := apis.WorkloadConfig{
 		Timeout:     300 * time.Second,
 		Concurrency: 10,
-		Scale:       apis.Scale{Min: 1, Max: 5, Window: apis.Duration{Duration: 90 * time.Second}},
+		Scale:       apis.Scale{Min: 1, Max: 5, Window: apis.Duration{Duration: 90 * time.Second}, Initial: 1},
 	}
 	if got != want {
 		t.Errorf("Config() = %+v, want %+v", got, want)
@@ -316,10 +316,11 @@ spec:
 		tmpl, meta string
 		want       apis.Scale
 	}{
-		{"none", "", "", apis.Scale{Window: apis.Duration{Duration: time.Minute}}},
-		{"template", `"` + minKey + `": "2", "` + maxKey + `": "4", "` + windowKey + `": 5m`, "", apis.Scale{Min: 2, Max: 4, Window: apis.Duration{Duration: 5 * time.Minute}}},
-		{"service metadata", "", `"` + maxKey + `": "7"`, apis.Scale{Max: 7, Window: apis.Duration{Duration: time.Minute}}},
-		{"template wins", `"` + maxKey + `": "3"`, `"` + maxKey + `": "7"`, apis.Scale{Max: 3, Window: apis.Duration{Duration: time.Minute}}},
+		{"none", "", "", apis.Scale{Window: apis.Duration{Duration: time.Minute}, Initial: 1}},
+		{"template", `"` + minKey + `": "2", "` + maxKey + `": "4", "` + windowKey + `": 5m`, "", apis.Scale{Min: 2, Max: 4, Window: apis.Duration{Duration: 5 * time.Minute}, Initial: 1}},
+		{"service metadata", "", `"` + maxKey + `": "7"`, apis.Scale{Max: 7, Window: apis.Duration{Duration: time.Minute}, Initial: 1}},
+		{"template wins", `"` + maxKey + `": "3"`, `"` + maxKey + `": "7"`, apis.Scale{Max: 3, Window: apis.Duration{Duration: time.Minute}, Initial: 1}},
+		{"initial scale", `"autoscaling.knative.dev/initial-scale": "0"`, "", apis.Scale{Window: apis.Duration{Duration: time.Minute}}},
 	}
 	for _, tt := range ok {
 		t.Run(tt.name, func(t *testing.T) {
@@ -596,7 +597,7 @@ func TestLookupTypeMeta(t *testing.T) {
 		{apis.TypeMeta{APIVersion: "flick.dev/v1", Kind: "Function"}, "Function", "", ""},
 		{apis.TypeMeta{APIVersion: "flick.dev/v1", Kind: "Service"}, "Service", "", ""},
 		{apis.TypeMeta{APIVersion: "serving.knative.dev/v1", Kind: "Service"}, "Service", "", ""},
-		{apis.TypeMeta{APIVersion: "flick.dev/v1", Kind: "Gizmo"}, "", "kind", `unknown kind "Gizmo" (known: Function, Service)`},
+		{apis.TypeMeta{APIVersion: "flick.dev/v1", Kind: "Gizmo"}, "", "kind", `unknown kind "Gizmo" (known: Function, Service, Revision)`},
 		{apis.TypeMeta{APIVersion: "flick.dev/v1", Kind: "function"}, "", "kind", "unknown kind"},
 		{apis.TypeMeta{APIVersion: "serving.knative.dev/v1", Kind: "Function"}, "", "apiVersion", `Function is served as flick.dev/v1, not "serving.knative.dev/v1"`},
 		{apis.TypeMeta{APIVersion: "flick.dev/v2", Kind: "Service"}, "", "apiVersion", `not "flick.dev/v2"`},

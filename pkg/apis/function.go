@@ -51,6 +51,9 @@ type Scale struct {
 	Max int `json:"max"`
 	// Window is the idle time before the workload scales down to Min.
 	Window Duration `json:"window"`
+	// Initial is how many instances a new revision starts with before any request; a
+	// revision becomes Ready once one of them is (Knative's initial-scale). Functions use 0.
+	Initial int `json:"initial,omitempty"`
 }
 
 // Source is a function's code: a directory or archive the CLI uploaded, kept by the server

@@ -26,6 +26,7 @@ type KindInfo struct {
 var kinds = []KindInfo{
 	{Kind: "Function", Plural: "functions", Singular: "function", Short: []string{"fn", "fns", "func"}, Groups: []string{"flick.dev/v1"}},
 	{Kind: "Service", Plural: "services", Singular: "service", Short: []string{"svc", "ksvc"}, Groups: []string{"flick.dev/v1", "serving.knative.dev/v1"}},
+	{Kind: "Revision", Plural: "revisions", Singular: "revision", Short: []string{"rev", "revs"}, Groups: []string{"flick.dev/v1", "serving.knative.dev/v1"}},
 }
 
 // Kinds returns every kind Flick knows.

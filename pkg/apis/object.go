@@ -27,6 +27,8 @@ func NewObject(kind string) (Object, error) {
 		return &Function{}, nil
 	case "Service":
 		return &Service{}, nil
+	case "Revision":
+		return &Revision{}, nil
 	}
 	return nil, fmt.Errorf("unknown kind %q", kind)
 }

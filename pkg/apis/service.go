@@ -2,25 +2,39 @@ package apis
 
 import (
 	"strconv"
+	"strings"
 	"time"
 )
 
-// Knative's autoscaling annotations that the foundation honours.
+// Knative's autoscaling annotations that Flick honours.
 const (
-	AnnotationMinScale = "autoscaling.knative.dev/min-scale"
-	AnnotationMaxScale = "autoscaling.knative.dev/max-scale"
-	AnnotationWindow   = "autoscaling.knative.dev/window"
+	AnnotationMinScale     = "autoscaling.knative.dev/min-scale"
+	AnnotationMaxScale     = "autoscaling.knative.dev/max-scale"
+	AnnotationWindow       = "autoscaling.knative.dev/window"
+	AnnotationInitialScale = "autoscaling.knative.dev/initial-scale"
 )
+
+// Labels Knative puts on revisions; Flick sets the same ones.
+const (
+	LabelService                 = "serving.knative.dev/service"
+	LabelConfiguration           = "serving.knative.dev/configuration"
+	LabelConfigurationGeneration = "serving.knative.dev/configurationGeneration"
+)
+
+// AnnotationCommand gives a Knative manifest written for an image a host command to run in
+// the embedded mode until images are supported: "node /srv/app/server.js".
+const AnnotationCommand = "flick.dev/command"
 
 // DefaultServiceTimeoutSeconds is Knative's default revision timeout.
 const DefaultServiceTimeoutSeconds = 300
 
-// Service is a long-running HTTP workload (Knative Serving's model).
+// Service is a long-running HTTP workload (Knative Serving's model): each change to its
+// template creates a Revision, and its traffic block splits requests among revisions.
 type Service struct {
 	TypeMeta `json:",inline"`
-	Metadata ObjectMeta     `json:"metadata"`
-	Spec     ServiceSpec    `json:"spec"`
-	Status   WorkloadStatus `json:"status,omitzero"`
+	Metadata ObjectMeta    `json:"metadata"`
+	Spec     ServiceSpec   `json:"spec"`
+	Status   ServiceStatus `json:"status,omitzero"`
 }
 
 // ServiceSpec follows Knative's Service spec.
@@ -78,7 +92,25 @@ type TrafficTarget struct {
 	Tag            string `json:"tag,omitempty"`
 }
 
-// Default fills in what the user left out.
+// ServiceStatus is what Knative reports for a Service, plus Flick's instance summary.
+type ServiceStatus struct {
+	WorkloadStatus
+	LatestCreatedRevisionName string          `json:"latestCreatedRevisionName,omitempty"`
+	LatestReadyRevisionName   string          `json:"latestReadyRevisionName,omitempty"`
+	Traffic                   []TrafficStatus `json:"traffic,omitempty"`
+}
+
+// TrafficStatus is one resolved traffic target.
+type TrafficStatus struct {
+	RevisionName   string `json:"revisionName"`
+	LatestRevision bool   `json:"latestRevision,omitempty"`
+	Percent        int    `json:"percent"`
+	Tag            string `json:"tag,omitempty"`
+	URL            string `json:"url,omitempty"`
+}
+
+// Default fills in what the user left out: Knative's defaults, including a traffic block
+// that sends everything to the latest ready revision.
 func (s *Service) Default() {
 	if s.Metadata.Namespace == "" {
 		s.Metadata.Namespace = "default"
@@ -86,31 +118,94 @@ func (s *Service) Default() {
 	if s.Spec.Template.Spec.TimeoutSeconds == 0 {
 		s.Spec.Template.Spec.TimeoutSeconds = DefaultServiceTimeoutSeconds
 	}
+	if len(s.Spec.Traffic) == 0 {
+		latest, all := true, 100
+		s.Spec.Traffic = []TrafficTarget{{LatestRevision: &latest, Percent: &all}}
+	}
+	for i := range s.Spec.Traffic {
+		t := &s.Spec.Traffic[i]
+		if t.LatestRevision == nil {
+			latest := t.RevisionName == ""
+			t.LatestRevision = &latest
+		}
+	}
 }
 
 // Validate checks the service and names every wrong field.
 func (s *Service) Validate() error {
 	var errs FieldErrors
 	validateMeta(&errs, &s.Metadata)
-	rs := &s.Spec.Template.Spec
-	validateTimeout(&errs, "spec.template.spec.timeoutSeconds", rs.TimeoutSeconds)
+	_, _, hasCommand := s.annotation(AnnotationCommand)
+	validateRevisionSpec(&errs, "spec.template.spec", &s.Spec.Template.Spec, hasCommand)
+	if n := s.Spec.Template.Metadata.Name; n != "" {
+		if !ValidName(n) {
+			errs.add("spec.template.metadata.name", quote(n)+" must be a DNS label")
+		} else if !strings.HasPrefix(n, s.Metadata.Name+"-") || n == s.Metadata.Name+"-" {
+			errs.add("spec.template.metadata.name", quote(n)+" must start with the service name and a dash ("+quote(s.Metadata.Name+"-")+")")
+		}
+	}
+	_, scaleErrs := ScaleFromAnnotations(s.annotation)
+	errs = append(errs, scaleErrs...)
+	errs = append(errs, ValidateTraffic("spec.traffic", s.Spec.Traffic)...)
+	return errs.OrNil()
+}
+
+// annotation looks a key up in the template's annotations, then (as Knative also allows) the
+// service's own, and says which field it came from.
+func (s *Service) annotation(key string) (string, string, bool) {
+	if v, ok := s.Spec.Template.Metadata.Annotations[key]; ok {
+		return v, "spec.template.metadata.annotations[" + key + "]", true
+	}
+	v, ok := s.Metadata.Annotations[key]
+	return v, "metadata.annotations[" + key + "]", ok
+}
+
+// RevisionAnnotations are the annotations a new revision of the service carries: the
+// service's own autoscaling annotations, overridden by every annotation of the template.
+func (s *Service) RevisionAnnotations() map[string]string {
+	out := map[string]string{}
+	for k, v := range s.Metadata.Annotations {
+		if strings.HasPrefix(k, "autoscaling.knative.dev/") {
+			out[k] = v
+		}
+	}
+	for k, v := range s.Spec.Template.Metadata.Annotations {
+		out[k] = v
+	}
+	return out
+}
+
+// Config is the engine's view of the service's current template.
+func (s *Service) Config() WorkloadConfig {
+	scale, _ := ScaleFromAnnotations(s.annotation)
+	return WorkloadConfig{
+		Timeout:     time.Duration(s.Spec.Template.Spec.TimeoutSeconds) * time.Second,
+		Concurrency: s.Spec.Template.Spec.ContainerConcurrency,
+		Scale:       scale,
+	}
+}
+
+// validateRevisionSpec checks a template's spec; hostCommand says a flick.dev/command
+// annotation stands in for the container's command.
+func validateRevisionSpec(errs *FieldErrors, prefix string, rs *RevisionSpec, hostCommand bool) {
+	validateTimeout(errs, prefix+".timeoutSeconds", rs.TimeoutSeconds)
 	if rs.ContainerConcurrency < 0 {
-		errs.add("spec.template.spec.containerConcurrency", "must be 0 (unlimited) or more")
+		errs.add(prefix+".containerConcurrency", "must be 0 (unlimited) or more")
 	}
 	switch len(rs.Containers) {
 	case 0:
-		errs.add("spec.template.spec.containers", "needs one container")
+		errs.add(prefix+".containers", "needs one container")
 	case 1:
 		c := rs.Containers[0]
-		const f = "spec.template.spec.containers[0]"
-		if len(c.Command) == 0 {
+		f := prefix + ".containers[0]"
+		if len(c.Command) == 0 && !hostCommand {
 			if c.Image != "" {
-				errs.add(f+".command", "is required: images are not supported yet in the embedded mode, give a host command")
+				errs.add(f+".command", "is required: images are not supported yet in the embedded mode; give a host command here or in the annotation "+AnnotationCommand)
 			} else {
 				errs.add(f+".command", "is required (the host command that serves HTTP on $PORT)")
 			}
 		}
-		validateEnv(&errs, f+".env", c.Env)
+		validateEnv(errs, f+".env", c.Env)
 		if c.Source != nil {
 			if c.Source.Archive == "" {
 				errs.add(f+".source.archive", "is missing: deploy with the flick CLI, which uploads "+quote(c.Source.Path)+" and fills it in")
@@ -119,41 +214,21 @@ func (s *Service) Validate() error {
 			}
 		}
 	default:
-		errs.add("spec.template.spec.containers", "only one container is supported")
-	}
-	_, scaleErrs := s.scale()
-	errs = append(errs, scaleErrs...)
-	return errs.OrNil()
-}
-
-// Config is the engine's view of the service.
-func (s *Service) Config() WorkloadConfig {
-	scale, _ := s.scale()
-	return WorkloadConfig{
-		Timeout:     time.Duration(s.Spec.Template.Spec.TimeoutSeconds) * time.Second,
-		Concurrency: s.Spec.Template.Spec.ContainerConcurrency,
-		Scale:       scale,
+		errs.add(prefix+".containers", "only one container is supported")
 	}
 }
 
-// scale reads Knative's autoscaling annotations from the template (or, as Knative also
-// allows, the service's own metadata).
-func (s *Service) scale() (Scale, FieldErrors) {
+// ScaleFromAnnotations reads Knative's autoscaling annotations through lookup, which returns
+// a key's value, the field it came from, and whether it is set.
+func ScaleFromAnnotations(lookup func(key string) (value, field string, ok bool)) (Scale, FieldErrors) {
 	var errs FieldErrors
-	sc := Scale{Window: Duration{DefaultScaleWindow}}
-	get := func(key string) (string, string, bool) {
-		if v, ok := s.Spec.Template.Metadata.Annotations[key]; ok {
-			return v, "spec.template.metadata.annotations[" + key + "]", true
-		}
-		v, ok := s.Metadata.Annotations[key]
-		return v, "metadata.annotations[" + key + "]", ok
-	}
+	sc := Scale{Window: Duration{DefaultScaleWindow}, Initial: 1}
 	minField := ""
 	for _, a := range []struct {
 		key string
 		dst *int
-	}{{AnnotationMinScale, &sc.Min}, {AnnotationMaxScale, &sc.Max}} {
-		if v, field, ok := get(a.key); ok {
+	}{{AnnotationMinScale, &sc.Min}, {AnnotationMaxScale, &sc.Max}, {AnnotationInitialScale, &sc.Initial}} {
+		if v, field, ok := lookup(a.key); ok {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 0 {
 				errs.add(field, "must be a whole number, 0 or more")
@@ -168,7 +243,7 @@ func (s *Service) scale() (Scale, FieldErrors) {
 	if sc.Max > 0 && sc.Min > sc.Max {
 		errs.add(minField, "must not exceed "+AnnotationMaxScale+" ("+strconv.Itoa(sc.Max)+")")
 	}
-	if v, field, ok := get(AnnotationWindow); ok {
+	if v, field, ok := lookup(AnnotationWindow); ok {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
 			errs.add(field, "must be a duration such as \"60s\"")

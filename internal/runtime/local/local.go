@@ -66,7 +66,11 @@ func (d *Driver) Start(ctx context.Context, spec runtime.InstanceSpec) (*runtime
 	if len(spec.Command) == 0 {
 		return nil, errors.New("start instance: empty command")
 	}
-	id := instanceID(spec.Workload)
+	name := spec.Name
+	if name == "" {
+		_, name, _ = strings.Cut(spec.Workload, "/")
+	}
+	id := instanceID(name)
 	port, err := freePort()
 	if err != nil {
 		return nil, fmt.Errorf("start instance %s: %w", id, err)
@@ -272,9 +276,8 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// instanceID is the workload's name plus a random suffix, like a pod name.
-func instanceID(workload string) string {
-	_, name, _ := strings.Cut(workload, "/")
+// instanceID is a name plus a random suffix, like a pod name.
+func instanceID(name string) string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	return name + "-" + hex.EncodeToString(b[:])

@@ -1,0 +1,348 @@
+package reconciler
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/flickdev/flick/internal/router"
+	"github.com/flickdev/flick/internal/store"
+	"github.com/flickdev/flick/pkg/apis"
+)
+
+// AnnotationTemplateHash records on a revision which template it snapshots.
+const AnnotationTemplateHash = "flick.dev/template-hash"
+
+// serviceChanged reports whether a service event carries a generation not yet reconciled.
+func (r *Reconciler) serviceChanged(res *apis.Resource) bool {
+	var st apis.ServiceStatus
+	if len(res.Status) > 0 && json.Unmarshal(res.Status, &st) == nil {
+		return st.ObservedGeneration != res.Metadata.Generation
+	}
+	return true
+}
+
+func (r *Reconciler) enqueueService(key string) {
+	select {
+	case r.services <- key:
+	default:
+		// The queue is full of pending reconciles; each reads the whole current state, so
+		// one more later covers this one.
+		go func() { r.services <- key }()
+	}
+}
+
+// serviceLoop reconciles services one at a time, folding repeated requests for the same
+// service into one.
+func (r *Reconciler) serviceLoop(ctx context.Context) {
+	for {
+		var key string
+		select {
+		case <-ctx.Done():
+			return
+		case key = <-r.services:
+		}
+		pending := map[string]bool{key: true}
+		for drained := false; !drained; {
+			select {
+			case k := <-r.services:
+				pending[k] = true
+			default:
+				drained = true
+			}
+		}
+		keys := make([]string, 0, len(pending))
+		for k := range pending {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			if err := r.reconcileService(k); err != nil {
+				r.log.Warn("reconcile service", "service", k, "err", err)
+			}
+		}
+	}
+}
+
+// reconcileService makes sure the service's current template has a revision, resolves its
+// traffic to revisions, installs the route and writes the service's status.
+func (r *Reconciler) reconcileService(key string) error {
+	ns, name := splitKey(key)
+	res, err := r.store.Get("services", ns, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return r.deleteService(ns, name)
+	}
+	if err != nil {
+		return err
+	}
+	obj, err := apis.Decode(res)
+	if err != nil {
+		return err
+	}
+	svc := obj.(*apis.Service)
+	revs, err := r.revisionsOf(ns, name)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	var conds []apis.Condition
+	var prev apis.ServiceStatus
+	if len(res.Status) > 0 {
+		_ = json.Unmarshal(res.Status, &prev)
+		conds = prev.Conditions
+	}
+
+	current, err := r.ensureRevision(svc, revs)
+	if err != nil {
+		conds = apis.SetCondition(conds, apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionFalse, Reason: "RevisionFailed", Message: err.Error()}, now)
+		return r.writeServiceStatus(svc, res.Metadata.Generation, prev, conds, nil)
+	}
+	if current != nil {
+		revs = append(revs, current)
+	}
+
+	// What the engine knows of each revision's readiness.
+	byName := map[string]*apis.Revision{}
+	latestCreated, latestReady := "", ""
+	var latestCreatedGen, latestReadyGen int64 = -1, -1
+	for _, rev := range revs {
+		byName[rev.Metadata.Name] = rev
+		gen := revisionGeneration(rev)
+		if gen > latestCreatedGen {
+			latestCreated, latestCreatedGen = rev.Metadata.Name, gen
+		}
+		if r.revisionReady(ns, rev.Metadata.Name) == apis.ConditionTrue && gen > latestReadyGen {
+			latestReady, latestReadyGen = rev.Metadata.Name, gen
+		}
+	}
+	exists := func(n string) bool { return byName[n] != nil }
+	targets, err := apis.ResolveTraffic(svc.Spec.Traffic, latestReady, latestCreated, exists)
+	if err != nil {
+		conds = apis.SetCondition(conds, apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionFalse, Reason: "RevisionMissing", Message: err.Error() + " (traffic stays as it was)"}, now)
+		return r.writeServiceStatus(svc, res.Metadata.Generation, prev, conds, &serviceView{latestCreated: latestCreated, latestReady: latestReady, traffic: prev.Traffic, revisions: revs})
+	}
+
+	route := router.Route{Tags: map[string]string{}}
+	traffic := make([]apis.TrafficStatus, 0, len(targets))
+	for _, t := range targets {
+		k := revisionKey(ns, t.RevisionName)
+		if t.Percent > 0 {
+			route.Splits = append(route.Splits, router.Split{Key: k, Percent: t.Percent})
+		}
+		ts := apis.TrafficStatus{RevisionName: t.RevisionName, LatestRevision: t.Latest, Percent: t.Percent, Tag: t.Tag}
+		if t.Tag != "" {
+			route.Tags[t.Tag] = k
+			ts.URL = r.URL(ns, t.Tag+"-"+name)
+		}
+		traffic = append(traffic, ts)
+	}
+	r.routes.SetRoute(key, route)
+
+	// Ready: every revision taking traffic is ready, and the newest one did not fail.
+	ready := apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionTrue, Reason: "Ready"}
+	for _, t := range targets {
+		if st := r.revisionReady(ns, t.RevisionName); st != apis.ConditionTrue {
+			ready = apis.Condition{Type: apis.ConditionReady, Status: st, Reason: "RevisionNotReady", Message: fmt.Sprintf("revision %s is not ready yet", t.RevisionName)}
+			if c := r.revisionCondition(ns, t.RevisionName); c != nil && st == apis.ConditionFalse {
+				ready.Reason, ready.Message = "RevisionFailed", fmt.Sprintf("revision %s: %s: %s", t.RevisionName, c.Reason, c.Message)
+			}
+			break
+		}
+	}
+	if ready.Status == apis.ConditionTrue && latestCreated != latestReady {
+		// The newest template is not serving yet: the service is Ready only once it is (so
+		// `apply --wait` waits for it), or failed when it failed.
+		ready = apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionUnknown, Reason: "RevisionNotReady",
+			Message: fmt.Sprintf("revision %s is not ready yet; traffic stays on %s", latestCreated, latestReady)}
+		if c := r.revisionCondition(ns, latestCreated); c != nil && c.Status == apis.ConditionFalse {
+			ready = apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionFalse, Reason: "RevisionFailed",
+				Message: fmt.Sprintf("revision %s failed (%s: %s); traffic stays on %s", latestCreated, c.Reason, c.Message, latestReady)}
+		}
+	}
+	conds = apis.SetCondition(conds, ready, now)
+	return r.writeServiceStatus(svc, res.Metadata.Generation, prev, conds, &serviceView{latestCreated: latestCreated, latestReady: latestReady, traffic: traffic, revisions: revs})
+}
+
+// serviceView is what a service's status reports beyond its conditions.
+type serviceView struct {
+	latestCreated, latestReady string
+	traffic                    []apis.TrafficStatus
+	revisions                  []*apis.Revision
+}
+
+func (r *Reconciler) writeServiceStatus(svc *apis.Service, gen int64, prev apis.ServiceStatus, conds []apis.Condition, v *serviceView) error {
+	st := prev
+	st.ObservedGeneration = gen
+	st.Conditions = conds
+	st.URL = r.URL(svc.Metadata.Namespace, svc.Metadata.Name)
+	if v != nil {
+		st.LatestCreatedRevisionName, st.LatestReadyRevisionName, st.Traffic = v.latestCreated, v.latestReady, v.traffic
+		st.Replicas, st.Desired, st.Instances, st.LastExit = 0, 0, nil, nil
+		for _, rev := range v.revisions {
+			es, ok := r.engine.Status(revisionKey(rev.Metadata.Namespace, rev.Metadata.Name))
+			if !ok {
+				continue
+			}
+			st.Replicas += es.Ready
+			st.Desired += es.Desired
+			st.Instances = append(st.Instances, es.Instances...)
+			if es.LastExit != nil && (st.LastExit == nil || es.LastExit.Time.After(st.LastExit.Time)) {
+				st.LastExit = es.LastExit
+			}
+		}
+	}
+	raw, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	_, err = r.store.UpdateStatus("services", svc.Metadata.Namespace, svc.Metadata.Name, raw)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// ensureRevision creates the revision for the service's current template when the newest
+// revision snapshots another one. It returns the revision it created, if any.
+func (r *Reconciler) ensureRevision(svc *apis.Service, revs []*apis.Revision) (*apis.Revision, error) {
+	hash := templateHash(svc)
+	want := svc.Spec.Template.Metadata.Name
+	var newest *apis.Revision
+	for _, rev := range revs {
+		if want != "" && rev.Metadata.Name == want {
+			if rev.Metadata.Annotations[AnnotationTemplateHash] != hash {
+				return nil, fmt.Errorf("spec.template.metadata.name: revision %s already exists with another template; give the new template a new name", want)
+			}
+			return nil, nil
+		}
+		if newest == nil || revisionGeneration(rev) > revisionGeneration(newest) {
+			newest = rev
+		}
+	}
+	if want == "" && newest != nil && newest.Metadata.Annotations[AnnotationTemplateHash] == hash {
+		return nil, nil
+	}
+	gen := int64(1)
+	if newest != nil {
+		gen = revisionGeneration(newest) + 1
+	}
+	name := want
+	if name == "" {
+		name = apis.RevisionName(svc.Metadata.Name, gen)
+	}
+	labels := map[string]string{}
+	for k, v := range svc.Spec.Template.Metadata.Labels {
+		labels[k] = v
+	}
+	labels[apis.LabelService] = svc.Metadata.Name
+	labels[apis.LabelConfiguration] = svc.Metadata.Name
+	labels[apis.LabelConfigurationGeneration] = strconv.FormatInt(gen, 10)
+	annotations := svc.RevisionAnnotations()
+	annotations[AnnotationTemplateHash] = hash
+	rev := &apis.Revision{
+		TypeMeta: apis.TypeMeta{APIVersion: "serving.knative.dev/v1", Kind: "Revision"},
+		Metadata: apis.ObjectMeta{Name: name, Namespace: svc.Metadata.Namespace, Labels: labels, Annotations: annotations},
+		Spec:     svc.Spec.Template.Spec,
+	}
+	rev.Default()
+	if err := rev.Validate(); err != nil {
+		return nil, fmt.Errorf("revision %s: %w", name, err)
+	}
+	res, err := apis.Encode(rev)
+	if err != nil {
+		return nil, err
+	}
+	stored, err := r.store.Create("revisions", res)
+	if err != nil {
+		return nil, fmt.Errorf("create revision %s: %w", name, err)
+	}
+	r.log.Info("created revision", "service", svc.Metadata.Namespace+"/"+svc.Metadata.Name, "revision", name)
+	out, err := apis.Decode(stored)
+	if err != nil {
+		return nil, err
+	}
+	return out.(*apis.Revision), nil
+}
+
+// deleteService removes a deleted service's route and revisions (their deletion stops their
+// instances).
+func (r *Reconciler) deleteService(ns, name string) error {
+	r.routes.DeleteRoute(ns + "/" + name)
+	revs, err := r.revisionsOf(ns, name)
+	if err != nil {
+		return err
+	}
+	for _, rev := range revs {
+		if _, err := r.store.Delete("revisions", ns, rev.Metadata.Name); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+	}
+	if r.OnDelete != nil {
+		go r.OnDelete(ns + "/" + name)
+	}
+	return nil
+}
+
+func (r *Reconciler) revisionsOf(ns, service string) ([]*apis.Revision, error) {
+	items, err := r.store.List("revisions", ns)
+	if err != nil {
+		return nil, err
+	}
+	var out []*apis.Revision
+	for _, it := range items {
+		if it.Metadata.Labels[apis.LabelService] != service {
+			continue
+		}
+		obj, err := apis.Decode(it)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, obj.(*apis.Revision))
+	}
+	return out, nil
+}
+
+// revisionReady is the Ready status the reconciler last computed for a revision.
+func (r *Reconciler) revisionReady(ns, name string) string {
+	if c := r.revisionCondition(ns, name); c != nil {
+		return c.Status
+	}
+	return apis.ConditionUnknown
+}
+
+func (r *Reconciler) revisionCondition(ns, name string) *apis.Condition {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w := r.workloads[revisionKey(ns, name)]
+	if w == nil {
+		return nil
+	}
+	if c := apis.FindCondition(w.conditions, apis.ConditionReady); c != nil {
+		cc := *c
+		return &cc
+	}
+	return nil
+}
+
+func revisionGeneration(rev *apis.Revision) int64 {
+	n, _ := strconv.ParseInt(rev.Metadata.Labels[apis.LabelConfigurationGeneration], 10, 64)
+	return n
+}
+
+// templateHash identifies what a revision snapshots: the template's spec, labels and the
+// annotations a revision would carry.
+func templateHash(svc *apis.Service) string {
+	b, _ := json.Marshal(struct {
+		Spec        apis.RevisionSpec
+		Labels      map[string]string
+		Annotations map[string]string
+	}{svc.Spec.Template.Spec, svc.Spec.Template.Metadata.Labels, svc.RevisionAnnotations()})
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}

@@ -1,0 +1,108 @@
+package reconciler
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/flickdev/flick/internal/store"
+	"github.com/flickdev/flick/pkg/apis"
+)
+
+// writeStatusLoop writes dirty statuses, batching bursts of changes.
+func (r *Reconciler) writeStatusLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.kick:
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+		r.flush()
+	}
+}
+
+type statusWrite struct {
+	key, plural, ns, name string
+	status                apis.WorkloadStatus
+	service               string
+}
+
+func (r *Reconciler) flush() {
+	r.dmu.Lock()
+	dirty := r.dirty
+	r.dirty = map[string]bool{}
+	r.dmu.Unlock()
+
+	r.mu.Lock()
+	var writes []statusWrite
+	for key := range dirty {
+		w := r.workloads[key]
+		if w == nil {
+			continue
+		}
+		st := apis.WorkloadStatus{
+			ObservedGeneration: w.observed,
+			Conditions:         append([]apis.Condition(nil), w.conditions...),
+			Artifact:           w.artifact,
+		}
+		if w.plural == "functions" {
+			st.URL = r.URL(w.ns, w.name)
+		}
+		if es, ok := r.engine.Status(key); ok {
+			st.Replicas, st.Desired, st.Instances, st.LastExit = es.Ready, es.Desired, es.Instances, es.LastExit
+			if w.plural == "revisions" && w.deployed && w.initial > 0 {
+				w.conditions = revisionReadiness(w.conditions, es.EverReady, es.LastExit)
+				st.Conditions = append([]apis.Condition(nil), w.conditions...)
+			}
+		}
+		ready := ""
+		if c := apis.FindCondition(st.Conditions, apis.ConditionReady); c != nil {
+			ready = c.Status
+		}
+		service := ""
+		if w.service != "" && (ready != w.ready || w.plural == "revisions") {
+			service = w.ns + "/" + w.service
+		}
+		w.ready = ready
+		writes = append(writes, statusWrite{key: key, plural: w.plural, ns: w.ns, name: w.name, status: st, service: service})
+	}
+	r.mu.Unlock()
+
+	for _, wr := range writes {
+		raw, err := json.Marshal(wr.status)
+		if err != nil {
+			continue
+		}
+		if _, err := r.store.UpdateStatus(wr.plural, wr.ns, wr.name, raw); err != nil && !errors.Is(err, store.ErrNotFound) {
+			r.log.Warn("write status", "workload", wr.key, "err", err)
+		}
+		if wr.service != "" {
+			// A revision's readiness or instances changed: its service's routes and summary follow.
+			r.enqueueService(wr.service)
+		}
+	}
+}
+
+// revisionReadiness refines a built revision's Ready condition with what its instances did:
+// with an initial scale, a revision is Ready once an instance was, and failed when one
+// exited before it ever was.
+func revisionReadiness(conds []apis.Condition, everReady bool, lastExit *apis.ExitStatus) []apis.Condition {
+	now := time.Now()
+	switch {
+	case everReady:
+		return apis.SetCondition(conds, apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionTrue, Reason: "Ready"}, now)
+	case lastExit != nil:
+		return apis.SetCondition(conds, apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionFalse, Reason: "ExitedBeforeReady", Message: lastExit.Reason}, now)
+	default:
+		return apis.SetCondition(conds, apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionUnknown, Reason: "Starting", Message: "waiting for the first instance to be ready"}, now)
+	}
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }

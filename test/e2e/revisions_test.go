@@ -1,0 +1,180 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/flickdev/flick/pkg/apis"
+)
+
+// versionServer is a service that answers with $VERSION, and fails at start when $CRASH is set.
+const versionServer = `if (process.env.CRASH) { console.error("crashing on purpose"); process.exit(4); }
+require("http").createServer((q, s) => s.end(process.env.VERSION)).listen(+process.env.PORT, "127.0.0.1");
+`
+
+func serviceStatus(t *testing.T, s *server, name string) apis.ServiceStatus {
+	t.Helper()
+	out := s.mustFlick("get", "ksvc", name, "-o", "json")
+	var r apis.Resource
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatal(err)
+	}
+	var st apis.ServiceStatus
+	_ = json.Unmarshal(r.Status, &st)
+	return st
+}
+
+// count sends n requests to host and counts the answers.
+func count(s *server, host string, n int) map[string]int {
+	got := map[string]int{}
+	for i := 0; i < n; i++ {
+		got[s.get(host, "/").body]++
+	}
+	return got
+}
+
+// TestRevisionsAndTraffic walks Knative's traffic model: revisions per template change, an
+// 80/20 split, a tag on a 0% revision, a rollback in one command, a failing revision that takes
+// no traffic, and all of it surviving a restart.
+func TestRevisionsAndTraffic(t *testing.T) {
+	s := startServer(t, "")
+	src := writeFiles(t, map[string]string{"server.js": versionServer})
+	s.mustFlick("service", "create", "web", "--cmd", "node server.js", "--source", src, "--env", "VERSION=v1")
+	s.mustFlick("service", "update", "web", "--env", "VERSION=v2")
+
+	st := serviceStatus(t, s, "web")
+	if st.LatestCreatedRevisionName != "web-00002" || st.LatestReadyRevisionName != "web-00002" {
+		t.Fatalf("latest revisions: %+v", st)
+	}
+	if got := count(s, "web.default.localhost", 20); got["v2"] != 20 {
+		t.Fatalf("after the update every request should reach v2: %v", got)
+	}
+	// Only traffic changes: no new revision.
+	s.mustFlick("service", "update", "web", "--traffic", "web-00001=80", "--traffic", "@latest=20")
+	got := count(s, "web.default.localhost", 1000)
+	// 200 expected; 5 standard deviations (about 63) either way fails only by a broken split.
+	if got["v2"] < 137 || got["v2"] > 263 || got["v1"]+got["v2"] != 1000 {
+		t.Errorf("80/20 split over 1000 requests: %v", got)
+	}
+	if st := serviceStatus(t, s, "web"); st.LatestCreatedRevisionName != "web-00002" {
+		t.Errorf("a traffic change created a revision: %s", st.LatestCreatedRevisionName)
+	}
+
+	// Blue/green: v1 at 0% behind a tag, reachable only by its tag URL.
+	s.mustFlick("service", "update", "web", "--tag", "web-00001=blue", "--traffic", "@latest=100")
+	if got := count(s, "web.default.localhost", 50); got["v2"] != 50 {
+		t.Errorf("main URL with v1 at 0%%: %v", got)
+	}
+	if r := s.get("blue-web.default.localhost", "/"); r.body != "v1" {
+		t.Errorf("tag URL: %d %q", r.code, r.body)
+	}
+	st = serviceStatus(t, s, "web")
+	var blue *apis.TrafficStatus
+	for i := range st.Traffic {
+		if st.Traffic[i].Tag == "blue" {
+			blue = &st.Traffic[i]
+		}
+	}
+	if blue == nil || blue.Percent != 0 || !strings.HasPrefix(blue.URL, "http://blue-web.default.localhost:") {
+		t.Errorf("status.traffic lacks the blue tag with its URL: %+v", st.Traffic)
+	}
+	if _, errOut, code := s.flick("revision", "delete", "web-00001"); code == 0 || !strings.Contains(errOut, "blue") {
+		t.Errorf("deleting a tagged revision: exit %d %q", code, errOut)
+	}
+
+	// Roll back in one command.
+	s.mustFlick("service", "update", "web", "--traffic", "web-00001=100")
+	if got := count(s, "web.default.localhost", 50); got["v1"] != 50 {
+		t.Errorf("after rollback: %v", got)
+	}
+	s.mustFlick("service", "update", "web", "--traffic", "@latest=100")
+
+	// A revision that never gets ready takes no traffic, and status says why.
+	_, errOut, code := s.flick("service", "update", "web", "--env", "CRASH=1")
+	if code == 0 || !strings.Contains(errOut, "web-00003") || !strings.Contains(errOut, "crashing on purpose") {
+		t.Errorf("failing revision: exit %d %q", code, errOut)
+	}
+	if got := count(s, "web.default.localhost", 20); got["v2"] != 20 {
+		t.Errorf("traffic left the ready revision for a failing one: %v", got)
+	}
+	st = serviceStatus(t, s, "web")
+	ready := apis.FindCondition(st.Conditions, apis.ConditionReady)
+	if st.LatestReadyRevisionName != "web-00002" || ready == nil || ready.Reason != "RevisionFailed" || !strings.Contains(ready.Message, "traffic stays on web-00002") {
+		t.Errorf("status after a failing revision: %+v", st)
+	}
+	list := s.mustFlick("revision", "list")
+	for _, want := range []string{"web-00003", "ExitedBeforeReady", "web-00002", "100%", "tag blue"} {
+		if !strings.Contains(list, want) {
+			t.Errorf("revision list lacks %q:\n%s", want, list)
+		}
+	}
+
+	// Everything survives a restart.
+	s.restart(syscall.SIGKILL)
+	if got := count(s, "web.default.localhost", 10); got["v2"] != 10 {
+		t.Errorf("after restart: %v", got)
+	}
+	if r := s.get("blue-web.default.localhost", "/"); r.body != "v1" {
+		t.Errorf("tag after restart: %d %q", r.code, r.body)
+	}
+
+	// Deleting the service deletes its revisions.
+	s.mustFlick("service", "delete", "web")
+	eventually(t, 10*time.Second, "revisions to go with their service", func() bool {
+		out, _, _ := s.flick("get", "revisions")
+		return !strings.Contains(out, "web-0000")
+	})
+}
+
+// TestKnativeManifest applies Knative's hello-world Service as its docs write it, with the
+// annotation that gives the image a host command until images run.
+func TestKnativeManifest(t *testing.T) {
+	s := startServer(t, "")
+	dir := writeFiles(t, map[string]string{"hello.js": `require("http").createServer((q, s) => s.end("Hello " + process.env.TARGET + "!\n")).listen(+process.env.PORT, "127.0.0.1");`})
+	manifest := `apiVersion: serving.knative.dev/v1
+kind: Service
+metadata:
+  name: helloworld-go
+  namespace: default
+spec:
+  template:
+    metadata:
+      annotations:
+        autoscaling.knative.dev/target: "10"
+        flick.dev/command: "node ` + filepath.Join(dir, "hello.js") + `"
+    spec:
+      containerConcurrency: 10
+      containers:
+        - image: ghcr.io/knative/helloworld-go:latest
+          ports:
+            - containerPort: 8080
+          env:
+            - name: TARGET
+              value: "Go Sample v1"
+          readinessProbe:
+            httpGet:
+              path: /
+`
+	path := filepath.Join(t.TempDir(), "service.yaml")
+	if err := os.WriteFile(path, []byte(manifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := s.flick("apply", "-f", path, "--wait")
+	if code != 0 {
+		t.Fatalf("apply: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if !strings.Contains(errOut, "readinessProbe") || !strings.Contains(errOut, "not supported") {
+		t.Errorf("unsupported fields should be warned about by name: %q", errOut)
+	}
+	if r := s.get("helloworld-go.default.localhost", "/"); r.code != 200 || r.body != "Hello Go Sample v1!\n" {
+		t.Errorf("got %d %q", r.code, r.body)
+	}
+	if out := s.mustFlick("get", "ksvc"); !strings.Contains(out, "helloworld-go") {
+		t.Errorf("flick get ksvc:\n%s", out)
+	}
+}
