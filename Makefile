@@ -37,6 +37,7 @@ test: deps vet unit e2e
 
 bench: build examples
 	$(GO) run ./bench/coldstart -flick $(BIN)
+	$(GO) run ./bench/split -flick $(BIN)
 
 clean:
 	rm -rf bin examples/hello-binary/bin

@@ -28,7 +28,7 @@ func newServiceCmd(o *options) *cobra.Command {
 		Aliases: []string{"svc", "ksvc"},
 		Short:   "Work with services: create, update (template and traffic), get, list, delete",
 	}
-	cmd.AddCommand(newServiceWriteCmd(o, true), newServiceWriteCmd(o, false), newServiceGetCmd(o), newServiceListCmd(o), newServiceDeleteCmd(o))
+	cmd.AddCommand(newServiceWriteCmd(o, true), newServiceWriteCmd(o, false), newServiceGetCmd(o), newServiceListCmd(o), newServiceDeleteCmd(o), newServiceRolloutCmd(o))
 	return cmd
 }
 
@@ -332,6 +332,16 @@ func newServiceGetCmd(o *options) *cobra.Command {
 			}
 			fmt.Fprintf(out, "Latest:     created %s, ready %s\n\nTraffic:\n", st.LatestCreatedRevisionName, st.LatestReadyRevisionName)
 			printTraffic(out, st.Traffic)
+			if ro := st.Rollout; ro != nil {
+				fmt.Fprintf(out, "\nRollout to %s: %s at %d%%", ro.To, ro.Phase, ro.Percent)
+				if ro.Reason != "" {
+					fmt.Fprintf(out, " (%s)", ro.Reason)
+				}
+				fmt.Fprintln(out)
+				for _, h := range ro.History {
+					fmt.Fprintf(out, "  %s  %s\n", h.Time.Local().Format("15:04:05"), h.Message)
+				}
+			}
 			return nil
 		},
 	}

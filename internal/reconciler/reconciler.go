@@ -27,6 +27,8 @@ import (
 type Routes interface {
 	SetRoute(key string, r router.Route)
 	DeleteRoute(key string)
+	// Stats are the router's counts for a workload; rollouts judge revisions by them.
+	Stats(key string) router.Stats
 }
 
 // Reconciler keeps the engine and the router in line with the store.
@@ -51,6 +53,11 @@ type Reconciler struct {
 
 	services chan string // service keys to reconcile, one at a time
 	synced   atomic.Bool
+
+	// Owned by the service loop: services with a rollout in progress, and the target's
+	// counts when its current step began.
+	rolling   map[string]bool
+	baselines map[string]router.Stats
 }
 
 // workload is what the reconciler knows of one Function or Revision (an engine workload).
@@ -76,6 +83,7 @@ func New(st *store.Store, b *builder.Builder, routes Routes, log *slog.Logger) *
 		URL:       func(ns, label string) string { return "" },
 		workloads: map[string]*workload{}, dirty: map[string]bool{}, kick: make(chan struct{}, 1),
 		services: make(chan string, 4096),
+		rolling:  map[string]bool{}, baselines: map[string]router.Stats{},
 	}
 }
 

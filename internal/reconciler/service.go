@@ -19,13 +19,23 @@ import (
 // AnnotationTemplateHash records on a revision which template it snapshots.
 const AnnotationTemplateHash = "flick.dev/template-hash"
 
-// serviceChanged reports whether a service event carries a generation not yet reconciled.
+// serviceChanged reports whether a service event carries a generation, or a rollout request,
+// not yet reconciled.
 func (r *Reconciler) serviceChanged(res *apis.Resource) bool {
 	var st apis.ServiceStatus
-	if len(res.Status) > 0 && json.Unmarshal(res.Status, &st) == nil {
-		return st.ObservedGeneration != res.Metadata.Generation
+	if len(res.Status) == 0 || json.Unmarshal(res.Status, &st) != nil {
+		return true
 	}
-	return true
+	if st.ObservedGeneration != res.Metadata.Generation {
+		return true
+	}
+	if raw, ok := res.Metadata.Annotations[apis.AnnotationRollout]; ok {
+		var spec apis.RolloutSpec
+		if json.Unmarshal([]byte(raw), &spec) == nil && (st.Rollout == nil || st.Rollout.ID != spec.ID) {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *Reconciler) enqueueService(key string) {
@@ -41,14 +51,24 @@ func (r *Reconciler) enqueueService(key string) {
 // serviceLoop reconciles services one at a time, folding repeated requests for the same
 // service into one.
 func (r *Reconciler) serviceLoop(ctx context.Context) {
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
 	for {
-		var key string
+		pending := map[string]bool{}
 		select {
 		case <-ctx.Done():
 			return
-		case key = <-r.services:
+		case key := <-r.services:
+			pending[key] = true
+		case <-tick.C:
+			// Rollouts advance with time, not only with events.
+			for key := range r.rolling {
+				pending[key] = true
+			}
+			if len(pending) == 0 {
+				continue
+			}
 		}
-		pending := map[string]bool{key: true}
 		for drained := false; !drained; {
 			select {
 			case k := <-r.services:
@@ -128,19 +148,32 @@ func (r *Reconciler) reconcileService(key string) error {
 		return r.writeServiceStatus(svc, res.Metadata.Generation, prev, conds, &serviceView{latestCreated: latestCreated, latestReady: latestReady, traffic: prev.Traffic, revisions: revs})
 	}
 
+	// The split: the traffic block's, or a rollout's step on the way from it.
+	splits := splitsOf(targets)
+	ro, override := r.advanceRollout(key, svc, prev, targets, byName, latestReady, now)
+	if override != nil {
+		splits = override
+	}
 	route := router.Route{Tags: map[string]string{}}
+	for _, s := range splits {
+		route.Splits = append(route.Splits, router.Split{Key: revisionKey(ns, s.RevisionName), Percent: s.Percent})
+	}
 	traffic := make([]apis.TrafficStatus, 0, len(targets))
-	for _, t := range targets {
-		k := revisionKey(ns, t.RevisionName)
-		if t.Percent > 0 {
-			route.Splits = append(route.Splits, router.Split{Key: k, Percent: t.Percent})
-		}
-		ts := apis.TrafficStatus{RevisionName: t.RevisionName, LatestRevision: t.Latest, Percent: t.Percent, Tag: t.Tag}
-		if t.Tag != "" {
-			route.Tags[t.Tag] = k
-			ts.URL = r.URL(ns, t.Tag+"-"+name)
+	for _, s := range splits {
+		ts := apis.TrafficStatus{RevisionName: s.RevisionName, Percent: s.Percent}
+		for _, t := range targets {
+			if t.RevisionName == s.RevisionName && t.Latest && t.Tag == "" {
+				ts.LatestRevision = true
+			}
 		}
 		traffic = append(traffic, ts)
+	}
+	for _, t := range targets {
+		if t.Tag == "" {
+			continue
+		}
+		route.Tags[t.Tag] = revisionKey(ns, t.RevisionName)
+		traffic = append(traffic, apis.TrafficStatus{RevisionName: t.RevisionName, LatestRevision: t.Latest, Tag: t.Tag, URL: r.URL(ns, t.Tag+"-"+name)})
 	}
 	r.routes.SetRoute(key, route)
 
@@ -166,7 +199,28 @@ func (r *Reconciler) reconcileService(key string) error {
 		}
 	}
 	conds = apis.SetCondition(conds, ready, now)
-	return r.writeServiceStatus(svc, res.Metadata.Generation, prev, conds, &serviceView{latestCreated: latestCreated, latestReady: latestReady, traffic: traffic, revisions: revs})
+	return r.writeServiceStatus(svc, res.Metadata.Generation, prev, conds, &serviceView{latestCreated: latestCreated, latestReady: latestReady, traffic: traffic, revisions: revs, rollout: ro})
+}
+
+// splitsOf sums a resolved traffic block per revision (several targets may name one).
+func splitsOf(targets []apis.ResolvedTarget) []apis.TrafficSplit {
+	var out []apis.TrafficSplit
+	for _, t := range targets {
+		if t.Percent == 0 {
+			continue
+		}
+		merged := false
+		for i := range out {
+			if out[i].RevisionName == t.RevisionName {
+				out[i].Percent += t.Percent
+				merged = true
+			}
+		}
+		if !merged {
+			out = append(out, apis.TrafficSplit{RevisionName: t.RevisionName, Percent: t.Percent})
+		}
+	}
+	return out
 }
 
 // serviceView is what a service's status reports beyond its conditions.
@@ -174,6 +228,7 @@ type serviceView struct {
 	latestCreated, latestReady string
 	traffic                    []apis.TrafficStatus
 	revisions                  []*apis.Revision
+	rollout                    *apis.RolloutStatus
 }
 
 func (r *Reconciler) writeServiceStatus(svc *apis.Service, gen int64, prev apis.ServiceStatus, conds []apis.Condition, v *serviceView) error {
@@ -183,6 +238,7 @@ func (r *Reconciler) writeServiceStatus(svc *apis.Service, gen int64, prev apis.
 	st.URL = r.URL(svc.Metadata.Namespace, svc.Metadata.Name)
 	if v != nil {
 		st.LatestCreatedRevisionName, st.LatestReadyRevisionName, st.Traffic = v.latestCreated, v.latestReady, v.traffic
+		st.Rollout = v.rollout
 		st.Replicas, st.Desired, st.Instances, st.LastExit = 0, 0, nil, nil
 		for _, rev := range v.revisions {
 			es, ok := r.engine.Status(revisionKey(rev.Metadata.Namespace, rev.Metadata.Name))

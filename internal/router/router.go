@@ -27,7 +27,22 @@ type Router struct {
 	log     *slog.Logger
 	proxy   *httputil.ReverseProxy
 	table   table
+	stats   statsTable
 }
+
+// statusRecorder remembers the status code a handler wrote.
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.code = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach Flush and Hijack underneath.
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // New returns a router for workloads under domain, rejecting bodies over maxBody bytes.
 func New(e *engine.Engine, domain string, maxBody int64, log *slog.Logger) *Router {
@@ -79,13 +94,19 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // Serve sends a request to a known target; the API's proxy endpoint uses it too.
 func (rt *Router) Serve(w http.ResponseWriter, r *http.Request, target Target) {
 	var wl *engine.Workload
-	if key, ok := rt.workloadFor(target.Key); ok {
+	key, ok := rt.workloadFor(target.Key)
+	if ok {
 		wl = rt.engine.Get(key)
 	}
 	if wl == nil {
 		WriteError(w, http.StatusNotFound, fmt.Sprintf("no function or service %s", target.Key))
 		return
 	}
+	// Per-workload counts feed rollouts (and later metrics and the autoscaler).
+	rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+	w = rec
+	start := time.Now()
+	defer func() { rt.stats.record(key, rec.code, time.Since(start)) }()
 	if r.ContentLength > rt.maxBody {
 		WriteError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body of %d bytes is over the limit of %d bytes", r.ContentLength, rt.maxBody))
 		return

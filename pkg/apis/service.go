@@ -98,6 +98,7 @@ type ServiceStatus struct {
 	LatestCreatedRevisionName string          `json:"latestCreatedRevisionName,omitempty"`
 	LatestReadyRevisionName   string          `json:"latestReadyRevisionName,omitempty"`
 	Traffic                   []TrafficStatus `json:"traffic,omitempty"`
+	Rollout                   *RolloutStatus  `json:"rollout,omitempty"`
 }
 
 // TrafficStatus is one resolved traffic target.

@@ -123,12 +123,17 @@ func (c *Client) List(ctx context.Context, k apis.KindInfo, ns string) ([]*apis.
 }
 
 // Apply creates the object, or updates it when it exists. It returns the stored object, the
-// server's warnings, and whether it was created.
+// server's warnings, and whether it was created. Like kubectl apply, the last writer wins: the
+// object's resourceVersion is not sent (status writes change it all the time).
 func (c *Client) Apply(ctx context.Context, r *apis.Resource) (*apis.Resource, []string, bool, error) {
 	k, err := apis.LookupTypeMeta(r.TypeMeta)
 	if err != nil {
 		return nil, nil, false, err
 	}
+	rc := *r
+	rc.Metadata.ResourceVersion = ""
+	rc.Status = nil
+	r = &rc
 	ns := r.Metadata.Namespace
 	if ns == "" {
 		ns = "default"
