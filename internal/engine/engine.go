@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flickdev/flick/internal/autoscaler"
 	"github.com/flickdev/flick/internal/runtime"
 	"github.com/flickdev/flick/pkg/apis"
 )
@@ -50,8 +51,10 @@ type Options struct {
 	StopGrace time.Duration
 	// StartTimeout bounds how long an instance may take to become ready.
 	StartTimeout time.Duration
-	// Tick is how often scale decisions are revisited.
+	// Tick is how often workloads are sampled and decisions checked.
 	Tick time.Duration
+	// Autoscaler holds the server's autoscaling defaults (Knative's when zero).
+	Autoscaler autoscaler.Config
 }
 
 func (o *Options) defaults() {
@@ -66,6 +69,9 @@ func (o *Options) defaults() {
 	}
 	if o.Tick == 0 {
 		o.Tick = 50 * time.Millisecond
+	}
+	if o.Autoscaler.StableWindow == 0 {
+		o.Autoscaler = autoscaler.Defaults()
 	}
 }
 
@@ -110,7 +116,7 @@ func (e *Engine) Run(ctx context.Context) {
 			e.mu.RUnlock()
 			for _, w := range ws {
 				w.mu.Lock()
-				w.scaleLocked(now)
+				w.tickLocked(now)
 				w.mu.Unlock()
 			}
 		}
@@ -125,7 +131,8 @@ func (e *Engine) Declare(key string, cfg apis.WorkloadConfig) {
 	if e.closed || e.workloads[key] != nil {
 		return
 	}
-	e.workloads[key] = &Workload{e: e, key: key, spec: WorkloadSpec{Key: key, Config: cfg}, pending: true, changed: make(chan struct{}), lastActive: time.Now()}
+	e.workloads[key] = &Workload{e: e, key: key, spec: WorkloadSpec{Key: key, Config: cfg}, pending: true, changed: make(chan struct{}),
+		asConfig: autoscalerConfig(e.opts.Autoscaler, cfg)}
 }
 
 // Fail records why a declared workload that never got a spec cannot run; its waiting and
@@ -152,7 +159,7 @@ func (e *Engine) Upsert(spec WorkloadSpec) {
 	}
 	w, ok := e.workloads[spec.Key]
 	if !ok {
-		w = &Workload{e: e, key: spec.Key, spec: spec, changed: make(chan struct{}), lastActive: time.Now()}
+		w = &Workload{e: e, key: spec.Key, spec: spec, changed: make(chan struct{})}
 		e.workloads[spec.Key] = w
 	}
 	e.mu.Unlock()
@@ -170,16 +177,15 @@ func (e *Engine) Upsert(spec WorkloadSpec) {
 		w.everReady = false
 	}
 	w.spec = spec
+	w.asConfig = autoscalerConfig(e.opts.Autoscaler, spec.Config)
 	now := time.Now()
-	if fresh && spec.Config.Scale.Initial > len(w.instances)+w.starting {
+	if fresh {
 		// Knative's initial scale: a new version starts instances before any request, and
-		// keeps them for a window like any busy workload.
-		w.lastActive = now
-		for i := len(w.instances) + w.starting; i < spec.Config.Scale.Initial; i++ {
-			w.startLocked()
-		}
+		// keeps them for a stable window before demand decides.
+		w.initialCount, w.initialUntil = spec.Config.Scale.Initial, now.Add(w.asConfig.StableWindow)
+		w.desired = max(w.desired, w.initialCount)
 	}
-	w.scaleLocked(now)
+	w.decideLocked(now, false)
 	w.notifyLocked()
 	w.mu.Unlock()
 	e.onChange(spec.Key)
@@ -237,10 +243,14 @@ type Status struct {
 	// EverReady: an instance of the current version has been ready (Knative's revision
 	// readiness).
 	EverReady bool
-	Ready     int
-	Desired   int
-	Instances []apis.InstanceStatus
-	LastExit  *apis.ExitStatus
+	// What the autoscaler saw and decided.
+	Panic       bool
+	Concurrency float64 // averaged over the stable window
+	RPS         float64 // in the last second
+	Ready       int
+	Desired     int
+	Instances   []apis.InstanceStatus
+	LastExit    *apis.ExitStatus
 }
 
 // Status returns the workload's current state.
@@ -251,7 +261,7 @@ func (e *Engine) Status(key string) (Status, bool) {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	st := Status{EverReady: w.everReady, Ready: len(w.instances), Desired: w.desired}
+	st := Status{EverReady: w.everReady, Ready: len(w.instances), Desired: w.desired, Panic: w.panic, Concurrency: w.stableValue, RPS: w.rps}
 	for _, in := range w.instances {
 		st.Instances = append(st.Instances, apis.InstanceStatus{
 			ID: in.rt.ID, PID: in.rt.PID, Address: in.rt.Addr, Ready: true, Started: in.rt.Started.UTC(),

@@ -329,18 +329,20 @@ func TestMaxScaleQueues(t *testing.T) {
 	}
 }
 
+// TestQueueFull: with containerConcurrency 1 and one instance at most, 10 requests may wait
+// (10 × cc per instance); the eleventh is turned away at once, and the waiting ones are served
+// in turn.
 func TestQueueFull(t *testing.T) {
-	e := newEngine(t, engine.Options{MaxQueue: 1})
+	e := newEngine(t, engine.Options{})
 	e.Upsert(spec("default/q", "v1", "hello", config(1, 0, 1, time.Minute)))
 	first := acquire(t, e, "default/q")
 
-	// Two more requests: one fits in the queue, the other is turned away at once.
 	type result struct {
 		lease *engine.Lease
 		err   error
 	}
-	results := make(chan result, 2)
-	for range 2 {
+	results := make(chan result, 11)
+	for range 11 {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), patience)
 			defer cancel()
@@ -359,11 +361,13 @@ func TestQueueFull(t *testing.T) {
 	}
 
 	first.Release()
-	queued := <-results
-	if queued.err != nil {
-		t.Fatalf("queued request: %v", queued.err)
+	for range 10 {
+		queued := <-results
+		if queued.err != nil {
+			t.Fatalf("queued request: %v", queued.err)
+		}
+		queued.lease.Release()
 	}
-	queued.lease.Release()
 }
 
 func TestCrashOnStart(t *testing.T) {

@@ -25,8 +25,7 @@ type Workload struct {
 	waiting   int
 	// changed is closed (and replaced) whenever capacity may have appeared or a start failed;
 	// waiting requests select on it alongside their deadline.
-	changed    chan struct{}
-	lastActive time.Time
+	changed chan struct{}
 	// Crash bookkeeping: a failing workload is retried with exponential backoff, and requests
 	// arriving meanwhile fail at once with the last reason instead of waiting for nothing.
 	startFailures uint64
@@ -40,6 +39,24 @@ type Workload struct {
 	failure string
 	// everReady: an instance of the current version became ready at least once.
 	everReady bool
+
+	// Autoscaling: demand integrated over the current second, closed samples, the KPA's
+	// state and what it last decided.
+	asConfig       autoscaler.Config
+	asState        autoscaler.State
+	samples        []autoscaler.Sample
+	demandIntegral float64
+	demandSince    time.Time
+	secStart       time.Time
+	secRequests    int
+	lastDecision   time.Time
+	lastPoke       time.Time
+	// A new version holds its initial scale for a stable window before demand decides.
+	initialCount int
+	initialUntil time.Time
+	panic        bool
+	stableValue  float64
+	rps          float64
 }
 
 type instance struct {
@@ -65,12 +82,10 @@ func (l *Lease) Instance() *runtime.Instance { return l.inst.rt }
 func (l *Lease) Release() {
 	w := l.w
 	w.mu.Lock()
+	now := time.Now()
+	w.accountLocked(now)
 	l.inst.inflight--
 	w.inflight--
-	now := time.Now()
-	if w.inflight == 0 {
-		w.lastActive = now
-	}
 	if l.inst.retired && l.inst.inflight == 0 {
 		w.stopLocked(l.inst)
 	}
@@ -91,6 +106,7 @@ func (w *Workload) Config() apis.WorkloadConfig {
 // there is none, until ctx ends.
 func (w *Workload) Acquire(ctx context.Context) (*Lease, error) {
 	w.mu.Lock()
+	w.secRequests++
 	failures := w.startFailures
 	queued := false
 	for {
@@ -104,14 +120,15 @@ func (w *Workload) Acquire(ctx context.Context) (*Lease, error) {
 			w.mu.Unlock()
 			return nil, &Unavailable{Workload: w.key, Reason: w.failure}
 		}
+		now := time.Now()
 		if in := w.pickLocked(); in != nil {
+			w.accountLocked(now)
 			in.inflight++
 			w.inflight++
 			w.leaveLocked(queued)
 			w.mu.Unlock()
 			return &Lease{w: w, inst: in}, nil
 		}
-		now := time.Now()
 		if len(w.instances) == 0 && w.starting == 0 {
 			// Fail fast on a workload that just crashed, or whose start failed while we waited.
 			if w.startFailures != failures || (w.lastExit != nil && now.Before(w.retryAt)) {
@@ -125,14 +142,17 @@ func (w *Workload) Acquire(ctx context.Context) (*Lease, error) {
 			}
 		}
 		if !queued {
-			if w.waiting >= w.e.opts.MaxQueue {
+			w.pokeLocked(now)
+			if w.waiting >= w.queueLimitLocked() {
 				w.mu.Unlock()
 				return nil, ErrQueueFull
 			}
+			w.accountLocked(now)
 			w.waiting++
 			queued = true
+		} else {
+			w.pokeLocked(now)
 		}
-		w.scaleLocked(now)
 		ch := w.changed
 		w.mu.Unlock()
 		select {
@@ -149,9 +169,9 @@ func (w *Workload) Acquire(ctx context.Context) (*Lease, error) {
 
 func (w *Workload) leaveLocked(queued bool) {
 	if queued {
+		w.accountLocked(time.Now())
 		w.waiting--
 	}
-	w.lastActive = time.Now()
 }
 
 // pickLocked returns the least loaded instance with room, or nil.
@@ -172,43 +192,6 @@ func (w *Workload) pickLocked() *instance {
 func (w *Workload) notifyLocked() {
 	close(w.changed)
 	w.changed = make(chan struct{})
-}
-
-// scaleLocked asks the autoscaler for the instance count and starts or stops instances.
-func (w *Workload) scaleLocked(now time.Time) {
-	if w.removed || w.pending {
-		return
-	}
-	idle := time.Duration(0)
-	if w.inflight == 0 && w.waiting == 0 {
-		idle = now.Sub(w.lastActive)
-	}
-	cfg := w.spec.Config
-	w.desired = autoscaler.Desired(autoscaler.Input{
-		Ready: len(w.instances), Starting: w.starting,
-		InFlight: w.inflight, Queued: w.waiting,
-		Concurrency: cfg.Concurrency,
-		Min:         cfg.Scale.Min, Max: cfg.Scale.Max,
-		IdleFor: idle, Window: cfg.Scale.Window.Duration,
-	})
-	have := len(w.instances) + w.starting
-	if have < w.desired && !now.Before(w.retryAt) {
-		for i := have; i < w.desired; i++ {
-			w.startLocked()
-		}
-		return
-	}
-	// Scale down only idle instances; busy ones finish first and are revisited next tick.
-	for len(w.instances) > w.desired {
-		i := w.idlestLocked()
-		if i < 0 || w.instances[i].inflight > 0 {
-			return
-		}
-		in := w.instances[i]
-		w.instances = append(w.instances[:i], w.instances[i+1:]...)
-		w.retireLocked(in)
-		go w.e.onChange(w.key)
-	}
 }
 
 func (w *Workload) idlestLocked() int {

@@ -57,6 +57,7 @@ func (r *Reconciler) flush() {
 		}
 		if es, ok := r.engine.Status(key); ok {
 			st.Replicas, st.Desired, st.Instances, st.LastExit = es.Ready, es.Desired, es.Instances, es.LastExit
+			st.Panic, st.ObservedConcurrency, st.ObservedRPS = es.Panic, round2(es.Concurrency), round2(es.RPS)
 			if w.plural == "revisions" && w.deployed && w.initial > 0 {
 				w.conditions = revisionReadiness(w.conditions, es.EverReady, es.LastExit)
 				st.Conditions = append([]apis.Condition(nil), w.conditions...)
@@ -104,5 +105,7 @@ func revisionReadiness(conds []apis.Condition, everReady bool, lastExit *apis.Ex
 		return apis.SetCondition(conds, apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionUnknown, Reason: "Starting", Message: "waiting for the first instance to be ready"}, now)
 	}
 }
+
+func round2(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }

@@ -371,7 +371,7 @@ func TestMaxScaleQueues(t *testing.T) {
 }
 
 func TestQueueFull(t *testing.T) {
-	h := newHarness(t, engine.Options{MaxQueue: 1})
+	h := newHarness(t, engine.Options{})
 	h.deploy("default/q", workload{concurrency: 1, max: 1})
 	g := newGate(t)
 	entered := filepath.Join(t.TempDir(), "entered")
@@ -380,9 +380,9 @@ func TestQueueFull(t *testing.T) {
 	go func() { first <- h.get(t, "", "/function/q?"+g.query()+"&entered="+url.QueryEscape(entered)) }()
 	waitFor(t, "the first request to reach the instance", func() bool { return exists(entered) })
 
-	// Two more: one waits in the queue of one, the other is turned away at once.
-	more := make(chan response, 2)
-	for range 2 {
+	// Eleven more: ten wait in the queue (10 × containerConcurrency), one is turned away.
+	more := make(chan response, 11)
+	for range 11 {
 		go func() { more <- h.get(t, "", "/function/q") }()
 	}
 	rejected := <-more
@@ -393,7 +393,9 @@ func TestQueueFull(t *testing.T) {
 
 	g.open(t)
 	ok(t, <-first)
-	ok(t, <-more)
+	for range 10 {
+		ok(t, <-more)
+	}
 }
 
 func TestCrashOnStart(t *testing.T) {

@@ -83,11 +83,15 @@ type WorkloadStatus struct {
 	URL                string      `json:"url,omitempty"`
 	// Artifact identifies what instances run: the build of the source (for Go, the binary's
 	// cache key), so a status reader can tell which code is live.
-	Artifact  string           `json:"artifact,omitempty"`
-	Replicas  int              `json:"replicas"`
-	Desired   int              `json:"desiredReplicas"`
-	Instances []InstanceStatus `json:"instances,omitempty"`
-	LastExit  *ExitStatus      `json:"lastExit,omitempty"`
+	Artifact string `json:"artifact,omitempty"`
+	Replicas int    `json:"replicas"`
+	Desired  int    `json:"desiredReplicas"`
+	// What the autoscaler saw: panic mode, concurrency over the stable window, requests/s.
+	Panic               bool             `json:"panic,omitempty"`
+	ObservedConcurrency float64          `json:"observedConcurrency,omitempty"`
+	ObservedRPS         float64          `json:"observedRPS,omitempty"`
+	Instances           []InstanceStatus `json:"instances,omitempty"`
+	LastExit            *ExitStatus      `json:"lastExit,omitempty"`
 }
 
 // InstanceStatus is one running instance.
@@ -156,16 +160,26 @@ func (f *Function) Validate() error {
 		errs.add("spec.containerConcurrency", "must be 0 (unlimited) or more")
 	}
 	validateScale(&errs, "spec.scale", s.Scale)
+	_, aerrs := AutoscalingFromAnnotations(f.annotation)
+	errs = append(errs, aerrs...)
 	return errs.OrNil()
 }
 
-// Config is the engine's view of a function.
+// Config is the engine's view of a function. Knative's autoscaling annotations work on a
+// function's metadata too; spec.scale sets its bounds and window.
 func (f *Function) Config() WorkloadConfig {
+	a, _ := AutoscalingFromAnnotations(f.annotation)
 	return WorkloadConfig{
 		Timeout:     time.Duration(f.Spec.TimeoutSeconds) * time.Second,
 		Concurrency: f.Spec.ContainerConcurrency,
 		Scale:       f.Spec.Scale,
+		Autoscaling: a,
 	}
+}
+
+func (f *Function) annotation(key string) (string, string, bool) {
+	v, ok := f.Metadata.Annotations[key]
+	return v, "metadata.annotations[" + key + "]", ok
 }
 
 // WorkloadConfig is what the engine needs to know to route to and scale a workload, whatever
@@ -174,4 +188,5 @@ type WorkloadConfig struct {
 	Timeout     time.Duration
 	Concurrency int
 	Scale       Scale
+	Autoscaling Autoscaling
 }

@@ -33,6 +33,8 @@ func (r *Revision) Validate() error {
 	validateRevisionSpec(&errs, "spec", &r.Spec, hasCommand)
 	_, scaleErrs := ScaleFromAnnotations(r.annotation)
 	errs = append(errs, scaleErrs...)
+	_, aerrs := AutoscalingFromAnnotations(r.annotation)
+	errs = append(errs, aerrs...)
 	return errs.OrNil()
 }
 
@@ -44,10 +46,12 @@ func (r *Revision) annotation(key string) (string, string, bool) {
 // Config is the engine's view of the revision.
 func (r *Revision) Config() WorkloadConfig {
 	scale, _ := ScaleFromAnnotations(r.annotation)
+	a, _ := AutoscalingFromAnnotations(r.annotation)
 	return WorkloadConfig{
 		Timeout:     time.Duration(r.Spec.TimeoutSeconds) * time.Second,
 		Concurrency: r.Spec.ContainerConcurrency,
 		Scale:       scale,
+		Autoscaling: a,
 	}
 }
 

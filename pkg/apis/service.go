@@ -147,6 +147,8 @@ func (s *Service) Validate() error {
 	}
 	_, scaleErrs := ScaleFromAnnotations(s.annotation)
 	errs = append(errs, scaleErrs...)
+	_, aerrs := AutoscalingFromAnnotations(s.annotation)
+	errs = append(errs, aerrs...)
 	errs = append(errs, ValidateTraffic("spec.traffic", s.Spec.Traffic)...)
 	return errs.OrNil()
 }
@@ -179,10 +181,12 @@ func (s *Service) RevisionAnnotations() map[string]string {
 // Config is the engine's view of the service's current template.
 func (s *Service) Config() WorkloadConfig {
 	scale, _ := ScaleFromAnnotations(s.annotation)
+	a, _ := AutoscalingFromAnnotations(s.annotation)
 	return WorkloadConfig{
 		Timeout:     time.Duration(s.Spec.Template.Spec.TimeoutSeconds) * time.Second,
 		Concurrency: s.Spec.Template.Spec.ContainerConcurrency,
 		Scale:       scale,
+		Autoscaling: a,
 	}
 }
 
