@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/flickdev/flick/internal/autoscaler"
+	"github.com/flickdev/flick/internal/histogram"
 	"github.com/flickdev/flick/internal/runtime"
 	"github.com/flickdev/flick/pkg/apis"
 )
@@ -132,7 +133,7 @@ func (e *Engine) Declare(key string, cfg apis.WorkloadConfig) {
 		return
 	}
 	e.workloads[key] = &Workload{e: e, key: key, spec: WorkloadSpec{Key: key, Config: cfg}, pending: true, changed: make(chan struct{}),
-		asConfig: autoscalerConfig(e.opts.Autoscaler, cfg)}
+		asConfig: autoscalerConfig(e.opts.Autoscaler, cfg), coldWait: histogram.New()}
 }
 
 // Fail records why a declared workload that never got a spec cannot run; its waiting and
@@ -159,7 +160,7 @@ func (e *Engine) Upsert(spec WorkloadSpec) {
 	}
 	w, ok := e.workloads[spec.Key]
 	if !ok {
-		w = &Workload{e: e, key: spec.Key, spec: spec, changed: make(chan struct{})}
+		w = &Workload{e: e, key: spec.Key, spec: spec, changed: make(chan struct{}), coldWait: histogram.New()}
 		e.workloads[spec.Key] = w
 	}
 	e.mu.Unlock()
@@ -247,10 +248,25 @@ type Status struct {
 	Panic       bool
 	Concurrency float64 // averaged over the stable window
 	RPS         float64 // in the last second
+	InFlight    int
+	Waiting     int    // requests held for capacity (the activator's queue)
+	ColdStarts  uint64 // requests that arrived with no ready instance
+	ColdWait    histogram.Snapshot
 	Ready       int
 	Desired     int
 	Instances   []apis.InstanceStatus
 	LastExit    *apis.ExitStatus
+}
+
+// Keys lists every workload the engine knows.
+func (e *Engine) Keys() []string {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	keys := make([]string, 0, len(e.workloads))
+	for k := range e.workloads {
+		keys = append(keys, k)
+	}
+	return keys
 }
 
 // Status returns the workload's current state.
@@ -261,7 +277,8 @@ func (e *Engine) Status(key string) (Status, bool) {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	st := Status{EverReady: w.everReady, Ready: len(w.instances), Desired: w.desired, Panic: w.panic, Concurrency: w.stableValue, RPS: w.rps}
+	st := Status{EverReady: w.everReady, Ready: len(w.instances), Desired: w.desired, Panic: w.panic, Concurrency: w.stableValue, RPS: w.rps,
+		InFlight: w.inflight, Waiting: w.waiting, ColdStarts: w.coldStarts, ColdWait: w.coldWait.Snapshot()}
 	for _, in := range w.instances {
 		st.Instances = append(st.Instances, apis.InstanceStatus{
 			ID: in.rt.ID, PID: in.rt.PID, Address: in.rt.Addr, Ready: true, Started: in.rt.Started.UTC(),

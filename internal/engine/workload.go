@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/flickdev/flick/internal/autoscaler"
+	"github.com/flickdev/flick/internal/histogram"
 	"github.com/flickdev/flick/internal/runtime"
 	"github.com/flickdev/flick/pkg/apis"
 )
@@ -57,6 +58,10 @@ type Workload struct {
 	panic        bool
 	stableValue  float64
 	rps          float64
+
+	// Cold starts: requests that arrived with no ready instance, and how long they waited.
+	coldStarts uint64
+	coldWait   *histogram.Histogram
 }
 
 type instance struct {
@@ -109,6 +114,8 @@ func (w *Workload) Acquire(ctx context.Context) (*Lease, error) {
 	w.secRequests++
 	failures := w.startFailures
 	queued := false
+	arrived := time.Now()
+	cold := len(w.instances) == 0
 	for {
 		if w.removed {
 			w.leaveLocked(queued)
@@ -126,6 +133,10 @@ func (w *Workload) Acquire(ctx context.Context) (*Lease, error) {
 			in.inflight++
 			w.inflight++
 			w.leaveLocked(queued)
+			if cold {
+				w.coldStarts++
+				w.coldWait.Observe(now.Sub(arrived))
+			}
 			w.mu.Unlock()
 			return &Lease{w: w, inst: in}, nil
 		}

@@ -102,6 +102,20 @@ func revisionKey(ns, name string) string { return ns + "/revisions/" + name }
 // RevisionKey is the engine workload of a revision.
 func RevisionKey(ns, name string) string { return revisionKey(ns, name) }
 
+// Labels names an engine workload for metrics: namespace, kind, name and revision.
+func (r *Reconciler) Labels(key string) (ns, kind, name, revision string, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w := r.workloads[key]
+	if w == nil {
+		return "", "", "", "", false
+	}
+	if w.plural == "revisions" {
+		return w.ns, "service", w.service, w.name, true
+	}
+	return w.ns, "function", w.name, "", true
+}
+
 // MarkChanged asks for an engine workload's status to be rewritten soon.
 func (r *Reconciler) MarkChanged(key string) {
 	r.dmu.Lock()

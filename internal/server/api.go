@@ -13,6 +13,7 @@ import (
 
 	"github.com/flickdev/flick/internal/archive"
 	"github.com/flickdev/flick/internal/logs"
+	"github.com/flickdev/flick/internal/metrics"
 	"github.com/flickdev/flick/internal/reconciler"
 	"github.com/flickdev/flick/internal/router"
 	"github.com/flickdev/flick/internal/store"
@@ -122,6 +123,8 @@ func (s *Server) apiHandler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
+	// Prometheus scrapes without the admin token; the listener is loopback by default.
+	open.Handle("GET /metrics", metrics.Handler(&metrics.Collector{Engine: s.engine, Router: s.router, Label: s.reconciler.Labels}))
 	open.Handle("/", requireToken(s.token, mux))
 	return open
 }

@@ -1,0 +1,119 @@
+// Package metrics exposes Flick's Prometheus metrics. Everything is read at scrape time from
+// the counters the router and the engine keep anyway, so the request path pays nothing for
+// metrics. The names are documented in docs/metrics.md.
+package metrics
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/flickdev/flick/internal/engine"
+	"github.com/flickdev/flick/internal/histogram"
+	"github.com/flickdev/flick/internal/router"
+)
+
+// Labeler names a workload key for humans: namespace, kind (function or service), name, and
+// revision (empty for functions). ok is false for keys it does not know.
+type Labeler func(key string) (namespace, kind, name, revision string, ok bool)
+
+var labels = []string{"namespace", "kind", "name", "revision"}
+
+func desc(name, help string, extra ...string) *prometheus.Desc {
+	return prometheus.NewDesc(name, help, append(append([]string{}, labels...), extra...), nil)
+}
+
+var (
+	requestsTotal   = desc("flick_requests_total", "Requests answered by the data plane, by status class (2xx, 5xx...).", "code")
+	requestDuration = desc("flick_request_duration_seconds", "Time from the router receiving a request to the end of its answer, including any wait for an instance.")
+	inFlight        = desc("flick_requests_in_flight", "Requests being served by instances.")
+	queueDepth      = desc("flick_activator_queue_depth", "Requests waiting for an instance with room.")
+	desired         = desc("flick_instances_desired", "Instances the autoscaler wants.")
+	ready           = desc("flick_instances_ready", "Instances serving.")
+	panicMode       = desc("flick_autoscaler_panic", "1 while the autoscaler is in panic mode.")
+	concurrency     = desc("flick_autoscaler_observed_concurrency", "Concurrency (in flight plus waiting) averaged over the stable window.")
+	rps             = desc("flick_autoscaler_observed_rps", "Requests per second in the last second.")
+	coldStarts      = desc("flick_cold_starts_total", "Requests that arrived when no instance was ready.")
+	coldStartWait   = desc("flick_cold_start_duration_seconds", "How long a cold-start request waited for its instance.")
+)
+
+// Collector reads the engine and the router at scrape time.
+type Collector struct {
+	Engine *engine.Engine
+	Router *router.Router
+	Label  Labeler
+}
+
+// Describe sends the descriptors.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{requestsTotal, requestDuration, inFlight, queueDepth, desired, ready, panicMode, concurrency, rps, coldStarts, coldStartWait} {
+		ch <- d
+	}
+}
+
+// Collect sends the current values.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	for key, st := range c.Router.AllStats() {
+		ns, kind, name, rev, ok := c.Label(key)
+		if !ok {
+			continue
+		}
+		lv := []string{ns, kind, name, rev}
+		for class := 1; class <= 5; class++ {
+			if n := st.Classes[class]; n > 0 {
+				ch <- prometheus.MustNewConstMetric(requestsTotal, prometheus.CounterValue, float64(n), append(lv, string(rune('0'+class))+"xx")...)
+			}
+		}
+		ch <- constHistogram(requestDuration, st.Latency, lv)
+	}
+	for _, key := range c.Engine.Keys() {
+		ns, kind, name, rev, ok := c.Label(key)
+		if !ok {
+			continue
+		}
+		st, ok := c.Engine.Status(key)
+		if !ok {
+			continue
+		}
+		lv := []string{ns, kind, name, rev}
+		gauge := func(d *prometheus.Desc, v float64) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, lv...)
+		}
+		gauge(inFlight, float64(st.InFlight))
+		gauge(queueDepth, float64(st.Waiting))
+		gauge(desired, float64(st.Desired))
+		gauge(ready, float64(st.Ready))
+		p := 0.0
+		if st.Panic {
+			p = 1
+		}
+		gauge(panicMode, p)
+		gauge(concurrency, st.Concurrency)
+		gauge(rps, st.RPS)
+		ch <- prometheus.MustNewConstMetric(coldStarts, prometheus.CounterValue, float64(st.ColdStarts), lv...)
+		ch <- constHistogram(coldStartWait, st.ColdWait, lv)
+	}
+}
+
+// constHistogram turns a histogram snapshot into Prometheus's cumulative form.
+func constHistogram(d *prometheus.Desc, s histogram.Snapshot, lv []string) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(histogram.Bounds))
+	var cum uint64
+	for i, b := range histogram.Bounds {
+		if i < len(s.Counts) {
+			cum += s.Counts[i]
+		}
+		buckets[b.Seconds()] = cum
+	}
+	return prometheus.MustNewConstHistogram(d, s.Count(), s.Sum.Seconds(), buckets, lv...)
+}
+
+// Handler serves /metrics: Flick's collector plus the Go runtime's and the process's.
+func Handler(c *Collector) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Timeout: 10 * time.Second})
+}
