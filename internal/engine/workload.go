@@ -73,9 +73,13 @@ type instance struct {
 
 // Lease is one request's hold on an instance. Release must be called exactly once.
 type Lease struct {
-	w    *Workload
-	inst *instance
+	w       *Workload
+	inst    *instance
+	timeout time.Duration
 }
+
+// Timeout is the workload's request timeout when the lease was taken.
+func (l *Lease) Timeout() time.Duration { return l.timeout }
 
 // Addr is the instance's host:port.
 func (l *Lease) Addr() string { return l.inst.rt.Addr }
@@ -105,6 +109,28 @@ func (w *Workload) Config() apis.WorkloadConfig {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.spec.Config
+}
+
+// TryAcquire is Acquire's fast path: a lease on an instance with room right now, or nil
+// (then call Acquire, which waits). It allocates nothing but the lease.
+func (w *Workload) TryAcquire() *Lease {
+	w.mu.Lock()
+	if w.removed || w.failure != "" {
+		w.mu.Unlock()
+		return nil
+	}
+	in := w.pickLocked()
+	if in == nil {
+		w.mu.Unlock()
+		return nil
+	}
+	w.secRequests++
+	w.accountLocked(time.Now())
+	in.inflight++
+	w.inflight++
+	timeout := w.spec.Config.Timeout
+	w.mu.Unlock()
+	return &Lease{w: w, inst: in, timeout: timeout}
 }
 
 // Acquire returns a lease on an instance with room, starting one and waiting for it when
@@ -138,7 +164,7 @@ func (w *Workload) Acquire(ctx context.Context) (*Lease, error) {
 				w.coldWait.Observe(now.Sub(arrived))
 			}
 			w.mu.Unlock()
-			return &Lease{w: w, inst: in}, nil
+			return &Lease{w: w, inst: in, timeout: w.spec.Config.Timeout}, nil
 		}
 		if len(w.instances) == 0 && w.starting == 0 {
 			// Fail fast on a workload that just crashed, or whose start failed while we waited.
@@ -187,11 +213,20 @@ func (w *Workload) leaveLocked(queued bool) {
 
 // pickLocked returns the least loaded instance with room, or nil.
 func (w *Workload) pickLocked() *instance {
-	cc := w.spec.Config.Concurrency
+	return pick(w.instances, w.spec.Config.Concurrency)
+}
+
+// pick is the load-balancing policy (Knative's activator's): with a small
+// containerConcurrency (1–3) the first instance with room, which keeps the others idle enough
+// to scale down; otherwise the least loaded instance with room.
+func pick(instances []*instance, cc int) *instance {
 	var best *instance
-	for _, in := range w.instances {
+	for _, in := range instances {
 		if cc > 0 && in.inflight >= cc {
 			continue
+		}
+		if cc > 0 && cc <= 3 {
+			return in
 		}
 		if best == nil || in.inflight < best.inflight {
 			best = in

@@ -28,6 +28,7 @@ type Router struct {
 	proxy   *httputil.ReverseProxy
 	table   table
 	stats   statsTable
+	pools   pools
 }
 
 // statusRecorder remembers the status code a handler wrote.
@@ -102,84 +103,110 @@ func (rt *Router) Serve(w http.ResponseWriter, r *http.Request, target Target) {
 		WriteError(w, http.StatusNotFound, fmt.Sprintf("no function or service %s", target.Key))
 		return
 	}
-	// Per-workload counts feed rollouts (and later metrics and the autoscaler).
-	rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
-	w = rec
 	start := time.Now()
-	defer func() { rt.stats.record(key, rec.code, time.Since(start)) }()
-	if r.ContentLength > rt.maxBody {
-		WriteError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body of %d bytes is over the limit of %d bytes", r.ContentLength, rt.maxBody))
-		return
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, rt.maxBody)
-	timeout := wl.Config().Timeout
-	ctx, cancel := context.WithTimeout(r.Context(), timeout)
-	defer cancel()
-
-	lease, err := wl.Acquire(ctx)
-	if err != nil {
-		rt.acquireError(w, target, timeout, err)
-		return
-	}
-	defer lease.Release()
-	st := &proxyState{lease: lease, target: target}
-	rt.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, leaseKey{}, st)))
+	code := rt.serve(w, r, wl, target)
+	// Per-workload counts feed rollouts, metrics and usage.
+	rt.stats.record(key, code, time.Since(start))
 }
 
-func (rt *Router) acquireError(w http.ResponseWriter, target Target, timeout time.Duration, err error) {
+// serve handles one request for a workload and returns the status code it answered.
+func (rt *Router) serve(w http.ResponseWriter, r *http.Request, wl *engine.Workload, target Target) int {
+	if r.ContentLength > rt.maxBody {
+		return WriteError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body of %d bytes is over the limit of %d bytes", r.ContentLength, rt.maxBody))
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = http.MaxBytesReader(w, r.Body, rt.maxBody)
+	}
+	// Fast path: an instance with room now. Otherwise wait for one (the activator's queue)
+	// within the workload's timeout.
+	lease := wl.TryAcquire()
+	if lease == nil {
+		timeout := wl.Config().Timeout
+		ctx, cancel := context.WithTimeout(r.Context(), timeout)
+		var err error
+		lease, err = wl.Acquire(ctx)
+		cancel()
+		if err != nil {
+			return rt.acquireError(w, target, timeout, err)
+		}
+	}
+	defer lease.Release()
+	timeout := lease.Timeout()
+	if needsReverseProxy(r) {
+		return rt.reverseProxy(w, r, lease, target, timeout)
+	}
+	code, err := rt.forward(w, r, lease.Instance(), target.Path, time.Now().Add(timeout))
+	if err != nil {
+		return rt.forwardError(w, r, lease, target, timeout, err)
+	}
+	return code
+}
+
+// reverseProxy handles what the direct hop does not (upgrades, trailers, HTTP/2).
+func (rt *Router) reverseProxy(w http.ResponseWriter, r *http.Request, lease *engine.Lease, target Target, timeout time.Duration) int {
+	rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
+	st := &proxyState{lease: lease, target: target}
+	rt.proxy.ServeHTTP(rec, r.WithContext(context.WithValue(ctx, leaseKey{}, st)))
+	return rec.code
+}
+
+// forwardError answers for a request the instance did not answer.
+func (rt *Router) forwardError(w http.ResponseWriter, r *http.Request, lease *engine.Lease, target Target, timeout time.Duration, err error) int {
+	var tooLarge *http.MaxBytesError
+	var ne net.Error
+	switch {
+	case errors.Is(err, errAfterHeaders):
+		// The answer had begun; all that is left is to cut the client's connection.
+		panic(http.ErrAbortHandler)
+	case errors.As(err, &tooLarge):
+		return WriteError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is over the limit of %d bytes", tooLarge.Limit))
+	case errors.Is(r.Context().Err(), context.Canceled):
+		return 499 // the client went away; nobody reads an answer
+	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
+		return WriteError(w, http.StatusGatewayTimeout, fmt.Sprintf("%s did not answer within its timeout of %s", target.Key, timeout))
+	}
+	inst := lease.Instance()
+	select {
+	case <-inst.Done():
+	case <-time.After(100 * time.Millisecond):
+		// A broken connection usually means the process is dying; give it a moment so the
+		// caller learns the exit reason rather than a socket error.
+	}
+	if reason := inst.ExitReason(); reason != "" {
+		return WriteError(w, http.StatusBadGateway, fmt.Sprintf("%s: instance %s exited: %s", target.Key, inst.ID, reason))
+	}
+	return WriteError(w, http.StatusBadGateway, fmt.Sprintf("%s: instance %s: %v", target.Key, inst.ID, err))
+}
+
+func (rt *Router) acquireError(w http.ResponseWriter, target Target, timeout time.Duration, err error) int {
 	if u, ok := engine.IsUnavailable(err); ok {
-		WriteError(w, http.StatusBadGateway, u.Error())
-		return
+		return WriteError(w, http.StatusBadGateway, u.Error())
 	}
 	switch {
 	case errors.Is(err, engine.ErrNotFound):
-		WriteError(w, http.StatusNotFound, fmt.Sprintf("no function or service %s", target.Key))
+		return WriteError(w, http.StatusNotFound, fmt.Sprintf("no function or service %s", target.Key))
 	case errors.Is(err, engine.ErrQueueFull):
 		w.Header().Set("Retry-After", "1")
-		WriteError(w, http.StatusServiceUnavailable, fmt.Sprintf("%s: %v", target.Key, err))
+		return WriteError(w, http.StatusServiceUnavailable, fmt.Sprintf("%s: %v", target.Key, err))
 	case errors.Is(err, context.DeadlineExceeded):
-		WriteError(w, http.StatusGatewayTimeout, fmt.Sprintf("%s: no instance was ready within the timeout of %s", target.Key, timeout))
+		return WriteError(w, http.StatusGatewayTimeout, fmt.Sprintf("%s: no instance was ready within the timeout of %s", target.Key, timeout))
 	case errors.Is(err, context.Canceled):
-		// The client went away; nobody reads the answer.
+		return 499 // the client went away; nobody reads the answer
 	default:
-		WriteError(w, http.StatusBadGateway, fmt.Sprintf("%s: %v", target.Key, err))
+		return WriteError(w, http.StatusBadGateway, fmt.Sprintf("%s: %v", target.Key, err))
 	}
 }
 
+// proxyError is ReverseProxy's error handler: the same answers as the direct hop's.
 func (rt *Router) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	st := r.Context().Value(leaseKey{}).(*proxyState)
-	var tooLarge *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooLarge):
-		WriteError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is over the limit of %d bytes", tooLarge.Limit))
-	case errors.Is(err, context.DeadlineExceeded):
-		WriteError(w, http.StatusGatewayTimeout, fmt.Sprintf("%s did not answer within its timeout of %s", st.target.Key, timeoutOf(rt, st.target)))
-	case errors.Is(err, context.Canceled):
-	default:
-		inst := st.lease.Instance()
-		select {
-		case <-inst.Done():
-		case <-time.After(100 * time.Millisecond):
-			// A broken connection usually means the process is dying; give it a moment so
-			// the caller learns the exit reason rather than a socket error.
-		}
-		if reason := inst.ExitReason(); reason != "" {
-			WriteError(w, http.StatusBadGateway, fmt.Sprintf("%s: instance %s exited: %s", st.target.Key, inst.ID, reason))
-			return
-		}
-		WriteError(w, http.StatusBadGateway, fmt.Sprintf("%s: instance %s: %v", st.target.Key, inst.ID, err))
-	}
+	rt.forwardError(w, r, st.lease, st.target, st.lease.Timeout(), err)
 }
 
-func timeoutOf(rt *Router, t Target) time.Duration {
-	if wl := rt.engine.Get(t.Key); wl != nil {
-		return wl.Config().Timeout
-	}
-	return 0
-}
-
-// WriteError writes Flick's JSON error body.
-func WriteError(w http.ResponseWriter, code int, msg string) {
+// WriteError writes Flick's JSON error body and returns the code.
+func WriteError(w http.ResponseWriter, code int, msg string) int {
 	b, _ := json.Marshal(struct {
 		Error string `json:"error"`
 		Code  int    `json:"code"`
@@ -189,4 +216,5 @@ func WriteError(w http.ResponseWriter, code int, msg string) {
 	h.Set("Content-Length", strconv.Itoa(len(b)+1))
 	w.WriteHeader(code)
 	w.Write(append(b, '\n'))
+	return code
 }

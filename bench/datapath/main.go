@@ -1,0 +1,274 @@
+// Command datapath measures the cost of Flick's hop: the same Go hello server hit directly,
+// through Flick's router (warm, one instance), and (with -queue) through Knative's queue-proxy
+// in front of it, interleaved in one run with the same load generator. It prints requests/s,
+// p50/p99 and the proxy's CPU time per request at 1 and 50 connections, and can save a CPU
+// profile of the router under load.
+//
+//	go run ./bench/datapath -flick bin/flick [-queue PATH] [-profile router.pprof]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/flickdev/flick/bench/loadgen"
+	"github.com/flickdev/flick/pkg/apis"
+)
+
+func main() {
+	if up := os.Getenv("DATAPATH_REVERSE_PROXY_UPSTREAM"); up != "" {
+		serveReverseProxy(os.Getenv("DATAPATH_REVERSE_PROXY_LISTEN"), up)
+		return
+	}
+	flickBin := flag.String("flick", "bin/flick", "flick binary")
+	hello := flag.String("hello", "examples/hello-binary/bin/hello", "Go HTTP server (serves on $PORT)")
+	queue := flag.String("queue", "", "Knative queue-proxy binary (see bench/datapath/queue.sh); empty: skip")
+	rounds := flag.Int("rounds", 3, "interleaved rounds")
+	each := flag.Duration("duration", 2*time.Second, "duration of each run")
+	profile := flag.String("profile", "", "write a 10 s CPU profile of the flick server under 50 connections here")
+	flag.Parse()
+	if err := run(*flickBin, *hello, *queue, *rounds, *each, *profile); err != nil {
+		fmt.Fprintln(os.Stderr, "datapath:", err)
+		os.Exit(1)
+	}
+}
+
+type target struct {
+	label string
+	url   string
+	host  string
+	pid   int // the proxy's process, for its CPU time; 0 for direct
+}
+
+func run(flickBin, hello, queue string, rounds int, each time.Duration, profile string) error {
+	hello, err := filepath.Abs(hello)
+	if err != nil {
+		return err
+	}
+	s, err := loadgen.Start(flickBin)
+	if err != nil {
+		return err
+	}
+	defer s.Stop()
+	if err := s.Flick("fn", "deploy", "hello", "--runtime", "binary", "--code", hello, "--min-scale", "1", "--window", "1h"); err != nil {
+		return err
+	}
+	direct, err := instanceAddr(s)
+	if err != nil {
+		return err
+	}
+	targets := []target{
+		{"direct", "http://" + direct + "/", "", 0},
+		{"flick router", "http://" + s.Data + "/", "hello.default.localhost", s.PID()},
+	}
+	rp, rpAddr, err := startReverseProxy(direct)
+	if err != nil {
+		return err
+	}
+	defer func() { rp.Process.Kill(); rp.Wait() }()
+	targets = append(targets, target{"tuned httputil.ReverseProxy", "http://" + rpAddr + "/", "", rp.Process.Pid})
+	if queue != "" {
+		qp, addr, err := startQueueProxy(queue, direct)
+		if err != nil {
+			return err
+		}
+		defer func() { qp.Process.Signal(syscall.SIGTERM); qp.Wait() }()
+		targets = append(targets, target{"knative queue-proxy", "http://" + addr + "/", "", qp.Process.Pid})
+	}
+	fmt.Printf("# Data path: direct vs proxies, %s, %d CPUs\n\n", time.Now().UTC().Format(time.RFC3339), loadgen.NumCPU())
+	fmt.Printf("Go hello server; closed-loop load from one Go client process; %d interleaved rounds of %s per target and connection count.\n\n", rounds, each)
+	fmt.Println("| target | conns | req/s | × direct | p50 | p99 | added p50 | proxy CPU/request |")
+	fmt.Println("|---|---|---|---|---|---|---|---|")
+	for _, conns := range []int{1, 50} {
+		results := make([]loadgen.Result, len(targets))
+		cpu := make([]time.Duration, len(targets))
+		for _, t := range targets {
+			loadgen.Hammer(t.url, t.host, conns, 500*time.Millisecond) // warm up
+		}
+		for r := 0; r < rounds; r++ {
+			for i, t := range targets {
+				before := cpuTime(t.pid)
+				results[i].Merge(loadgen.Hammer(t.url, t.host, conns, each))
+				cpu[i] += cpuTime(t.pid) - before
+			}
+		}
+		base := results[0]
+		baseP50 := p50(base)
+		for i, t := range targets {
+			res := results[i]
+			ratio := res.Rate() / base.Rate()
+			added, perReq := "-", "-"
+			if i > 0 {
+				added = loadgen.FmtDur(p50(res) - baseP50)
+				perReq = loadgen.FmtDur(time.Duration(int64(cpu[i]) / max(res.N, 1)))
+			}
+			fmt.Printf("| %s | %d | %.0f | %.2f | %s | %s | %s | %s |\n", t.label, conns, res.Rate(), ratio, res.Pct(50), res.Pct(99), added, perReq)
+		}
+	}
+	if profile != "" {
+		return profileRouter(s, targets[1], profile)
+	}
+	return nil
+}
+
+func p50(r loadgen.Result) time.Duration {
+	r.Pct(50) // sorts
+	if len(r.Lat) == 0 {
+		return 0
+	}
+	return r.Lat[(len(r.Lat)+1)/2-1]
+}
+
+// cpuTime is a process's user+system CPU time so far.
+func cpuTime(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * (time.Second / 100) // USER_HZ is 100 on Linux
+}
+
+func instanceAddr(s *loadgen.Server) (string, error) {
+	k, _ := apis.LookupKind("function")
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		r, err := s.Client.Get(context.Background(), k, "default", "hello")
+		if err == nil {
+			var st apis.WorkloadStatus
+			if jsonUnmarshal(r.Status, &st) == nil && len(st.Instances) > 0 {
+				return st.Instances[0].Address, nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return "", fmt.Errorf("hello has no instance")
+}
+
+// startQueueProxy runs Knative's queue-proxy in front of the server at userAddr, configured
+// by environment as Knative's revision reconciler would.
+func startQueueProxy(bin, userAddr string) (*exec.Cmd, string, error) {
+	_, userPort, _ := strings.Cut(userAddr, ":")
+	addr := loadgen.FreeAddr()
+	_, port, _ := strings.Cut(addr, ":")
+	adminPort := strings.TrimPrefix(loadgen.FreeAddr(), "127.0.0.1:")
+	metricsPort := strings.TrimPrefix(loadgen.FreeAddr(), "127.0.0.1:")
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(),
+		"SERVING_NAMESPACE=default", "SERVING_SERVICE=hello", "SERVING_CONFIGURATION=hello",
+		"SERVING_REVISION=hello-00001", "SERVING_POD=hello-pod", "SERVING_POD_IP=127.0.0.1",
+		"QUEUE_SERVING_PORT="+port, "QUEUE_SERVING_TLS_PORT="+strings.TrimPrefix(loadgen.FreeAddr(), "127.0.0.1:"),
+		"USER_PORT="+userPort, "CONTAINER_CONCURRENCY=0", "REVISION_TIMEOUT_SECONDS=300",
+		"REVISION_RESPONSE_START_TIMEOUT_SECONDS=0", "REVISION_IDLE_TIMEOUT_SECONDS=0",
+		"SERVING_READINESS_PROBE={\"tcpSocket\":{\"port\":"+userPort+",\"host\":\"127.0.0.1\"},\"successThreshold\":1}",
+		"ENABLE_PROFILING=false", "SERVING_ENABLE_PROBE_REQUEST_LOG=false", "SERVING_ENABLE_REQUEST_LOG=false",
+		"SERVING_REQUEST_METRICS_BACKEND=", "METRICS_DOMAIN=knative.dev/internal/serving",
+		"SYSTEM_NAMESPACE=knative-serving", "SERVING_LOGGING_CONFIG=", "SERVING_LOGGING_LEVEL=error",
+		"SERVING_REQUEST_LOG_TEMPLATE=", "TRACING_CONFIG_BACKEND=none", "ENABLE_HTTP2_AUTO_DETECTION=false",
+		"ENABLE_HTTP_FULL_DUPLEX=false", "QUEUE_PROXY_ADMIN_PORT="+adminPort, "QUEUE_PROXY_METRICS_PORT="+metricsPort,
+		"QUEUE_SERVING_CERTS_PATH=", "USER_CONTAINER_NAME=user-container", "SERVING_POD_NAME=hello-pod",
+		"HOST_IP=127.0.0.1", "ROOT_CA=", "OBSERVABILITY_CONFIG={}",
+	)
+	cmd.Stderr = io.Discard
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		return nil, "", err
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get("http://" + addr + "/"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return cmd, addr, nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	return nil, "", fmt.Errorf("queue-proxy did not serve on %s (run it by hand with the env above to see why)", addr)
+}
+
+// profileRouter records a CPU profile of the flick server while 50 connections load it.
+func profileRouter(s *loadgen.Server, t target, path string) error {
+	done := make(chan struct{})
+	go func() { loadgen.Hammer(t.url, t.host, 50, 11*time.Second); close(done) }()
+	req, _ := http.NewRequest("GET", "http://"+s.API+"/debug/pprof/profile?seconds=10", nil)
+	req.Header.Set("Authorization", "Bearer "+s.Client.Token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		return err
+	}
+	<-done
+	fmt.Printf("\nCPU profile of the flick server under 50 connections: %s (go tool pprof -top %s %s)\n", path, s.Bin, path)
+	return nil
+}
+
+// serveReverseProxy is the baseline: the standard library's reverse proxy with a transport
+// tuned for one busy upstream, in its own process like the other proxies.
+func serveReverseProxy(listen, upstream string) {
+	u, _ := url.Parse("http://" + upstream)
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.Transport = &http.Transport{MaxIdleConns: 1000, MaxIdleConnsPerHost: 1000, IdleConnTimeout: time.Minute, DisableCompression: true}
+	rp.BufferPool = bufferPool{}
+	if err := http.ListenAndServe(listen, rp); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+type bufferPool struct{}
+
+var bufs = sync.Pool{New: func() any { return make([]byte, 32<<10) }}
+
+func (bufferPool) Get() []byte  { return bufs.Get().([]byte) }
+func (bufferPool) Put(b []byte) { bufs.Put(b) } //nolint:staticcheck // a slice header per Put is fine here
+
+func startReverseProxy(upstream string) (*exec.Cmd, string, error) {
+	addr := loadgen.FreeAddr()
+	self, err := os.Executable()
+	if err != nil {
+		return nil, "", err
+	}
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), "DATAPATH_REVERSE_PROXY_UPSTREAM="+upstream, "DATAPATH_REVERSE_PROXY_LISTEN="+addr)
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		return nil, "", err
+	}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if resp, err := http.Get("http://" + addr + "/"); err == nil {
+			resp.Body.Close()
+			return cmd, addr, nil
+		}
+	}
+	return nil, "", fmt.Errorf("reverse proxy baseline did not start")
+}

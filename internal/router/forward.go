@@ -1,0 +1,351 @@
+package router
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/flickdev/flick/internal/runtime"
+)
+
+// The hop to an instance. httputil.ReverseProxy over http.Transport hands every request
+// between goroutines (the transport's read and write loops per connection) and clones the
+// request and its context; here one goroutine writes the request straight onto a pooled
+// connection and reads the answer back, so a warm request costs a lock, two syscalls each
+// way, and the parsing net/http does anyway. Upgrades and trailers still go through
+// ReverseProxy.
+
+// upstream is a pooled keep-alive connection to one instance.
+type upstream struct {
+	conn net.Conn
+	br   *bufio.Reader
+	bw   *bufio.Writer
+}
+
+// pool keeps one instance's idle connections.
+type pool struct {
+	addr string
+	mu   sync.Mutex
+	idle []*upstream
+	dead bool
+}
+
+const maxIdlePerInstance = 256
+
+func (p *pool) get() *upstream {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := len(p.idle); n > 0 {
+		u := p.idle[n-1]
+		p.idle = p.idle[:n-1]
+		return u
+	}
+	return nil
+}
+
+func (p *pool) put(u *upstream) {
+	p.mu.Lock()
+	if !p.dead && len(p.idle) < maxIdlePerInstance {
+		p.idle = append(p.idle, u)
+		p.mu.Unlock()
+		return
+	}
+	p.mu.Unlock()
+	u.conn.Close()
+}
+
+func (p *pool) close() {
+	p.mu.Lock()
+	p.dead = true
+	idle := p.idle
+	p.idle = nil
+	p.mu.Unlock()
+	for _, u := range idle {
+		u.conn.Close()
+	}
+}
+
+type pools struct{ m sync.Map } // instance id -> *pool
+
+// of returns the instance's pool, creating it (and its cleanup when the instance exits).
+func (ps *pools) of(inst *runtime.Instance) *pool {
+	if p, ok := ps.m.Load(inst.ID); ok {
+		return p.(*pool)
+	}
+	p, loaded := ps.m.LoadOrStore(inst.ID, &pool{addr: inst.Addr})
+	if !loaded {
+		go func() {
+			<-inst.Done()
+			ps.m.Delete(inst.ID)
+			p.(*pool).close()
+		}()
+	}
+	return p.(*pool)
+}
+
+var dialer = net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+
+func dial(ctx context.Context, addr string) (*upstream, error) {
+	c, err := dialer.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return &upstream{conn: c, br: bufio.NewReaderSize(c, 16<<10), bw: bufio.NewWriterSize(c, 16<<10)}, nil
+}
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// hopHeaders are per-connection headers a proxy must not forward (RFC 9110 7.6.1).
+var hopHeaders = map[string]bool{
+	"Connection": true, "Proxy-Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true,
+	"Proxy-Authorization": true, "Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
+}
+
+// needsReverseProxy reports requests this hop does not handle: upgrades (websockets) and
+// requests asking for trailers.
+func needsReverseProxy(r *http.Request) bool {
+	return r.Header.Get("Upgrade") != "" || r.ProtoMajor != 1 || strings.Contains(r.Header.Get("Te"), "trailers")
+}
+
+// errAfterHeaders marks a failure once the answer had begun: nothing more can be said to the
+// client than cutting the connection.
+var errAfterHeaders = errors.New("upstream failed after the response began")
+
+// forward sends r to the instance and copies the answer to w. It returns the status code
+// sent, or an error when no answer was sent (the caller then writes one).
+func (rt *Router) forward(w http.ResponseWriter, r *http.Request, inst *runtime.Instance, path string, deadline time.Time) (int, error) {
+	p := rt.pools.of(inst)
+	u := p.get()
+	reused := u != nil
+	for {
+		if u == nil {
+			var err error
+			dctx, cancel := context.WithDeadline(r.Context(), deadline)
+			u, err = dial(dctx, p.addr)
+			cancel()
+			if err != nil {
+				return 0, err
+			}
+		}
+		code, err := exchange(w, r, p, u, path, deadline)
+		if err == nil {
+			return code, nil
+		}
+		u.conn.Close()
+		// A pooled connection the instance had closed fails before any byte of the answer.
+		// Like net/http's transport, send the request again on a new connection only when it
+		// is idempotent and has no body: then a second delivery cannot do harm.
+		var stale *staleConnError
+		if reused && errors.As(err, &stale) && idempotent(r) {
+			u, reused = nil, false
+			continue
+		}
+		return code, err
+	}
+}
+
+func idempotent(r *http.Request) bool {
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		return false
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return r.Header.Get("Idempotency-Key") != "" || r.Header.Get("X-Idempotency-Key") != ""
+}
+
+// staleConnError is a write or read failure before the first byte of the answer.
+type staleConnError struct{ err error }
+
+func (e *staleConnError) Error() string { return e.err.Error() }
+func (e *staleConnError) Unwrap() error { return e.err }
+
+func exchange(w http.ResponseWriter, r *http.Request, p *pool, u *upstream, path string, deadline time.Time) (int, error) {
+	u.conn.SetDeadline(deadline)
+	// A client that goes away cuts the upstream exchange short.
+	stop := context.AfterFunc(r.Context(), func() { u.conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	if err := writeRequest(u.bw, r, path); err != nil {
+		return 0, &staleConnError{err}
+	}
+	if err := writeBody(u.bw, r); err != nil {
+		return 0, err
+	}
+	if err := u.bw.Flush(); err != nil {
+		return 0, &staleConnError{err}
+	}
+	var resp *http.Response
+	for {
+		var err error
+		if _, perr := u.br.Peek(1); perr != nil {
+			return 0, &staleConnError{perr}
+		}
+		resp, err = http.ReadResponse(u.br, r)
+		if err != nil {
+			return 0, err
+		}
+		// Interim answers (100 Continue, 103 Early Hints) are passed on; the final one follows.
+		if resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+			copyHeader(w.Header(), resp.Header)
+			w.WriteHeader(resp.StatusCode)
+			continue
+		}
+		break
+	}
+	h := w.Header()
+	copyHeader(h, resp.Header)
+	if resp.ContentLength >= 0 {
+		h["Content-Length"] = []string{strconv.FormatInt(resp.ContentLength, 10)}
+	}
+	w.WriteHeader(resp.StatusCode)
+	streaming := resp.ContentLength < 0 || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
+	err := copyBody(w, resp.Body, streaming)
+	resp.Body.Close()
+	if err != nil {
+		return resp.StatusCode, errAfterHeaders
+	}
+	if resp.Close || r.Close {
+		u.conn.Close()
+	} else {
+		p.put(u) // the next exchange sets its own deadline
+	}
+	return resp.StatusCode, nil
+}
+
+func copyHeader(dst, src http.Header) {
+	for k, vv := range src {
+		if hopHeaders[k] {
+			continue
+		}
+		dst[k] = vv
+	}
+}
+
+// writeRequest writes the request line and headers, with X-Forwarded-* added.
+func writeRequest(bw *bufio.Writer, r *http.Request, path string) error {
+	bw.WriteString(r.Method)
+	bw.WriteByte(' ')
+	if path == "" {
+		path = "/"
+	}
+	bw.WriteString(path)
+	if r.URL.RawQuery != "" {
+		bw.WriteByte('?')
+		bw.WriteString(r.URL.RawQuery)
+	}
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.WriteString(r.Host)
+	bw.WriteString("\r\n")
+	for k, vv := range r.Header {
+		if hopHeaders[k] || k == "Host" || k == "Content-Length" || k == "X-Forwarded-For" {
+			continue
+		}
+		for _, v := range vv {
+			writeHeaderLine(bw, k, v)
+		}
+	}
+	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		prior := strings.Join(r.Header["X-Forwarded-For"], ", ")
+		if prior != "" {
+			ip = prior + ", " + ip
+		}
+		writeHeaderLine(bw, "X-Forwarded-For", ip)
+	}
+	if r.Header.Get("X-Forwarded-Host") == "" {
+		writeHeaderLine(bw, "X-Forwarded-Host", r.Host)
+	}
+	if r.Header.Get("X-Forwarded-Proto") == "" {
+		proto := "http"
+		if r.TLS != nil {
+			proto = "https"
+		}
+		writeHeaderLine(bw, "X-Forwarded-Proto", proto)
+	}
+	switch {
+	case r.ContentLength > 0:
+		writeHeaderLine(bw, "Content-Length", strconv.FormatInt(r.ContentLength, 10))
+	case r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody:
+		writeHeaderLine(bw, "Transfer-Encoding", "chunked")
+	}
+	_, err := bw.WriteString("\r\n")
+	return err
+}
+
+func writeHeaderLine(bw *bufio.Writer, k, v string) {
+	bw.WriteString(k)
+	bw.WriteString(": ")
+	// Header values came through net/http's parser; strip any line break all the same.
+	if strings.ContainsAny(v, "\r\n") {
+		v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
+	}
+	bw.WriteString(v)
+	bw.WriteString("\r\n")
+}
+
+// writeBody sends the request body: as it is with a known length, chunked otherwise.
+func writeBody(bw *bufio.Writer, r *http.Request) error {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return nil
+	}
+	bufp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bufp)
+	if r.ContentLength > 0 {
+		_, err := io.CopyBuffer(bw, io.LimitReader(r.Body, r.ContentLength), *bufp)
+		return err
+	}
+	buf := *bufp
+	for {
+		n, err := r.Body.Read(buf)
+		if n > 0 {
+			bw.WriteString(strconv.FormatInt(int64(n), 16))
+			bw.WriteString("\r\n")
+			bw.Write(buf[:n])
+			bw.WriteString("\r\n")
+		}
+		if err == io.EOF {
+			_, werr := bw.WriteString("0\r\n\r\n")
+			return werr
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// copyBody copies the answer's body, flushing each piece when it streams.
+func copyBody(w http.ResponseWriter, body io.Reader, streaming bool) error {
+	bufp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bufp)
+	buf := *bufp
+	var flush func() error
+	if streaming {
+		rc := http.NewResponseController(w)
+		flush = rc.Flush
+	}
+	for {
+		n, err := body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return werr
+			}
+			if flush != nil {
+				flush()
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
