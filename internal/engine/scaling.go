@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"math"
 	"time"
 
 	"github.com/flickdev/flick/internal/autoscaler"
@@ -110,6 +111,14 @@ func (w *Workload) decideLocked(now time.Time, poke bool) {
 	w.panic, w.stableValue = d.Panic, d.StableValue
 	if len(w.samples) > 0 {
 		w.rps = w.samples[len(w.samples)-1].Requests
+	}
+	if poke {
+		// The demand of this very moment, not diluted by window averages: what a burst needs.
+		target := max(w.asConfig.Target*w.asConfig.TargetUtilization, 0.01)
+		d.Desired = max(d.Desired, int(math.Ceil(float64(w.inflight+w.waiting)/target-1e-9)))
+		if w.asConfig.Max > 0 {
+			d.Desired = min(d.Desired, w.asConfig.Max)
+		}
 	}
 	if now.Before(w.initialUntil) {
 		// A version younger than a stable window has not been observed for long enough to

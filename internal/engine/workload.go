@@ -181,6 +181,12 @@ func (w *Workload) Acquire(ctx context.Context) (*Lease, error) {
 		if !queued {
 			w.pokeLocked(now)
 			if w.waiting >= w.queueLimitLocked() {
+				// Before turning a request away, let the autoscaler size the workload for the
+				// demand of this moment: the limit grows with the instances it wants.
+				w.lastPoke = time.Time{}
+				w.pokeLocked(now)
+			}
+			if w.waiting >= w.queueLimitLocked() {
 				w.mu.Unlock()
 				return nil, ErrQueueFull
 			}
