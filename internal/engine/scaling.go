@@ -86,10 +86,6 @@ func (w *Workload) pokeLocked(now time.Time) {
 		w.desired = max(w.desired, n)
 		return
 	}
-	if now.Sub(w.lastPoke) < 100*time.Millisecond {
-		return
-	}
-	w.lastPoke = now
 	w.decideLocked(now, true)
 }
 

@@ -51,7 +51,6 @@ type Workload struct {
 	secStart       time.Time
 	secRequests    int
 	lastDecision   time.Time
-	lastPoke       time.Time
 	// A new version holds its initial scale for a stable window before demand decides.
 	initialCount int
 	initialUntil time.Time
@@ -179,20 +178,19 @@ func (w *Workload) Acquire(ctx context.Context) (*Lease, error) {
 			}
 		}
 		if !queued {
-			w.pokeLocked(now)
-			if w.waiting >= w.queueLimitLocked() {
-				// Before turning a request away, let the autoscaler size the workload for the
-				// demand of this moment: the limit grows with the instances it wants.
-				w.lastPoke = time.Time{}
-				w.pokeLocked(now)
-			}
-			if w.waiting >= w.queueLimitLocked() {
-				w.mu.Unlock()
-				return nil, ErrQueueFull
-			}
+			// Count this request as waiting before the autoscaler looks, so it is part of
+			// the demand it sizes the workload for; refuse it only if the queue is full even
+			// for the instances that demand calls for.
 			w.accountLocked(now)
 			w.waiting++
 			queued = true
+			w.pokeLocked(now)
+			if w.waiting > w.queueLimitLocked() {
+				w.accountLocked(now)
+				w.waiting--
+				w.mu.Unlock()
+				return nil, ErrQueueFull
+			}
 		} else {
 			w.pokeLocked(now)
 		}
