@@ -7,7 +7,7 @@ DATA_DIR  ?= $(HOME)/.flick
 LISTEN    ?= 127.0.0.1:8080
 API       ?= 127.0.0.1:8081
 
-.PHONY: build deps examples run test unit e2e vet bench clean
+.PHONY: build deps examples run test unit e2e vet bench bench-queue clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/flick
@@ -38,6 +38,12 @@ test: deps vet unit e2e
 bench: build examples
 	$(GO) run ./bench/coldstart -flick $(BIN)
 	$(GO) run ./bench/split -flick $(BIN)
+	$(GO) run ./bench/burst -flick $(BIN)
+	$(GO) run ./bench/datapath -flick $(BIN)
+
+# The data path benchmark with Knative's queue-proxy beside Flick (builds it once, cached).
+bench-queue:
+	bench/datapath/queue.sh
 
 clean:
 	rm -rf bin examples/hello-binary/bin
