@@ -19,7 +19,7 @@ func lookupKind(name string) (apis.KindInfo, error) {
 	if !ok {
 		var names []string
 		for _, k := range apis.Kinds() {
-			names = append(names, k.Plural)
+			names = append(names, k.RESTPlural())
 		}
 		return k, fmt.Errorf("unknown kind %q (known: %s)", name, strings.Join(names, ", "))
 	}
@@ -91,7 +91,7 @@ func newGetCmd(o *options) *cobra.Command {
 				}
 			default:
 				if len(items) == 0 {
-					fmt.Fprintf(cmd.ErrOrStderr(), "no %s found\n", k.Plural)
+					fmt.Fprintf(cmd.ErrOrStderr(), "no %s found\n", k.RESTPlural())
 					return nil
 				}
 				printTable(out, items, all)

@@ -78,6 +78,8 @@ func NewRoot() *cobra.Command {
 		newRevisionCmd(o),
 		newInvokeCmd(o),
 		newLogsCmd(o),
+		newUsageCmd(o),
+		newTopCmd(o),
 		newVersionCmd(o),
 	)
 	return root

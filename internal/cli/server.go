@@ -26,6 +26,9 @@ func newServerCmd(o *options) *cobra.Command {
 				return fmt.Errorf("--log-level: %w", err)
 			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			if cfg.UsageMemoryMB <= 0 {
+				return fmt.Errorf("--usage-memory-mb %d: use a positive number of MiB", cfg.UsageMemoryMB)
+			}
 			cfg.DataDir = o.dataDir
 			cfg.Version = Version
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
@@ -43,6 +46,7 @@ func newServerCmd(o *options) *cobra.Command {
 	f.StringVar(&cfg.Python, "python", "", "Python interpreter for python functions (default: the real python3 behind any shim)")
 	f.StringVar(&cfg.Node, "node", "", "Node.js for node functions (default: node on PATH)")
 	f.StringVar(&cfg.Go, "go", "", "go command that builds Go functions (default: go on PATH)")
+	f.IntVar(&cfg.UsageMemoryMB, "usage-memory-mb", 256, "memory (MiB) each instance is metered with for GB-seconds, assumed until workloads have memory limits")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }

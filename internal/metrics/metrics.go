@@ -1,6 +1,6 @@
 // Package metrics exposes Flick's Prometheus metrics. Everything is read at scrape time from
-// the counters the router and the engine keep anyway, so the request path pays nothing for
-// metrics. The names are documented in docs/metrics.md.
+// the counters the router, the engine and the usage meter keep anyway, so the request path
+// pays nothing for metrics. The names are documented in docs/metrics.md.
 package metrics
 
 import (
@@ -14,6 +14,7 @@ import (
 	"github.com/flickdev/flick/internal/engine"
 	"github.com/flickdev/flick/internal/histogram"
 	"github.com/flickdev/flick/internal/router"
+	"github.com/flickdev/flick/internal/usage"
 )
 
 // Labeler names a workload key for humans: namespace, kind (function or service), name, and
@@ -38,18 +39,25 @@ var (
 	rps             = desc("flick_autoscaler_observed_rps", "Requests per second in the last second.")
 	coldStarts      = desc("flick_cold_starts_total", "Requests that arrived when no instance was ready.")
 	coldStartWait   = desc("flick_cold_start_duration_seconds", "How long a cold-start request waited for its instance.")
+
+	usageInvocations     = desc("flick_usage_invocations_total", "Metered invocations since the server's usage data began (kept across restarts).")
+	usageInstanceSeconds = desc("flick_usage_instance_seconds_total", "Metered instance-seconds (ready instances × time) since the server's usage data began.")
+	usageGBSeconds       = desc("flick_usage_gb_seconds_total", "Metered GB-seconds (instance-seconds × memory per instance in GiB) since the server's usage data began.")
 )
 
-// Collector reads the engine and the router at scrape time.
+// Collector reads the engine, the router and the usage meter at scrape time.
 type Collector struct {
 	Engine *engine.Engine
 	Router *router.Router
 	Label  Labeler
+	// Usage is the meter's durable totals; nil leaves the flick_usage_* metrics out.
+	Usage interface{ Totals() []usage.Record }
 }
 
 // Describe sends the descriptors.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{requestsTotal, requestDuration, inFlight, queueDepth, desired, ready, panicMode, concurrency, rps, coldStarts, coldStartWait} {
+	for _, d := range []*prometheus.Desc{requestsTotal, requestDuration, inFlight, queueDepth, desired, ready, panicMode, concurrency, rps, coldStarts, coldStartWait,
+		usageInvocations, usageInstanceSeconds, usageGBSeconds} {
 		ch <- d
 	}
 }
@@ -95,6 +103,14 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(rps, st.RPS)
 		ch <- prometheus.MustNewConstMetric(coldStarts, prometheus.CounterValue, float64(st.ColdStarts), lv...)
 		ch <- constHistogram(coldStartWait, st.ColdWait, lv)
+	}
+	if c.Usage != nil {
+		for _, r := range c.Usage.Totals() {
+			lv := []string{r.Namespace, r.Kind, r.Name, r.Revision}
+			ch <- prometheus.MustNewConstMetric(usageInvocations, prometheus.CounterValue, float64(r.Invocations), lv...)
+			ch <- prometheus.MustNewConstMetric(usageInstanceSeconds, prometheus.CounterValue, r.InstanceSeconds, lv...)
+			ch <- prometheus.MustNewConstMetric(usageGBSeconds, prometheus.CounterValue, r.GBSeconds, lv...)
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -105,6 +106,13 @@ func (s *Server) apiHandler() http.Handler {
 	mux.HandleFunc("GET "+coll+"/{name}/logs", s.logs)
 	mux.HandleFunc(coll+"/{name}/proxy/{path...}", s.proxy)
 	mux.HandleFunc("POST /apis/flick.dev/v1/archives", s.uploadArchive)
+	mux.HandleFunc("GET /apis/flick.dev/v1/usage", s.usage)
+	mux.HandleFunc("GET /apis/flick.dev/v1/top", s.top)
+	// Profiles of the running server (token required), to see what a request costs.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /version", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"version": s.cfg.Version})
 	})
@@ -124,7 +132,7 @@ func (s *Server) apiHandler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	// Prometheus scrapes without the admin token; the listener is loopback by default.
-	open.Handle("GET /metrics", metrics.Handler(&metrics.Collector{Engine: s.engine, Router: s.router, Label: s.reconciler.Labels}))
+	open.Handle("GET /metrics", metrics.Handler(&metrics.Collector{Engine: s.engine, Router: s.router, Label: s.reconciler.Labels, Usage: s.meter}))
 	open.Handle("/", requireToken(s.token, mux))
 	return open
 }

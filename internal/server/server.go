@@ -26,6 +26,7 @@ import (
 	"github.com/flickdev/flick/internal/router"
 	"github.com/flickdev/flick/internal/runtime/local"
 	"github.com/flickdev/flick/internal/store"
+	"github.com/flickdev/flick/internal/usage"
 	"github.com/flickdev/flick/runtimes"
 )
 
@@ -42,6 +43,9 @@ type Config struct {
 	// Python, Node and Go name the interpreters and toolchain; empty means look them up.
 	Python, Node, Go string
 	Version          string
+	// UsageMemoryMB is the memory each instance is metered with (GB-seconds) until workloads
+	// have memory limits.
+	UsageMemoryMB int
 }
 
 // Server is a running embedded platform.
@@ -55,6 +59,8 @@ type Server struct {
 	engine     *engine.Engine
 	reconciler *reconciler.Reconciler
 	router     *router.Router
+	meter      *usage.Meter
+	topRing    statsRing
 }
 
 // Run starts the platform and blocks until ctx ends, then drains and stops everything.
@@ -105,6 +111,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	s.reconciler.SetEngine(s.engine, s.router)
 	s.reconciler.URL = s.workloadURL
 	s.reconciler.OnDelete = func(key string) { _ = s.logStore.Remove(key) }
+	if s.meter, err = s.openMeter(); err != nil {
+		return err
+	}
+	// Runs last, after the engine stopped every instance: their last seconds count too.
+	defer func() {
+		if err := s.meter.Close(); err != nil {
+			log.Error("usage not saved", "err", err)
+		}
+	}()
 
 	dataLn, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -119,6 +134,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()
 	go s.engine.Run(runCtx)
+	go s.meter.Run(runCtx, func(err error) { log.Error("usage", "err", err) })
+	go s.runStatsRing(runCtx)
 	recErr := make(chan error, 1)
 	go func() { recErr <- s.reconciler.Run(runCtx) }()
 

@@ -13,8 +13,12 @@ const (
 
 // KindInfo describes one kind of resource: where the API serves it and what the CLI calls it.
 type KindInfo struct {
-	Kind     string
-	Plural   string
+	Kind string
+	// Plural names the kind in the store (and in the API unless REST says otherwise).
+	Plural string
+	// REST is the plural in API paths when it differs from the store's (Knative's Route is
+	// /routes but stored apart from Flick's own HTTP routes).
+	REST     string
 	Singular string
 	Short    []string
 	// Groups lists every API group that serves the kind, in "group/version" form; the first
@@ -27,6 +31,8 @@ var kinds = []KindInfo{
 	{Kind: "Function", Plural: "functions", Singular: "function", Short: []string{"fn", "fns", "func"}, Groups: []string{"flick.dev/v1"}},
 	{Kind: "Service", Plural: "services", Singular: "service", Short: []string{"svc", "ksvc"}, Groups: []string{"flick.dev/v1", "serving.knative.dev/v1"}},
 	{Kind: "Revision", Plural: "revisions", Singular: "revision", Short: []string{"rev", "revs"}, Groups: []string{"flick.dev/v1", "serving.knative.dev/v1"}},
+	{Kind: "Configuration", Plural: "configurations", Singular: "configuration", Short: []string{"config", "cfg", "kcfg"}, Groups: []string{"serving.knative.dev/v1"}},
+	{Kind: "Route", Plural: "serving-routes", REST: "routes", Singular: "route", Short: []string{"rt", "kroute"}, Groups: []string{"serving.knative.dev/v1"}},
 }
 
 // Kinds returns every kind Flick knows.
@@ -36,8 +42,11 @@ func Kinds() []KindInfo { return kinds }
 // case-insensitively.
 func LookupKind(name string) (KindInfo, bool) {
 	n := strings.ToLower(name)
+	if n == "" {
+		return KindInfo{}, false
+	}
 	for _, k := range kinds {
-		if n == strings.ToLower(k.Kind) || n == k.Plural || n == k.Singular {
+		if n == strings.ToLower(k.Kind) || n == k.Plural || n == k.REST || n == k.Singular {
 			return k, true
 		}
 		for _, s := range k.Short {
@@ -53,7 +62,7 @@ func LookupKind(name string) (KindInfo, bool) {
 func LookupAPI(group, version, plural string) (KindInfo, bool) {
 	gv := group + "/" + version
 	for _, k := range kinds {
-		if k.Plural != plural {
+		if k.RESTPlural() != plural {
 			continue
 		}
 		for _, g := range k.Groups {
@@ -100,5 +109,19 @@ func (k KindInfo) APIVersion() string { return k.Groups[0] }
 
 // Path is the REST collection path of the kind in a namespace.
 func (k KindInfo) Path(namespace string) string {
-	return "/apis/" + k.APIVersion() + "/namespaces/" + namespace + "/" + k.Plural
+	return "/apis/" + k.APIVersion() + "/namespaces/" + namespace + "/" + k.RESTPlural()
+}
+
+// RESTPlural is the plural in API paths.
+func (k KindInfo) RESTPlural() string {
+	if k.REST != "" {
+		return k.REST
+	}
+	return k.Plural
+}
+
+// Addressable reports whether objects of the kind answer at {name}.{namespace}.{domain}; such
+// kinds share names within a namespace.
+func (k KindInfo) Addressable() bool {
+	return k.Kind == "Function" || k.Kind == "Service" || k.Kind == "Route"
 }

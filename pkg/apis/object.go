@@ -29,6 +29,10 @@ func NewObject(kind string) (Object, error) {
 		return &Service{}, nil
 	case "Revision":
 		return &Revision{}, nil
+	case "Configuration":
+		return &Configuration{}, nil
+	case "Route":
+		return &Route{}, nil
 	}
 	return nil, fmt.Errorf("unknown kind %q", kind)
 }

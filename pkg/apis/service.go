@@ -86,10 +86,13 @@ type ContainerPort struct {
 
 // TrafficTarget is one entry of Knative's traffic block.
 type TrafficTarget struct {
-	RevisionName   string `json:"revisionName,omitempty"`
-	LatestRevision *bool  `json:"latestRevision,omitempty"`
-	Percent        *int   `json:"percent,omitempty"`
-	Tag            string `json:"tag,omitempty"`
+	// ConfigurationName is for a Route: the configuration whose latest ready revision takes
+	// the traffic.
+	ConfigurationName string `json:"configurationName,omitempty"`
+	RevisionName      string `json:"revisionName,omitempty"`
+	LatestRevision    *bool  `json:"latestRevision,omitempty"`
+	Percent           *int   `json:"percent,omitempty"`
+	Tag               string `json:"tag,omitempty"`
 }
 
 // ServiceStatus is what Knative reports for a Service, plus Flick's instance summary.
@@ -138,11 +141,10 @@ func (s *Service) Validate() error {
 	validateMeta(&errs, &s.Metadata)
 	_, _, hasCommand := s.annotation(AnnotationCommand)
 	validateRevisionSpec(&errs, "spec.template.spec", &s.Spec.Template.Spec, hasCommand)
-	if n := s.Spec.Template.Metadata.Name; n != "" {
-		if !ValidName(n) {
-			errs.add("spec.template.metadata.name", quote(n)+" must be a DNS label")
-		} else if !strings.HasPrefix(n, s.Metadata.Name+"-") || n == s.Metadata.Name+"-" {
-			errs.add("spec.template.metadata.name", quote(n)+" must start with the service name and a dash ("+quote(s.Metadata.Name+"-")+")")
+	validateTemplateName(&errs, s.Metadata.Name, s.Spec.Template.Metadata.Name)
+	for i, t := range s.Spec.Traffic {
+		if t.ConfigurationName != "" {
+			errs.add("spec.traffic["+strconv.Itoa(i)+"].configurationName", "is for Routes; a Service's traffic names revisions or latestRevision")
 		}
 	}
 	_, scaleErrs := ScaleFromAnnotations(s.annotation)
@@ -166,16 +168,32 @@ func (s *Service) annotation(key string) (string, string, bool) {
 // RevisionAnnotations are the annotations a new revision of the service carries: the
 // service's own autoscaling annotations, overridden by every annotation of the template.
 func (s *Service) RevisionAnnotations() map[string]string {
+	return revisionAnnotations(s.Metadata.Annotations, s.Spec.Template.Metadata.Annotations)
+}
+
+func revisionAnnotations(owner, template map[string]string) map[string]string {
 	out := map[string]string{}
-	for k, v := range s.Metadata.Annotations {
-		if strings.HasPrefix(k, "autoscaling.knative.dev/") {
+	for k, v := range owner {
+		if strings.HasPrefix(k, "autoscaling.knative.dev/") || k == AnnotationCommand {
 			out[k] = v
 		}
 	}
-	for k, v := range s.Spec.Template.Metadata.Annotations {
+	for k, v := range template {
 		out[k] = v
 	}
 	return out
+}
+
+// validateTemplateName checks a template's chosen revision name.
+func validateTemplateName(errs *FieldErrors, owner, n string) {
+	if n == "" {
+		return
+	}
+	if !ValidName(n) {
+		errs.add("spec.template.metadata.name", quote(n)+" must be a DNS label")
+	} else if !strings.HasPrefix(n, owner+"-") || n == owner+"-" {
+		errs.add("spec.template.metadata.name", quote(n)+" must start with the owner's name and a dash ("+quote(owner+"-")+")")
+	}
 }
 
 // Config is the engine's view of the service's current template.

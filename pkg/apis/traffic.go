@@ -15,6 +15,11 @@ func ValidateTraffic(field string, targets []TrafficTarget) FieldErrors {
 		f := field + "[" + strconv.Itoa(i) + "]"
 		latest := t.LatestRevision != nil && *t.LatestRevision
 		switch {
+		case t.ConfigurationName != "" && t.RevisionName != "":
+			errs.add(f+".revisionName", "cannot be set together with configurationName")
+		case t.ConfigurationName != "" && !latest:
+			errs.add(f+".latestRevision", "must be true for a configurationName target")
+		case t.ConfigurationName != "":
 		case latest && t.RevisionName != "":
 			errs.add(f+".revisionName", "cannot be set together with latestRevision: true")
 		case !latest && t.RevisionName == "":

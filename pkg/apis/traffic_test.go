@@ -104,7 +104,7 @@ func TestServiceTemplateName(t *testing.T) {
 		t.Errorf("web-v2: %v", err)
 	}
 	_, _, err := apis.Prepare(decodeOne(t, manifest("other-v2")))
-	wantFieldError(t, err, "spec.template.metadata.name", "must start with the service name")
+	wantFieldError(t, err, "spec.template.metadata.name", "must start with the owner's name")
 }
 
 func TestKnativeImageWithCommandAnnotation(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/flickdev/flick/pkg/apis"
 )
@@ -111,7 +112,7 @@ func (c *Client) Get(ctx context.Context, k apis.KindInfo, ns, name string) (*ap
 
 // List returns the objects of a kind in a namespace; "" lists every namespace.
 func (c *Client) List(ctx context.Context, k apis.KindInfo, ns string) ([]*apis.Resource, error) {
-	path := "/apis/" + k.APIVersion() + "/" + k.Plural
+	path := "/apis/" + k.APIVersion() + "/" + k.RESTPlural()
 	if ns != "" {
 		path = k.Path(url.PathEscape(ns))
 	}
@@ -287,4 +288,94 @@ func (c *Client) ServerVersion(ctx context.Context) (string, error) {
 	}
 	_, err := c.doJSON(ctx, http.MethodGet, "/version", nil, &v)
 	return v.Version, err
+}
+
+// UsageCounters are metered usage: GB-seconds are instance-seconds × the memory of an
+// instance in GiB.
+type UsageCounters struct {
+	Invocations     uint64  `json:"invocations"`
+	InstanceSeconds float64 `json:"instanceSeconds"`
+	GBSeconds       float64 `json:"gbSeconds"`
+}
+
+// UsageRecord is the usage of a function, a service, or (by revision) a service's revision.
+type UsageRecord struct {
+	Namespace string `json:"namespace"`
+	Kind      string `json:"kind"` // function or service
+	Name      string `json:"name"`
+	Revision  string `json:"revision,omitempty"`
+	UsageCounters
+}
+
+// UsageNamespace is the usage of a whole namespace.
+type UsageNamespace struct {
+	Namespace string `json:"namespace"`
+	UsageCounters
+}
+
+// UsageReport answers Usage: rows sorted by namespace, kind, name and revision, and each
+// namespace's total. Since is the start of the first hour counted.
+type UsageReport struct {
+	Since      time.Time        `json:"since"`
+	Items      []UsageRecord    `json:"items"`
+	Namespaces []UsageNamespace `json:"namespaces"`
+}
+
+// UsageOptions select usage.
+type UsageOptions struct {
+	Since      string // a duration ("24h", "7d"), a time (RFC 3339 or a date) or "all"; empty: 24h
+	Namespace  string // empty: every namespace
+	ByRevision bool   // a row per service revision instead of per service
+}
+
+// Usage returns the metered usage.
+func (c *Client) Usage(ctx context.Context, opts UsageOptions) (*UsageReport, error) {
+	q := url.Values{}
+	if opts.Since != "" {
+		q.Set("since", opts.Since)
+	}
+	if opts.Namespace != "" {
+		q.Set("namespace", opts.Namespace)
+	}
+	if opts.ByRevision {
+		q.Set("by", "revision")
+	}
+	var out UsageReport
+	_, err := c.doJSON(ctx, http.MethodGet, "/apis/flick.dev/v1/usage?"+q.Encode(), nil, &out)
+	return &out, err
+}
+
+// TopRow is one function or revision now: its instances and load, and its requests and p99
+// latency over the report's window.
+type TopRow struct {
+	Namespace   string  `json:"namespace"`
+	Kind        string  `json:"kind"`
+	Name        string  `json:"name"`
+	Revision    string  `json:"revision,omitempty"`
+	Instances   int     `json:"instances"`
+	Desired     int     `json:"desired"`
+	InFlight    int     `json:"inFlight"`
+	Queued      int     `json:"queued"`
+	RPS         float64 `json:"rps"`
+	Concurrency float64 `json:"concurrency"`
+	Panic       bool    `json:"panic"`
+	Requests    uint64  `json:"requests"`
+	P99Seconds  float64 `json:"p99Seconds"`
+}
+
+// TopReport answers Top.
+type TopReport struct {
+	WindowSeconds float64  `json:"windowSeconds"`
+	Items         []TopRow `json:"items"`
+}
+
+// Top returns every function and revision's load now; namespace "" means every namespace.
+func (c *Client) Top(ctx context.Context, namespace string) (*TopReport, error) {
+	path := "/apis/flick.dev/v1/top"
+	if namespace != "" {
+		path += "?namespace=" + url.QueryEscape(namespace)
+	}
+	var out TopReport
+	_, err := c.doJSON(ctx, http.MethodGet, path, nil, &out)
+	return &out, err
 }

@@ -1,0 +1,73 @@
+package server
+
+import (
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/flickdev/flick/internal/usage"
+)
+
+// openMeter starts metering usage into DATA_DIR/usage.db from the engine's instances and the
+// router's request counts.
+func (s *Server) openMeter() (*usage.Meter, error) {
+	memoryMB := float64(s.cfg.UsageMemoryMB)
+	if memoryMB <= 0 {
+		memoryMB = usage.DefaultMemoryMB
+	}
+	return usage.Open(filepath.Join(s.cfg.DataDir, "usage.db"), usage.Options{
+		Read:  s.usageSample,
+		Label: s.usageLabel,
+		// Workloads have no memory limits yet: every instance is assumed to have the flag's.
+		MemoryMB: func(string) float64 { return memoryMB },
+	})
+}
+
+// usageSample reads what the meter accounts: requests per workload and its ready instances.
+func (s *Server) usageSample() usage.Sample {
+	stats := s.router.AllStats()
+	out := usage.Sample{Requests: make(map[string]uint64, len(stats)), Instances: map[string]int{}}
+	for key, st := range stats {
+		out.Requests[key] = st.Requests
+	}
+	for _, key := range s.engine.Keys() {
+		if st, ok := s.engine.Status(key); ok && st.Ready > 0 {
+			out.Instances[key] = st.Ready
+		}
+	}
+	return out
+}
+
+func (s *Server) usageLabel(key string) (usage.Workload, bool) {
+	ns, kind, name, rev, ok := s.reconciler.Labels(key)
+	return usage.Workload{Namespace: ns, Kind: kind, Name: name, Revision: rev}, ok
+}
+
+// usage answers GET /apis/flick.dev/v1/usage?since=24h&namespace=ns&by=workload|revision.
+func (s *Server) usage(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	query := usage.Query{Namespace: q.Get("namespace")}
+	since := q.Get("since")
+	if since == "" {
+		since = "24h"
+	}
+	var err error
+	if query.Since, err = usage.ParseSince(since, time.Now()); err != nil {
+		writeJSON(w, http.StatusBadRequest, apiError{Error: err.Error(), Field: "since"})
+		return
+	}
+	switch q.Get("by") {
+	case "", "workload":
+	case "revision":
+		query.ByRevision = true
+	default:
+		writeJSON(w, http.StatusBadRequest, apiError{Error: "by must be workload or revision", Field: "by"})
+		return
+	}
+	rep, err := s.meter.Query(query)
+	if err != nil {
+		writeFailure(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rep)
+}
