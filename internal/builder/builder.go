@@ -110,6 +110,10 @@ func (b *Builder) Function(ctx context.Context, f *apis.Function, progress func(
 // Revision prepares a service revision's host command.
 func (b *Builder) Revision(ctx context.Context, rev *apis.Revision) (Artifact, error) {
 	service := rev.ServiceName()
+	config := rev.Metadata.Labels[apis.LabelConfiguration]
+	if config == "" {
+		config = service
+	}
 	c := rev.Spec.Containers[0]
 	dir := c.WorkingDir
 	if c.Source != nil && c.Source.Archive != "" {
@@ -127,15 +131,16 @@ func (b *Builder) Revision(ctx context.Context, rev *apis.Revision) (Artifact, e
 	env := []string{
 		// Knative's container contract.
 		"K_SERVICE=" + service,
-		"K_CONFIGURATION=" + service,
+		"K_CONFIGURATION=" + config,
 		"K_REVISION=" + rev.Metadata.Name,
 	}
 	for _, e := range c.Env {
 		env = append(env, e.Name+"="+e.Value)
 	}
 	inst := runtime.InstanceSpec{
-		// Logs are kept per service, so `flick logs SERVICE` shows every revision's instances.
-		Workload: rev.Metadata.Namespace + "/" + service,
+		// Logs are kept per service (or configuration), so `flick logs SERVICE` shows every
+		// revision's instances.
+		Workload: rev.Metadata.Namespace + "/" + config,
 		Name:     rev.Metadata.Name,
 		Command:  rev.Command(),
 		Dir:      dir,

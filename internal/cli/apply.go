@@ -178,6 +178,10 @@ func uploadSources(ctx context.Context, c *client.Client, r *apis.Resource, base
 		if cs := o.Spec.Template.Spec.Containers; len(cs) > 0 {
 			src, field = cs[0].Source, "spec.template.spec.containers[0].source"
 		}
+	case *apis.Configuration:
+		if cs := o.Spec.Template.Spec.Containers; len(cs) > 0 {
+			src, field = cs[0].Source, "spec.template.spec.containers[0].source"
+		}
 	}
 	if src == nil || src.Path == "" || src.Archive != "" {
 		return nil

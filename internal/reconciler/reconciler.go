@@ -65,6 +65,7 @@ type workload struct {
 	plural     string // functions or revisions
 	ns, name   string
 	service    string // a revision's service
+	config     string // a revision's configuration
 	generation int64
 	cancel     context.CancelFunc
 	observed   int64
@@ -111,6 +112,9 @@ func (r *Reconciler) Labels(key string) (ns, kind, name, revision string, ok boo
 		return "", "", "", "", false
 	}
 	if w.plural == "revisions" {
+		if w.service == "" {
+			return w.ns, "configuration", w.config, w.name, true
+		}
 		return w.ns, "service", w.service, w.name, true
 	}
 	return w.ns, "function", w.name, "", true
@@ -135,7 +139,7 @@ func (r *Reconciler) wake() {
 func (r *Reconciler) Run(ctx context.Context) error {
 	watches := map[string]<-chan store.Event{}
 	initial := 0
-	for _, plural := range []string{"functions", "revisions", "services"} {
+	for _, plural := range []string{"functions", "revisions", "services", "configurations", "serving-routes"} {
 		ch, err := r.store.Watch(ctx, plural, "")
 		if err != nil {
 			return err
@@ -163,15 +167,31 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			plural = "revisions"
 		case ev, ok = <-watches["services"]:
 			plural = "services"
+		case ev, ok = <-watches["configurations"]:
+			plural = "configurations"
+		case ev, ok = <-watches["serving-routes"]:
+			plural = "serving-routes"
 		}
 		if !ok {
 			return errors.New(plural + " watch closed")
 		}
 		initial--
-		if plural == "services" {
-			// ADDED covers the first sight after a restart, when routes must be rebuilt.
+		// For services, configurations and routes, ADDED covers the first sight after a
+		// restart, when routes must be rebuilt.
+		switch plural {
+		case "services":
 			if ev.Type != store.Modified || r.serviceChanged(ev.Object) {
 				r.enqueueService(ev.Object.Key())
+			}
+			continue
+		case "configurations":
+			if ev.Type != store.Modified || generationChanged(ev.Object) {
+				r.enqueueService(configurationQueue + ev.Object.Key())
+			}
+			continue
+		case "serving-routes":
+			if ev.Type != store.Modified || generationChanged(ev.Object) {
+				r.enqueueService(routeQueue + ev.Object.Key())
 			}
 			continue
 		}
@@ -202,9 +222,7 @@ func (r *Reconciler) handleWorkload(ctx context.Context, plural string, ev store
 		if plural == "functions" && r.OnDelete != nil {
 			go r.OnDelete(key)
 		}
-		if w.service != "" {
-			r.enqueueService(ns + "/" + w.service)
-		}
+		r.enqueueOwner(w)
 		return
 	}
 	if w != nil && w.generation == res.Metadata.Generation {
@@ -221,6 +239,7 @@ func (r *Reconciler) handleWorkload(ctx context.Context, plural string, ev store
 		w = &workload{plural: plural, ns: ns, name: name}
 		if rev, ok := obj.(*apis.Revision); ok {
 			w.service = rev.ServiceName()
+			w.config = rev.Metadata.Labels[apis.LabelConfiguration]
 			if wasReady(res) {
 				// Proven before this restart: no need to start instances just to prove it
 				// again (a revision without traffic would otherwise idle for a window), and

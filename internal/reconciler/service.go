@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/flickdev/flick/internal/router"
@@ -83,8 +84,17 @@ func (r *Reconciler) serviceLoop(ctx context.Context) {
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
-			if err := r.reconcileService(k); err != nil {
-				r.log.Warn("reconcile service", "service", k, "err", err)
+			var err error
+			switch {
+			case strings.HasPrefix(k, configurationQueue):
+				err = r.reconcileConfiguration(strings.TrimPrefix(k, configurationQueue))
+			case strings.HasPrefix(k, routeQueue):
+				err = r.reconcileRoute(strings.TrimPrefix(k, routeQueue))
+			default:
+				err = r.reconcileService(k)
+			}
+			if err != nil {
+				r.log.Warn("reconcile", "key", k, "err", err)
 			}
 		}
 	}
@@ -118,7 +128,7 @@ func (r *Reconciler) reconcileService(key string) error {
 		conds = prev.Conditions
 	}
 
-	current, err := r.ensureRevision(svc, revs)
+	current, err := r.ensureRevision(serviceOwner(svc), revs)
 	if err != nil {
 		conds = apis.SetCondition(conds, apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionFalse, Reason: "RevisionFailed", Message: err.Error()}, now)
 		return r.writeServiceStatus(svc, res.Metadata.Generation, prev, conds, nil)
@@ -264,11 +274,23 @@ func (r *Reconciler) writeServiceStatus(svc *apis.Service, gen int64, prev apis.
 	return err
 }
 
-// ensureRevision creates the revision for the service's current template when the newest
+// owner is what revisions are made from: a Service's or a Configuration's template.
+type owner struct {
+	ns, name    string
+	service     string // the owning service, empty for a bare configuration
+	template    apis.RevisionTemplate
+	annotations map[string]string // what a new revision carries
+}
+
+func serviceOwner(svc *apis.Service) owner {
+	return owner{ns: svc.Metadata.Namespace, name: svc.Metadata.Name, service: svc.Metadata.Name, template: svc.Spec.Template, annotations: svc.RevisionAnnotations()}
+}
+
+// ensureRevision creates the revision for the owner's current template when the newest
 // revision snapshots another one. It returns the revision it created, if any.
-func (r *Reconciler) ensureRevision(svc *apis.Service, revs []*apis.Revision) (*apis.Revision, error) {
-	hash := templateHash(svc)
-	want := svc.Spec.Template.Metadata.Name
+func (r *Reconciler) ensureRevision(o owner, revs []*apis.Revision) (*apis.Revision, error) {
+	hash := templateHash(o)
+	want := o.template.Metadata.Name
 	var newest *apis.Revision
 	for _, rev := range revs {
 		if want != "" && rev.Metadata.Name == want {
@@ -290,21 +312,26 @@ func (r *Reconciler) ensureRevision(svc *apis.Service, revs []*apis.Revision) (*
 	}
 	name := want
 	if name == "" {
-		name = apis.RevisionName(svc.Metadata.Name, gen)
+		name = apis.RevisionName(o.name, gen)
 	}
 	labels := map[string]string{}
-	for k, v := range svc.Spec.Template.Metadata.Labels {
+	for k, v := range o.template.Metadata.Labels {
 		labels[k] = v
 	}
-	labels[apis.LabelService] = svc.Metadata.Name
-	labels[apis.LabelConfiguration] = svc.Metadata.Name
+	if o.service != "" {
+		labels[apis.LabelService] = o.service
+	}
+	labels[apis.LabelConfiguration] = o.name
 	labels[apis.LabelConfigurationGeneration] = strconv.FormatInt(gen, 10)
-	annotations := svc.RevisionAnnotations()
+	annotations := map[string]string{}
+	for k, v := range o.annotations {
+		annotations[k] = v
+	}
 	annotations[AnnotationTemplateHash] = hash
 	rev := &apis.Revision{
 		TypeMeta: apis.TypeMeta{APIVersion: "serving.knative.dev/v1", Kind: "Revision"},
-		Metadata: apis.ObjectMeta{Name: name, Namespace: svc.Metadata.Namespace, Labels: labels, Annotations: annotations},
-		Spec:     svc.Spec.Template.Spec,
+		Metadata: apis.ObjectMeta{Name: name, Namespace: o.ns, Labels: labels, Annotations: annotations},
+		Spec:     o.template.Spec,
 	}
 	rev.Default()
 	if err := rev.Validate(); err != nil {
@@ -318,7 +345,7 @@ func (r *Reconciler) ensureRevision(svc *apis.Service, revs []*apis.Revision) (*
 	if err != nil {
 		return nil, fmt.Errorf("create revision %s: %w", name, err)
 	}
-	r.log.Info("created revision", "service", svc.Metadata.Namespace+"/"+svc.Metadata.Name, "revision", name)
+	r.log.Info("created revision", "owner", o.ns+"/"+o.name, "revision", name)
 	out, err := apis.Decode(stored)
 	if err != nil {
 		return nil, err
@@ -345,14 +372,15 @@ func (r *Reconciler) deleteService(ns, name string) error {
 	return nil
 }
 
-func (r *Reconciler) revisionsOf(ns, service string) ([]*apis.Revision, error) {
+// revisionsOf lists the revisions of a configuration (a service's configuration has its name).
+func (r *Reconciler) revisionsOf(ns, config string) ([]*apis.Revision, error) {
 	items, err := r.store.List("revisions", ns)
 	if err != nil {
 		return nil, err
 	}
 	var out []*apis.Revision
 	for _, it := range items {
-		if it.Metadata.Labels[apis.LabelService] != service {
+		if it.Metadata.Labels[apis.LabelConfiguration] != config {
 			continue
 		}
 		obj, err := apis.Decode(it)
@@ -393,12 +421,12 @@ func revisionGeneration(rev *apis.Revision) int64 {
 
 // templateHash identifies what a revision snapshots: the template's spec, labels and the
 // annotations a revision would carry.
-func templateHash(svc *apis.Service) string {
+func templateHash(o owner) string {
 	b, _ := json.Marshal(struct {
 		Spec        apis.RevisionSpec
 		Labels      map[string]string
 		Annotations map[string]string
-	}{svc.Spec.Template.Spec, svc.Spec.Template.Metadata.Labels, svc.RevisionAnnotations()})
+	}{o.template.Spec, o.template.Metadata.Labels, o.annotations})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])
 }

@@ -31,7 +31,7 @@ func (r *Reconciler) writeStatusLoop(ctx context.Context) {
 type statusWrite struct {
 	key, plural, ns, name string
 	status                apis.WorkloadStatus
-	service               string
+	owner                 *workload // a revision, whose owners must follow its changes
 }
 
 func (r *Reconciler) flush() {
@@ -67,12 +67,12 @@ func (r *Reconciler) flush() {
 		if c := apis.FindCondition(st.Conditions, apis.ConditionReady); c != nil {
 			ready = c.Status
 		}
-		service := ""
-		if w.service != "" && (ready != w.ready || w.plural == "revisions") {
-			service = w.ns + "/" + w.service
+		var owner *workload
+		if w.plural == "revisions" {
+			owner = w
 		}
 		w.ready = ready
-		writes = append(writes, statusWrite{key: key, plural: w.plural, ns: w.ns, name: w.name, status: st, service: service})
+		writes = append(writes, statusWrite{key: key, plural: w.plural, ns: w.ns, name: w.name, status: st, owner: owner})
 	}
 	r.mu.Unlock()
 
@@ -84,9 +84,9 @@ func (r *Reconciler) flush() {
 		if _, err := r.store.UpdateStatus(wr.plural, wr.ns, wr.name, raw); err != nil && !errors.Is(err, store.ErrNotFound) {
 			r.log.Warn("write status", "workload", wr.key, "err", err)
 		}
-		if wr.service != "" {
-			// A revision's readiness or instances changed: its service's routes and summary follow.
-			r.enqueueService(wr.service)
+		if wr.owner != nil {
+			// A revision's readiness or instances changed: its owners' routes and status follow.
+			r.enqueueOwner(wr.owner)
 		}
 	}
 }

@@ -291,6 +291,8 @@ func (s *Server) checkSources(res *apis.Resource) error {
 		return check("spec.template.spec.containers[0].source.archive", o.Spec.Template.Spec.Containers[0].Source)
 	case *apis.Revision:
 		return check("spec.containers[0].source.archive", o.Spec.Containers[0].Source)
+	case *apis.Configuration:
+		return check("spec.template.spec.containers[0].source.archive", o.Spec.Template.Spec.Containers[0].Source)
 	}
 	return nil
 }

@@ -178,3 +178,63 @@ spec:
 		t.Errorf("flick get ksvc:\n%s", out)
 	}
 }
+
+// TestKnativeConfigurationAndRoute applies Knative's Configuration and Route as written: the
+// configuration makes revisions, the route splits traffic between a pinned revision and the
+// configuration's latest.
+func TestKnativeConfigurationAndRoute(t *testing.T) {
+	s := startServer(t, "")
+	dir := writeFiles(t, map[string]string{"server.js": versionServer})
+	config := func(version string) string {
+		return `apiVersion: serving.knative.dev/v1
+kind: Configuration
+metadata:
+  name: blog
+spec:
+  template:
+    spec:
+      containers:
+        - command: [node, server.js]
+          source: .
+          env: [{name: VERSION, value: ` + version + `}]
+`
+	}
+	path := filepath.Join(dir, "config.yaml")
+	os.WriteFile(path, []byte(config("v1")), 0o644)
+	s.mustFlick("apply", "-f", path)
+	os.WriteFile(path, []byte(config("v2")), 0o644)
+	s.mustFlick("apply", "-f", path)
+	eventually(t, 30*time.Second, "two ready revisions of the configuration", func() bool {
+		out := s.mustFlick("get", "configuration", "blog", "-o", "json")
+		return strings.Contains(out, `"latestReadyRevisionName": "blog-00002"`)
+	})
+	route := filepath.Join(dir, "route.yaml")
+	os.WriteFile(route, []byte(`apiVersion: serving.knative.dev/v1
+kind: Route
+metadata:
+  name: blog-route
+spec:
+  traffic:
+    - revisionName: blog-00001
+      percent: 50
+    - configurationName: blog
+      percent: 50
+      tag: latest
+`), 0o644)
+	s.mustFlick("apply", "-f", route, "--wait")
+	got := count(s, "blog-route.default.localhost", 200)
+	if got["v1"] < 60 || got["v2"] < 60 || got["v1"]+got["v2"] != 200 {
+		t.Errorf("50/50 route over 200 requests: %v", got)
+	}
+	if r := s.get("latest-blog-route.default.localhost", "/"); r.body != "v2" {
+		t.Errorf("tag of the configuration's latest: %d %q", r.code, r.body)
+	}
+	if out := s.mustFlick("get", "routes"); !strings.Contains(out, "blog-route") {
+		t.Errorf("flick get routes:\n%s", out)
+	}
+	s.mustFlick("delete", "configuration", "blog")
+	eventually(t, 10*time.Second, "the configuration's revisions to go", func() bool {
+		out, _, _ := s.flick("get", "revisions")
+		return !strings.Contains(out, "blog-0000")
+	})
+}
