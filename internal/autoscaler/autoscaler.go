@@ -20,7 +20,9 @@ const (
 type Config struct {
 	Metric string // concurrency (default) or rps
 	// Target is the metric's value one instance should carry, before utilization.
-	Target            float64
+	Target float64
+	// RPSTarget is the default target for the rps metric (Target is concurrency's).
+	RPSTarget         float64
 	TargetUtilization float64 // fraction of Target to aim at (0.7)
 	StableWindow      time.Duration
 	PanicWindow       time.Duration
@@ -38,7 +40,7 @@ type Config struct {
 // Defaults are Knative's.
 func Defaults() Config {
 	return Config{
-		Metric: MetricConcurrency, Target: 100, TargetUtilization: 0.7,
+		Metric: MetricConcurrency, Target: 100, RPSTarget: 200, TargetUtilization: 0.7,
 		StableWindow: 60 * time.Second, PanicWindow: 6 * time.Second, PanicThreshold: 2,
 		MaxScaleUpRate: 1000, MaxScaleDownRate: 2, ActivationScale: 1,
 	}

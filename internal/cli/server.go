@@ -15,7 +15,7 @@ import (
 
 func newServerCmd(o *options) *cobra.Command {
 	cfg := server.Config{}
-	var logLevel string
+	var logLevel, configFile string
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the embedded platform: API, data plane and instances on this machine",
@@ -28,6 +28,13 @@ func newServerCmd(o *options) *cobra.Command {
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 			if cfg.UsageMemoryMB <= 0 {
 				return fmt.Errorf("--usage-memory-mb %d: use a positive number of MiB", cfg.UsageMemoryMB)
+			}
+			if configFile != "" {
+				fc, err := server.LoadConfig(configFile)
+				if err != nil {
+					return err
+				}
+				cfg.File = fc
 			}
 			cfg.DataDir = o.dataDir
 			cfg.Version = Version
@@ -48,5 +55,6 @@ func newServerCmd(o *options) *cobra.Command {
 	f.StringVar(&cfg.Go, "go", "", "go command that builds Go functions (default: go on PATH)")
 	f.IntVar(&cfg.UsageMemoryMB, "usage-memory-mb", 256, "memory (MiB) each instance is metered with for GB-seconds, assumed until workloads have memory limits")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&configFile, "config", "", "config file (YAML): autoscaler defaults with Knative's config-autoscaler keys, see docs/config.md")
 	return cmd
 }

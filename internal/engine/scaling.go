@@ -180,7 +180,10 @@ func autoscalerConfig(defaults autoscaler.Config, cfg apis.WorkloadConfig) autos
 	case a.Target > 0:
 		c.Target = a.Target
 	case c.Metric == autoscaler.MetricRPS:
-		c.Target = 200
+		c.Target = c.RPSTarget
+		if c.Target <= 0 {
+			c.Target = 200
+		}
 	case cfg.Concurrency > 0:
 		c.Target = float64(cfg.Concurrency)
 	}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/flickdev/flick/internal/archive"
+	"github.com/flickdev/flick/internal/autoscaler"
 	"github.com/flickdev/flick/internal/builder"
 	"github.com/flickdev/flick/internal/engine"
 	"github.com/flickdev/flick/internal/logs"
@@ -42,7 +43,9 @@ type Config struct {
 	DrainTimeout time.Duration
 	// Python, Node and Go name the interpreters and toolchain; empty means look them up.
 	Python, Node, Go string
-	Version          string
+	// File is the config file's content (flick server --config).
+	File    FileConfig
+	Version string
 	// UsageMemoryMB is the memory each instance is metered with (GB-seconds) until workloads
 	// have memory limits.
 	UsageMemoryMB int
@@ -106,7 +109,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 
 	s.reconciler = reconciler.New(s.store, b, nil, log)
-	s.engine = engine.New(driver, log, engine.Options{}, s.reconciler.MarkChanged)
+	asDefaults, err := cfg.File.Autoscaler.Apply(autoscaler.Defaults())
+	if err != nil {
+		return err
+	}
+	s.engine = engine.New(driver, log, engine.Options{Autoscaler: asDefaults}, s.reconciler.MarkChanged)
 	s.router = router.New(s.engine, cfg.Domain, cfg.MaxBodyBytes, log)
 	s.reconciler.SetEngine(s.engine, s.router)
 	s.reconciler.URL = s.workloadURL

@@ -316,11 +316,11 @@ spec:
 		tmpl, meta string
 		want       apis.Scale
 	}{
-		{"none", "", "", apis.Scale{Window: apis.Duration{Duration: time.Minute}, Initial: 1}},
+		{"none", "", "", apis.Scale{Initial: 1}},
 		{"template", `"` + minKey + `": "2", "` + maxKey + `": "4", "` + windowKey + `": 5m`, "", apis.Scale{Min: 2, Max: 4, Window: apis.Duration{Duration: 5 * time.Minute}, Initial: 1}},
-		{"service metadata", "", `"` + maxKey + `": "7"`, apis.Scale{Max: 7, Window: apis.Duration{Duration: time.Minute}, Initial: 1}},
-		{"template wins", `"` + maxKey + `": "3"`, `"` + maxKey + `": "7"`, apis.Scale{Max: 3, Window: apis.Duration{Duration: time.Minute}, Initial: 1}},
-		{"initial scale", `"autoscaling.knative.dev/initial-scale": "0"`, "", apis.Scale{Window: apis.Duration{Duration: time.Minute}}},
+		{"service metadata", "", `"` + maxKey + `": "7"`, apis.Scale{Max: 7, Initial: 1}},
+		{"template wins", `"` + maxKey + `": "3"`, `"` + maxKey + `": "7"`, apis.Scale{Max: 3, Initial: 1}},
+		{"initial scale", `"autoscaling.knative.dev/initial-scale": "0"`, "", apis.Scale{}},
 	}
 	for _, tt := range ok {
 		t.Run(tt.name, func(t *testing.T) {

@@ -245,7 +245,8 @@ func validateRevisionSpec(errs *FieldErrors, prefix string, rs *RevisionSpec, ho
 // a key's value, the field it came from, and whether it is set.
 func ScaleFromAnnotations(lookup func(key string) (value, field string, ok bool)) (Scale, FieldErrors) {
 	var errs FieldErrors
-	sc := Scale{Window: Duration{DefaultScaleWindow}, Initial: 1}
+	// The window stays zero when unset: the server's default (its config file's stable-window) applies.
+	sc := Scale{Initial: 1}
 	minField := ""
 	for _, a := range []struct {
 		key string

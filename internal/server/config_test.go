@@ -1,0 +1,43 @@
+package server
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flickdev/flick/internal/autoscaler"
+)
+
+func TestLoadConfig(t *testing.T) {
+	write := func(body string) string {
+		p := filepath.Join(t.TempDir(), "flick.yaml")
+		os.WriteFile(p, []byte(body), 0o644)
+		return p
+	}
+	fc, err := LoadConfig(write("autoscaler:\n  stable-window: 30s\n  panic-window-percentage: 20\n  container-concurrency-target-default: 50\n  max-scale-down-rate: 4\n  scale-down-delay: 15s\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := fc.Autoscaler.Apply(autoscaler.Defaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.StableWindow != 30*time.Second || c.PanicWindow != 6*time.Second || c.Target != 50 || c.MaxScaleDownRate != 4 || c.ScaleDownDelay != 15*time.Second || c.TargetUtilization != 0.7 {
+		t.Errorf("applied: %+v", c)
+	}
+	for body, want := range map[string]string{
+		"autoscaler:\n  stable-windw: 30s\n":              "stable-windw",
+		"autoscaler:\n  stable-window: soon\n":            "autoscaler.stable-window",
+		"autoscaler:\n  panic-threshold-percentage: 50\n": "autoscaler.panic-threshold-percentage",
+		"autoscaler: [1, 2]\n":                            "flick.yaml",
+	} {
+		if _, err := LoadConfig(write(body)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %v, want it to name %q", body, err, want)
+		}
+	}
+	if _, err := LoadConfig(filepath.Join(t.TempDir(), "missing.yaml")); err == nil || !strings.Contains(err.Error(), "missing.yaml") {
+		t.Errorf("missing file: %v", err)
+	}
+}
