@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/flickdev/flick/pkg/apis"
+	"github.com/flickdev/flick/pkg/client"
 )
 
 func newFnCmd(o *options) *cobra.Command {
@@ -68,32 +69,7 @@ func newFnDeployCmd(o *options) *cobra.Command {
 				Metadata: apis.ObjectMeta{Name: args[0], Namespace: o.namespace},
 				Spec:     spec,
 			}
-			res, err := apis.Encode(fn)
-			if err != nil {
-				return err
-			}
-			stored, warns, created, err := c.Apply(cmd.Context(), res)
-			if err != nil {
-				return err
-			}
-			for _, w := range warns {
-				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w)
-			}
-			out := cmd.OutOrStdout()
-			verb := "updated"
-			if created {
-				verb = "created"
-			}
-			fmt.Fprintf(out, "function/%s %s\n", stored.Metadata.Name, verb)
-			if noWait {
-				return nil
-			}
-			st, err := waitReady(cmd.Context(), c, stored, waitLimit, out)
-			if err != nil {
-				return fmt.Errorf("function %s is not ready: %w", stored.Metadata.Name, err)
-			}
-			fmt.Fprintf(out, "function/%s ready: %s\n", stored.Metadata.Name, st.URL)
-			return nil
+			return applyAndWait(cmd, c, fn, "function", !noWait, waitLimit)
 		},
 	}
 	f := cmd.Flags()
@@ -109,4 +85,35 @@ func newFnDeployCmd(o *options) *cobra.Command {
 	f.BoolVar(&noWait, "no-wait", false, "return once the function is stored, without waiting for it to be ready")
 	f.DurationVar(&waitLimit, "wait-timeout", 5*time.Minute, "how long to wait for the function to be ready")
 	return cmd
+}
+
+// applyAndWait stores obj (created or updated), prints the server's warnings and the outcome,
+// and with wait follows it until it is ready, ending with its URL.
+func applyAndWait(cmd *cobra.Command, c *client.Client, obj apis.Object, kind string, wait bool, timeout time.Duration) error {
+	res, err := apis.Encode(obj)
+	if err != nil {
+		return err
+	}
+	stored, warns, created, err := c.Apply(cmd.Context(), res)
+	if err != nil {
+		return err
+	}
+	for _, w := range warns {
+		fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w)
+	}
+	out := cmd.OutOrStdout()
+	verb := "updated"
+	if created {
+		verb = "created"
+	}
+	fmt.Fprintf(out, "%s/%s %s\n", kind, stored.Metadata.Name, verb)
+	if !wait {
+		return nil
+	}
+	st, err := waitReady(cmd.Context(), c, stored, timeout, out)
+	if err != nil {
+		return fmt.Errorf("%s %s is not ready: %w", kind, stored.Metadata.Name, err)
+	}
+	fmt.Fprintf(out, "%s/%s ready: %s\n", kind, stored.Metadata.Name, st.URL)
+	return nil
 }

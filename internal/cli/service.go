@@ -94,33 +94,7 @@ func newServiceWriteCmd(o *options, create bool) *cobra.Command {
 			if err := f.apply(ctx, c, cmd, svc); err != nil {
 				return err
 			}
-			res, err := apis.Encode(svc)
-			if err != nil {
-				return err
-			}
-			res.Status = nil
-			stored, warns, created, err := c.Apply(ctx, res)
-			if err != nil {
-				return err
-			}
-			for _, w := range warns {
-				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w)
-			}
-			out := cmd.OutOrStdout()
-			verb := "updated"
-			if created {
-				verb = "created"
-			}
-			fmt.Fprintf(out, "service/%s %s\n", stored.Metadata.Name, verb)
-			if !f.wait {
-				return nil
-			}
-			st, err := waitReady(ctx, c, stored, f.waitTimeout, out)
-			if err != nil {
-				return fmt.Errorf("service %s is not ready: %w", stored.Metadata.Name, err)
-			}
-			fmt.Fprintf(out, "service/%s ready: %s\n", stored.Metadata.Name, st.URL)
-			return nil
+			return applyAndWait(cmd, c, svc, "service", f.wait, f.waitTimeout)
 		},
 	}
 	fl := cmd.Flags()
