@@ -87,6 +87,13 @@ func (b *Builder) Function(ctx context.Context, f *apis.Function, progress func(
 			return Artifact{}, fmt.Errorf("the %s runtime is not available on this server (interpreter not found)", f.Spec.Runtime)
 		}
 		inst.Command = []string{interp, shim}
+		// A warm pool instance loads the same code through the shim instead (see internal/pool).
+		spec := &runtime.Specialization{Runtime: f.Spec.Runtime, CodeDir: src, Handler: f.Spec.Handler, Env: map[string]string{}}
+		for _, kv := range inst.Env {
+			k, v, _ := strings.Cut(kv, "=")
+			spec.Env[k] = v
+		}
+		inst.Specialize = spec
 		inst.Env = append(inst.Env, "FLICK_CODE_DIR="+src, "FLICK_HANDLER="+f.Spec.Handler, "PYTHONUNBUFFERED=1")
 	case apis.RuntimeBinary:
 		exe, err := binaryPath(src, f.Spec.Handler)

@@ -55,6 +55,7 @@ func newServerCmd(o *options) *cobra.Command {
 	f.StringVar(&cfg.Go, "go", "", "go command that builds Go functions (default: go on PATH)")
 	f.IntVar(&cfg.UsageMemoryMB, "usage-memory-mb", 256, "memory (MiB) each instance is metered with for GB-seconds, assumed until workloads have memory limits")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.IntVar(&cfg.PoolSize, "pool-size", 3, "warm generic instances kept per language runtime (python, node); 0 disables the pool")
 	f.StringVar(&configFile, "config", "", "config file (YAML): autoscaler defaults with Knative's config-autoscaler keys, see docs/config.md")
 	return cmd
 }

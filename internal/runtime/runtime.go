@@ -20,6 +20,19 @@ type InstanceSpec struct {
 	Dir     string
 	// Env holds KEY=VALUE pairs on top of the driver's minimal base environment.
 	Env []string
+	// Specialize, when set, lets a warm pool serve the instance: a pre-started generic
+	// instance of the runtime loads the code instead of a new process starting. Command,
+	// Dir and Env still describe how to start one from scratch.
+	Specialize *Specialization
+}
+
+// Specialization is what a generic runtime instance needs to become this workload's
+// (the body of the shims' POST /_flick/specialize).
+type Specialization struct {
+	Runtime string            `json:"-"`
+	CodeDir string            `json:"codeDir"`
+	Handler string            `json:"handler"`
+	Env     map[string]string `json:"env,omitempty"`
 }
 
 // Driver starts and stops instances.

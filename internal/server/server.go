@@ -23,8 +23,10 @@ import (
 	"github.com/flickdev/flick/internal/builder"
 	"github.com/flickdev/flick/internal/engine"
 	"github.com/flickdev/flick/internal/logs"
+	"github.com/flickdev/flick/internal/pool"
 	"github.com/flickdev/flick/internal/reconciler"
 	"github.com/flickdev/flick/internal/router"
+	"github.com/flickdev/flick/internal/runtime"
 	"github.com/flickdev/flick/internal/runtime/local"
 	"github.com/flickdev/flick/internal/store"
 	"github.com/flickdev/flick/internal/usage"
@@ -44,8 +46,10 @@ type Config struct {
 	// Python, Node and Go name the interpreters and toolchain; empty means look them up.
 	Python, Node, Go string
 	// File is the config file's content (flick server --config).
-	File    FileConfig
-	Version string
+	File FileConfig
+	// PoolSize is the number of warm instances per language runtime (0: no pool).
+	PoolSize int
+	Version  string
 	// UsageMemoryMB is the memory each instance is metered with (GB-seconds) until workloads
 	// have memory limits.
 	UsageMemoryMB int
@@ -62,6 +66,7 @@ type Server struct {
 	engine     *engine.Engine
 	reconciler *reconciler.Reconciler
 	router     *router.Router
+	pools      *pool.Driver
 	meter      *usage.Meter
 	topRing    statsRing
 }
@@ -113,7 +118,22 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	s.engine = engine.New(driver, log, engine.Options{Autoscaler: asDefaults}, s.reconciler.MarkChanged)
+	// Warm pools of generic Python and Node instances in front of the local driver.
+	generic := map[string]runtime.InstanceSpec{}
+	if tools.Python != "" {
+		generic["python"] = runtime.InstanceSpec{Command: []string{tools.Python, shims["python"]}, Dir: cfg.DataDir, Env: []string{"PYTHONUNBUFFERED=1"}}
+	}
+	if tools.Node != "" {
+		generic["node"] = runtime.InstanceSpec{Command: []string{tools.Node, shims["node"]}, Dir: cfg.DataDir}
+	}
+	s.pools = pool.New(driver, driver, generic, cfg.PoolSize, log)
+	s.pools.Fill()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s.pools.Close(ctx)
+	}()
+	s.engine = engine.New(s.pools, log, engine.Options{Autoscaler: asDefaults}, s.reconciler.MarkChanged)
 	s.router = router.New(s.engine, cfg.Domain, cfg.MaxBodyBytes, log)
 	s.reconciler.SetEngine(s.engine, s.router)
 	s.reconciler.URL = s.workloadURL

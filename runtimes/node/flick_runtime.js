@@ -237,6 +237,7 @@ async function generic(req, res, body) {
   } finally {
     specializing = false;
   }
+  process.stderr.write(`flick node runtime specialized: ${process.env.FLICK_FUNCTION || 'function'} loaded\n`);
   sendJSON(res, 200, { ok: true });
 }
 

@@ -262,6 +262,7 @@ class Handler(BaseHTTPRequestHandler):
                 sys.stderr.write("flick: specialize failed\n" + text)
                 self._send_json(500, {"error": text})
                 return
+        sys.stderr.write("flick python runtime specialized: %s loaded\n" % os.environ.get("FLICK_FUNCTION", "function"))
         self._send_json(200, {"ok": True})
 
     def _send_json(self, status, obj):

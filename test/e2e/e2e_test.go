@@ -77,7 +77,8 @@ func TestExamples(t *testing.T) {
 		}
 	}
 	logs := s.mustFlick("logs", "hello-python")
-	if !strings.Contains(logs, "flick python runtime listening") || !strings.Contains(logs, "hello-python-") {
+	// From the warm pool, the instance's first words in this log are its specialization.
+	if !strings.Contains(logs, "flick python runtime specialized: hello-python loaded") || !strings.Contains(logs, "pool-python-") {
 		t.Errorf("flick logs lacks the instance's output with its id:\n%s", logs)
 	}
 

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -31,6 +33,42 @@ type Driver struct {
 	logs     *logs.Store
 	log      *slog.Logger
 	baseEnv  []string
+
+	mu   sync.Mutex
+	live map[string]*output // instance id -> where its output goes
+}
+
+// output is an instance's log destination, which a warm pool rebinds to the function an
+// instance is specialized for.
+type output struct {
+	workload       string
+	stdout, stderr *switchWriter
+}
+
+// switchWriter passes writes to a log writer that can be replaced while the process runs.
+type switchWriter struct {
+	mu sync.Mutex
+	w  io.WriteCloser
+}
+
+func (s *switchWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+func (s *switchWriter) swap(w io.WriteCloser) {
+	s.mu.Lock()
+	old := s.w
+	s.w = w
+	s.mu.Unlock()
+	old.Close()
+}
+
+func (s *switchWriter) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Close()
 }
 
 // New returns a driver keeping its records under stateDir.
@@ -38,7 +76,7 @@ func New(stateDir string, logStore *logs.Store, log *slog.Logger) (*Driver, erro
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("local driver: %w", err)
 	}
-	return &Driver{stateDir: stateDir, logs: logStore, log: log, baseEnv: baseEnv()}, nil
+	return &Driver{stateDir: stateDir, logs: logStore, log: log, baseEnv: baseEnv(), live: map[string]*output{}}, nil
 }
 
 // baseEnv is the part of the server's environment an instance inherits: enough to find
@@ -90,7 +128,8 @@ func (d *Driver) Start(ctx context.Context, spec runtime.InstanceSpec) (*runtime
 	cmd := exec.Command(spec.Command[0], spec.Command[1:]...)
 	cmd.Dir = spec.Dir
 	cmd.Env = append(append(append([]string{}, d.baseEnv...), spec.Env...), "PORT="+strconv.Itoa(port))
-	cmd.Stdout, cmd.Stderr = stdout, stderr
+	out := &output{workload: spec.Workload, stdout: &switchWriter{w: stdout}, stderr: &switchWriter{w: stderr}}
+	cmd.Stdout, cmd.Stderr = out.stdout, out.stderr
 	// Own process group so Stop reaches the instance's children too; Pdeathsig so a server
 	// killed with SIGKILL takes its instances with it (the record sweep covers the rest).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -100,6 +139,9 @@ func (d *Driver) Start(ctx context.Context, spec runtime.InstanceSpec) (*runtime
 		return nil, fmt.Errorf("start instance of %s: %s: %w", spec.Workload, spec.Command[0], err)
 	}
 	inst := runtime.NewInstance(id, addr, cmd.Process.Pid, time.Now())
+	d.mu.Lock()
+	d.live[id] = out
+	d.mu.Unlock()
 	rec := record{ID: id, Workload: spec.Workload, PID: cmd.Process.Pid, StartTick: startTick(cmd.Process.Pid)}
 	if err := d.writeRecord(rec); err != nil {
 		d.log.Warn("cannot record instance; it may outlive a crash", "instance", id, "err", err)
@@ -107,11 +149,15 @@ func (d *Driver) Start(ctx context.Context, spec runtime.InstanceSpec) (*runtime
 
 	go func() {
 		err := cmd.Wait()
-		stdout.Close()
-		stderr.Close()
+		d.mu.Lock()
+		delete(d.live, id)
+		workload := out.workload
+		d.mu.Unlock()
+		out.stdout.Close()
+		out.stderr.Close()
 		os.Remove(d.recordPath(id))
 		reason := exitReason(cmd.ProcessState, err)
-		_ = d.logs.Append(spec.Workload, id, "flick", "instance exited: "+reason)
+		_ = d.logs.Append(workload, id, "flick", "instance exited: "+reason)
 		inst.MarkExited(reason)
 	}()
 
@@ -120,6 +166,32 @@ func (d *Driver) Start(ctx context.Context, spec runtime.InstanceSpec) (*runtime
 		return nil, d.startError(spec.Workload, inst, err)
 	}
 	return inst, nil
+}
+
+// Rebind sends a running instance's output to another workload's log from now on (a warm
+// pool instance specialized for a function).
+func (d *Driver) Rebind(inst *runtime.Instance, workload string) error {
+	d.mu.Lock()
+	out := d.live[inst.ID]
+	d.mu.Unlock()
+	if out == nil {
+		return fmt.Errorf("rebind %s: instance is gone", inst.ID)
+	}
+	stdout, err := d.logs.Writer(workload, inst.ID, "stdout")
+	if err != nil {
+		return fmt.Errorf("rebind %s: %w", inst.ID, err)
+	}
+	stderr, err := d.logs.Writer(workload, inst.ID, "stderr")
+	if err != nil {
+		stdout.Close()
+		return fmt.Errorf("rebind %s: %w", inst.ID, err)
+	}
+	d.mu.Lock()
+	out.workload = workload
+	d.mu.Unlock()
+	out.stdout.swap(stdout)
+	out.stderr.swap(stderr)
+	return nil
 }
 
 // startError explains an instance that never became ready, with its last output.

@@ -1,0 +1,279 @@
+// Package pool keeps warm, generic instances of the language runtimes (Python, Node) and turns
+// a cold start into a handoff: a pre-started interpreter loads the function's code through the
+// shim's specialize endpoint instead of a new process starting (Fission's pool manager). It is
+// a runtime.Driver wrapping another one, so the engine does not know it is there. A specialized
+// instance never returns to the pool; one whose specialization failed was never changed and
+// does. It must never import the engine.
+package pool
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/flickdev/flick/internal/runtime"
+)
+
+// Rebinder moves an instance's output to another workload's log.
+type Rebinder interface {
+	Rebind(inst *runtime.Instance, workload string) error
+}
+
+// Workload is the log of generic pool instances.
+const Workload = "flick-system/pool"
+
+// Driver is the pool in front of another driver.
+type Driver struct {
+	inner  runtime.Driver
+	rebind Rebinder
+	log    *slog.Logger
+	client *http.Client
+
+	mu       sync.Mutex
+	pools    map[string]*warm
+	closed   bool
+	runCtx   context.Context
+	stopRuns context.CancelFunc
+}
+
+// warm is one runtime's pool.
+type warm struct {
+	name        string
+	spec        runtime.InstanceSpec // how to start a generic instance
+	size        int
+	ready       []*runtime.Instance
+	starting    int
+	specialized uint64
+	misses      uint64 // cold starts that found the pool empty
+	lastErr     string
+}
+
+// New returns a pool driver. generic maps a runtime name to the spec of its generic instance
+// (the shim with no code); size is the number of warm instances per runtime.
+func New(inner runtime.Driver, rebind Rebinder, generic map[string]runtime.InstanceSpec, size int, log *slog.Logger) *Driver {
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &Driver{inner: inner, rebind: rebind, log: log, pools: map[string]*warm{}, runCtx: ctx, stopRuns: cancel,
+		client: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}}
+	for name, spec := range generic {
+		spec.Workload, spec.Name = Workload, "pool-"+name
+		d.pools[name] = &warm{name: name, spec: spec, size: size}
+	}
+	return d
+}
+
+// Fill starts the warm instances in the background.
+func (d *Driver) Fill() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, w := range d.pools {
+		d.refillLocked(w)
+	}
+}
+
+func (d *Driver) refillLocked(w *warm) {
+	for !d.closed && len(w.ready)+w.starting < w.size {
+		w.starting++
+		go d.startGeneric(w)
+	}
+}
+
+func (d *Driver) startGeneric(w *warm) {
+	ctx, cancel := context.WithTimeout(d.runCtx, time.Minute)
+	defer cancel()
+	inst, err := d.inner.Start(ctx, w.spec)
+	d.mu.Lock()
+	w.starting--
+	if err != nil {
+		w.lastErr = err.Error()
+		d.mu.Unlock()
+		if d.runCtx.Err() == nil {
+			d.log.Warn("warm pool instance failed to start", "runtime", w.name, "err", err)
+			time.Sleep(time.Second) // a broken runtime must not spin
+			d.mu.Lock()
+			d.refillLocked(w)
+			d.mu.Unlock()
+		}
+		return
+	}
+	if d.closed {
+		d.mu.Unlock()
+		d.inner.Stop(context.Background(), inst, 0)
+		return
+	}
+	w.ready = append(w.ready, inst)
+	d.mu.Unlock()
+	go d.watch(w, inst)
+}
+
+// watch replaces a warm instance that dies while waiting.
+func (d *Driver) watch(w *warm, inst *runtime.Instance) {
+	<-inst.Done()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i, x := range w.ready {
+		if x == inst {
+			w.ready = append(w.ready[:i], w.ready[i+1:]...)
+			d.refillLocked(w)
+			return
+		}
+	}
+}
+
+// take hands out a warm instance of the runtime, or nil.
+func (d *Driver) take(name string) (*warm, *runtime.Instance) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	w := d.pools[name]
+	if w == nil {
+		return nil, nil
+	}
+	for len(w.ready) > 0 {
+		inst := w.ready[0]
+		w.ready = w.ready[1:]
+		if !inst.Exited() {
+			d.refillLocked(w)
+			return w, inst
+		}
+	}
+	w.misses++
+	d.refillLocked(w)
+	return w, nil
+}
+
+// giveBack returns an instance whose specialization failed: the shim left it generic.
+func (d *Driver) giveBack(w *warm, inst *runtime.Instance) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed || len(w.ready)+w.starting >= w.size || inst.Exited() {
+		go d.inner.Stop(context.Background(), inst, time.Second)
+		return
+	}
+	w.ready = append(w.ready, inst)
+}
+
+// Start starts an instance: from the pool when the spec allows it and a warm instance is
+// there, from scratch otherwise.
+func (d *Driver) Start(ctx context.Context, spec runtime.InstanceSpec) (*runtime.Instance, error) {
+	if spec.Specialize == nil {
+		return d.inner.Start(ctx, spec)
+	}
+	w, inst := d.take(spec.Specialize.Runtime)
+	if inst == nil {
+		return d.inner.Start(ctx, spec)
+	}
+	if err := d.rebind.Rebind(inst, spec.Workload); err != nil {
+		d.inner.Stop(context.Background(), inst, 0)
+		return nil, err
+	}
+	err := d.specialize(ctx, inst, spec.Specialize)
+	if err == nil {
+		d.mu.Lock()
+		w.specialized++
+		d.mu.Unlock()
+		return inst, nil
+	}
+	var failed *specializeError
+	if errors.As(err, &failed) {
+		// The function's own error (a SyntaxError, a missing handler): the instance is still
+		// generic and goes back to serve the next function.
+		_ = d.rebind.Rebind(inst, Workload)
+		d.giveBack(w, inst)
+		return nil, err
+	}
+	d.inner.Stop(context.Background(), inst, 0)
+	return nil, fmt.Errorf("specialize %s instance %s: %w", spec.Specialize.Runtime, inst.ID, err)
+}
+
+// specializeError is a specialization the function's code refused.
+type specializeError struct{ msg string }
+
+func (e *specializeError) Error() string { return e.msg }
+
+func (d *Driver) specialize(ctx context.Context, inst *runtime.Instance, s *runtime.Specialization) error {
+	body, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+inst.Addr+"/_flick/specialize", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := d.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode == http.StatusOK {
+		return nil
+	}
+	var e struct {
+		Error string `json:"error"`
+	}
+	if json.Unmarshal(b, &e) == nil && e.Error != "" {
+		return &specializeError{msg: "loading the function failed:\n" + strings.TrimSpace(e.Error)}
+	}
+	return fmt.Errorf("specialize answered %s: %s", resp.Status, strings.TrimSpace(string(b)))
+}
+
+// Stop stops an instance through the inner driver.
+func (d *Driver) Stop(ctx context.Context, inst *runtime.Instance, grace time.Duration) error {
+	return d.inner.Stop(ctx, inst, grace)
+}
+
+// Close stops every warm instance.
+func (d *Driver) Close(ctx context.Context) {
+	d.mu.Lock()
+	d.closed = true
+	d.stopRuns()
+	var all []*runtime.Instance
+	for _, w := range d.pools {
+		all = append(all, w.ready...)
+		w.ready = nil
+	}
+	d.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, inst := range all {
+		wg.Add(1)
+		go func() { defer wg.Done(); d.inner.Stop(ctx, inst, time.Second) }()
+	}
+	wg.Wait()
+}
+
+// Status is one runtime's pool.
+type Status struct {
+	Runtime     string `json:"runtime"`
+	Size        int    `json:"size"`
+	Ready       int    `json:"ready"`
+	Starting    int    `json:"starting"`
+	Specialized uint64 `json:"specialized"`
+	Misses      uint64 `json:"misses"`
+	ReadyPIDs   []int  `json:"readyPIDs,omitempty"`
+	LastError   string `json:"lastError,omitempty"`
+}
+
+// Status reports every pool, by runtime name.
+func (d *Driver) Status() []Status {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []Status
+	for _, w := range d.pools {
+		st := Status{Runtime: w.name, Size: w.size, Ready: len(w.ready), Starting: w.starting, Specialized: w.specialized, Misses: w.misses, LastError: w.lastErr}
+		for _, inst := range w.ready {
+			st.ReadyPIDs = append(st.ReadyPIDs, inst.PID)
+		}
+		out = append(out, st)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Runtime < out[j].Runtime })
+	return out
+}
