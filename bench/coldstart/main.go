@@ -14,7 +14,9 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"os"
+	"os/exec"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/flickdev/flick/bench/loadgen"
@@ -36,6 +38,7 @@ func main() {
 
 type function struct {
 	name, runtime, code, handler string
+	executor, label              string
 }
 
 func run(flickBin string, runs int, loadFor time.Duration, conns int) error {
@@ -45,39 +48,49 @@ func run(flickBin string, runs int, loadFor time.Duration, conns int) error {
 	}
 	defer srv.Stop()
 	c, dataAddr := srv.Client, srv.Data
-	deploy := func(name, rt, code, handler string, minScale int, window string) error {
+	deploy := func(name, rt, code, handler, executor string, minScale int, window string) error {
 		args := []string{"fn", "deploy", name, "--runtime", rt, "--code", code, "--window", window, "--min-scale", fmt.Sprint(minScale)}
 		if handler != "" {
 			args = append(args, "--handler", handler)
+		}
+		if executor != "" {
+			args = append(args, "--executor", executor)
 		}
 		return srv.Flick(args...)
 	}
 
 	fns := []function{
-		{"hello-go", "go", "examples/hello-go", ""},
-		{"hello-python", "python", "examples/hello-python", "main.handle"},
+		{"hello-go", "go", "examples/hello-go", "", "", "Go function (own process; no pool for Go yet)"},
+		{"hello-python", "python", "examples/hello-python", "main.handle", "", "Python via the warm pool"},
+		{"hello-node", "node", "examples/hello-node", "index.js", "", "Node via the warm pool"},
+		{"hello-python-deploy", "python", "examples/hello-python", "main.handle", "deploy", "Python via the deploy executor (no pool)"},
 	}
-	fmt.Printf("# Flick foundation benchmark, %s, %d CPUs\n\n", time.Now().UTC().Format(time.RFC3339), loadgen.NumCPU())
+	fmt.Printf("# Flick cold start and warm overhead, %s, %d CPUs\n\n", time.Now().UTC().Format(time.RFC3339), loadgen.NumCPU())
 	fmt.Printf("Cold start: first request after scale to zero, to first byte, through the router (%d runs).\n\n", runs)
-	fmt.Println("| function | p50 | p99 | min | max |")
+	fmt.Println("| what | p50 | p99 | min | max |")
 	fmt.Println("|---|---|---|---|---|")
+	floor, err := forkExecFloor("examples/hello-binary/bin/hello", runs)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("| floor: fork/exec of the Go hello binary to its first 200, no Flick | %s | %s | %s | %s |\n", loadgen.Pct(floor, 50), loadgen.Pct(floor, 99), loadgen.FmtDur(floor[0]), loadgen.FmtDur(floor[len(floor)-1]))
 	for _, f := range fns {
-		if err := deploy(f.name, f.runtime, f.code, f.handler, 0, "500ms"); err != nil {
+		if err := deploy(f.name, f.runtime, f.code, f.handler, f.executor, 0, "500ms"); err != nil {
 			return err
 		}
 		d, err := coldStarts(c, dataAddr, f.name, runs)
 		if err != nil {
 			return err
 		}
-		fmt.Printf("| %s | %s | %s | %s | %s |\n", f.name, loadgen.Pct(d, 50), loadgen.Pct(d, 99), loadgen.FmtDur(d[0]), loadgen.FmtDur(d[len(d)-1]))
+		fmt.Printf("| %s | %s | %s | %s | %s |\n", f.label, loadgen.Pct(d, 50), loadgen.Pct(d, 99), loadgen.FmtDur(d[0]), loadgen.FmtDur(d[len(d)-1]))
 	}
 
 	fmt.Printf("\nWarm: one instance; latency at 1 connection and throughput at %d connections, %s each, router and direct interleaved.\n\n", conns, loadFor)
 	fmt.Println("| function | path | p50 (1 conn) | p99 (1 conn) | req/s (1 conn) | req/s (" + fmt.Sprint(conns) + " conns) | p99 (" + fmt.Sprint(conns) + " conns) |")
 	fmt.Println("|---|---|---|---|---|---|---|")
-	for _, f := range fns {
+	for _, f := range fns[:2] {
 		warm := f.name + "-warm"
-		if err := deploy(warm, f.runtime, f.code, f.handler, 1, "1h"); err != nil {
+		if err := deploy(warm, f.runtime, f.code, f.handler, "", 1, "1h"); err != nil {
 			return err
 		}
 		direct, err := instanceAddr(c, warm)
@@ -199,4 +212,40 @@ func instanceAddr(c *client.Client, name string) (string, error) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return "", fmt.Errorf("%s has no instance", name)
+}
+
+// forkExecFloor times starting the Go hello binary and polling it until it answers 200: the
+// physical floor of a cold start on this machine.
+func forkExecFloor(bin string, runs int) ([]time.Duration, error) {
+	var out []time.Duration
+	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: time.Second}
+	for i := 0; i < runs; i++ {
+		addr := loadgen.FreeAddr()
+		_, port, _ := strings.Cut(addr, ":")
+		start := time.Now()
+		cmd := exec.Command(bin)
+		cmd.Env = append(os.Environ(), "PORT="+port)
+		if err := cmd.Start(); err != nil {
+			return nil, fmt.Errorf("floor: %w (run make examples)", err)
+		}
+		for {
+			resp, err := hc.Get("http://" + addr + "/")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					break
+				}
+			}
+			if time.Since(start) > 10*time.Second {
+				cmd.Process.Kill()
+				return nil, fmt.Errorf("floor: %s never answered", bin)
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+		out = append(out, time.Since(start))
+		cmd.Process.Kill()
+		cmd.Wait()
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out, nil
 }

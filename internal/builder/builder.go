@@ -93,7 +93,9 @@ func (b *Builder) Function(ctx context.Context, f *apis.Function, progress func(
 			k, v, _ := strings.Cut(kv, "=")
 			spec.Env[k] = v
 		}
-		inst.Specialize = spec
+		if f.Spec.Executor != apis.ExecutorDeploy {
+			inst.Specialize = spec
+		}
 		inst.Env = append(inst.Env, "FLICK_CODE_DIR="+src, "FLICK_HANDLER="+f.Spec.Handler, "PYTHONUNBUFFERED=1")
 	case apis.RuntimeBinary:
 		exe, err := binaryPath(src, f.Spec.Handler)

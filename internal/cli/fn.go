@@ -77,6 +77,7 @@ func newFnDeployCmd(o *options) *cobra.Command {
 	f.StringVar(&code, "code", "", "directory, .zip/.tar.gz archive or single file with the code")
 	f.StringVar(&spec.Handler, "handler", "", "entry point: python module.function, node file[:export], binary executable path")
 	f.StringArrayVar(&env, "env", nil, "environment variable KEY=VALUE (repeatable)")
+	f.StringVar(&spec.Executor, "executor", "", "pool (default: start from a warm runtime instance when one is free) or deploy (always its own process)")
 	f.IntVar(&spec.Scale.Min, "min-scale", 0, "instances kept even when idle")
 	f.IntVar(&spec.Scale.Max, "max-scale", 0, "most instances (0: no limit)")
 	f.IntVar(&spec.ContainerConcurrency, "concurrency", 0, "requests one instance serves at once (0: unlimited)")

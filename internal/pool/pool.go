@@ -28,6 +28,9 @@ type Rebinder interface {
 	Rebind(inst *runtime.Instance, workload string) error
 }
 
+// refillDelay keeps the refill off the critical path of the cold start that emptied a slot.
+const refillDelay = 100 * time.Millisecond
+
 // Workload is the log of generic pool instances.
 const Workload = "flick-system/pool"
 
@@ -109,9 +112,26 @@ func (d *Driver) startGeneric(w *warm) {
 		d.inner.Stop(context.Background(), inst, 0)
 		return
 	}
+	d.mu.Unlock()
+	d.warmUp(inst)
+	d.mu.Lock()
 	w.ready = append(w.ready, inst)
 	d.mu.Unlock()
 	go d.watch(w, inst)
+}
+
+// warmUp sends a generic instance one request before it joins the pool, so the runtime's
+// request path is compiled and warm (Node's lazily compiled HTTP code costs milliseconds on
+// its first request). A generic shim answers it with 503.
+func (d *Driver) warmUp(inst *runtime.Instance) {
+	for i := 0; i < 3; i++ {
+		resp, err := d.client.Get("http://" + inst.Addr + "/_flick/warmup")
+		if err != nil {
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
 }
 
 // watch replaces a warm instance that dies while waiting.
@@ -140,7 +160,13 @@ func (d *Driver) take(name string) (*warm, *runtime.Instance) {
 		inst := w.ready[0]
 		w.ready = w.ready[1:]
 		if !inst.Exited() {
-			d.refillLocked(w)
+			// Refill a little later: a new interpreter starting now would compete for the
+			// CPU with the very cold start it is replacing.
+			time.AfterFunc(refillDelay, func() {
+				d.mu.Lock()
+				d.refillLocked(w)
+				d.mu.Unlock()
+			})
 			return w, inst
 		}
 	}

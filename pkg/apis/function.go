@@ -16,6 +16,12 @@ const (
 // Runtimes lists the runtimes a Function may name.
 var Runtimes = []string{RuntimeGo, RuntimePython, RuntimeNode, RuntimeBinary}
 
+// Executors.
+const (
+	ExecutorPool   = "pool"
+	ExecutorDeploy = "deploy"
+)
+
 // Defaults for functions.
 const (
 	DefaultTimeoutSeconds = 60
@@ -37,7 +43,10 @@ type FunctionSpec struct {
 	// Handler names the entry point: Python "module.function" (default main.handle), Node
 	// "file[:export]" (default index.js), binary the executable's path in the source (default:
 	// the only file). Go functions use the package's Handle function and take no handler.
-	Handler              string   `json:"handler,omitempty"`
+	Handler string `json:"handler,omitempty"`
+	// Executor is how instances start: "pool" (default) specializes a warm generic instance of
+	// the runtime when one is free; "deploy" always starts the function's own process.
+	Executor             string   `json:"executor,omitempty"`
 	Env                  []EnvVar `json:"env,omitempty"`
 	TimeoutSeconds       int      `json:"timeoutSeconds,omitempty"`
 	ContainerConcurrency int      `json:"containerConcurrency"`
@@ -122,6 +131,9 @@ func (f *Function) Default() {
 	if s.Scale.Window.Duration == 0 {
 		s.Scale.Window.Duration = DefaultScaleWindow
 	}
+	if s.Executor == "" {
+		s.Executor = ExecutorPool
+	}
 	if s.Handler == "" {
 		switch s.Runtime {
 		case RuntimePython:
@@ -153,6 +165,11 @@ func (f *Function) Validate() error {
 	}
 	if s.Runtime == RuntimeGo && s.Handler != "" && s.Handler != "Handle" {
 		errs.add("spec.handler", "Go functions export func Handle(w http.ResponseWriter, r *http.Request); leave handler empty")
+	}
+	switch s.Executor {
+	case ExecutorPool, ExecutorDeploy:
+	default:
+		errs.add("spec.executor", quote(s.Executor)+" is not an executor: use pool or deploy")
 	}
 	validateEnv(&errs, "spec.env", s.Env)
 	validateTimeout(&errs, "spec.timeoutSeconds", s.TimeoutSeconds)
