@@ -13,6 +13,7 @@ import (
 
 	"github.com/flickdev/flick/internal/engine"
 	"github.com/flickdev/flick/internal/histogram"
+	"github.com/flickdev/flick/internal/pool"
 	"github.com/flickdev/flick/internal/router"
 	"github.com/flickdev/flick/internal/usage"
 )
@@ -52,10 +53,32 @@ type Collector struct {
 	Label  Labeler
 	// Usage is the meter's durable totals; nil leaves the flick_usage_* metrics out.
 	Usage interface{ Totals() []usage.Record }
+	// Pools reports the warm pools; nil leaves the flick_pool_* metrics out.
+	Pools func() []pool.Status
+}
+
+var (
+	poolReady       = prometheus.NewDesc("flick_pool_ready", "Warm generic instances ready to specialize, per runtime.", []string{"runtime"}, nil)
+	poolSpecialized = prometheus.NewDesc("flick_pool_specialized_total", "Cold starts served by specializing a warm instance.", []string{"runtime"}, nil)
+	poolMisses      = prometheus.NewDesc("flick_pool_misses_total", "Cold starts that found the pool empty and started their own process.", []string{"runtime"}, nil)
+)
+
+func (c *Collector) collectPools(ch chan<- prometheus.Metric) {
+	if c.Pools == nil {
+		return
+	}
+	for _, p := range c.Pools() {
+		ch <- prometheus.MustNewConstMetric(poolReady, prometheus.GaugeValue, float64(p.Ready), p.Runtime)
+		ch <- prometheus.MustNewConstMetric(poolSpecialized, prometheus.CounterValue, float64(p.Specialized), p.Runtime)
+		ch <- prometheus.MustNewConstMetric(poolMisses, prometheus.CounterValue, float64(p.Misses), p.Runtime)
+	}
 }
 
 // Describe sends the descriptors.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- poolReady
+	ch <- poolSpecialized
+	ch <- poolMisses
 	for _, d := range []*prometheus.Desc{requestsTotal, requestDuration, inFlight, queueDepth, desired, ready, panicMode, concurrency, rps, coldStarts, coldStartWait,
 		usageInvocations, usageInstanceSeconds, usageGBSeconds} {
 		ch <- d
@@ -64,6 +87,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect sends the current values.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	c.collectPools(ch)
 	for key, st := range c.Router.AllStats() {
 		ns, kind, name, rev, ok := c.Label(key)
 		if !ok {

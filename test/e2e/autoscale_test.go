@@ -195,6 +195,8 @@ func TestMetrics(t *testing.T) {
 		"flick_activator_queue_depth" + labels + "} 0",
 		"flick_autoscaler_panic" + labels + "} 0",
 		"go_goroutines",
+		`flick_pool_specialized_total{runtime="python"}`,
+		`flick_pool_ready{runtime="python"}`,
 	} {
 		if !strings.Contains(r.body, want) {
 			t.Errorf("/metrics lacks %q", want)
