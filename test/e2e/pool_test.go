@@ -87,3 +87,31 @@ func TestWarmPool(t *testing.T) {
 func fmtSscan(body, name string, pid *int) (int, error) {
 	return fmt.Sscanf(body, name+" %d", pid)
 }
+
+// TestDeployExecutor: a function with the deploy executor never takes a pool instance; with
+// min-scale 1 it keeps its instance and its requests never cold-start.
+func TestDeployExecutor(t *testing.T) {
+	s := startServer(t, "", "--pool-size", "2")
+	eventually(t, 20*time.Second, "a full python pool", func() bool { return pools(t, s)["python"].Ready == 2 })
+	code := writeFiles(t, map[string]string{"main.py": "import os\ndef handle(req):\n    return 'dx ' + str(os.getpid())\n"})
+	s.mustFlick("fn", "deploy", "dx", "--runtime", "python", "--code", code, "--executor", "deploy", "--min-scale", "1")
+	eventually(t, 20*time.Second, "the min-scale instance", func() bool { return s.status("fn", "dx").Replicas == 1 })
+	pid := s.status("fn", "dx").Instances[0].PID
+	for i := 0; i < 5; i++ {
+		var got int
+		r := s.get("dx.default.localhost", "/")
+		if _, err := fmtSscan(r.body, "dx", &got); err != nil || got != pid {
+			t.Fatalf("request %d: %d %q, want the min-scale instance %d", i, r.code, r.body, pid)
+		}
+	}
+	if p := pools(t, s)["python"]; p.Specialized != 0 || p.Ready != 2 {
+		t.Errorf("the deploy executor touched the pool: %+v", p)
+	}
+	r := s.apiDo("GET", "/metrics", "-", "")
+	if !strings.Contains(r.body, `flick_cold_starts_total{kind="function",name="dx",namespace="default",revision=""} 0`) {
+		t.Errorf("a min-scale function should never cold-start")
+	}
+	if out := s.mustFlick("get", "fn", "dx", "-o", "yaml"); !strings.Contains(out, "executor: deploy") {
+		t.Errorf("executor not shown:\n%s", out)
+	}
+}
