@@ -45,6 +45,9 @@ func newApplyCmd(o *options) *cobra.Command {
 			for _, d := range docs {
 				if d.res.Metadata.Namespace == "" {
 					d.res.Metadata.Namespace = o.namespace
+					if k, err := apis.LookupTypeMeta(d.res.TypeMeta); err == nil && k.Namespace != "" {
+						d.res.Metadata.Namespace = k.Namespace
+					}
 				}
 				if err := uploadSources(cmd.Context(), c, d.res, d.dir); err != nil {
 					return fmt.Errorf("%s: %w", d.file, err)

@@ -58,6 +58,7 @@ type warm struct {
 	specialized uint64
 	misses      uint64 // cold starts that found the pool empty
 	lastErr     string
+	idleReap    time.Duration
 }
 
 // New returns a pool driver. generic maps a runtime name to the spec of its generic instance
@@ -73,12 +74,70 @@ func New(inner runtime.Driver, rebind Rebinder, generic map[string]runtime.Insta
 	return d
 }
 
-// Fill starts the warm instances in the background.
+// Fill starts the warm instances in the background, and the reaper of idle ones.
 func (d *Driver) Fill() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, w := range d.pools {
 		d.refillLocked(w)
+	}
+	go d.reapLoop()
+}
+
+// Resize sets a runtime's pool size and idle reap time (a Runtime resource's spec). It reports
+// false for a runtime that has no pool.
+func (d *Driver) Resize(name string, size int, idleReap time.Duration) bool {
+	d.mu.Lock()
+	w := d.pools[name]
+	if w == nil {
+		d.mu.Unlock()
+		return false
+	}
+	w.size, w.idleReap = size, idleReap
+	var extra []*runtime.Instance
+	for len(w.ready) > size {
+		extra = append(extra, w.ready[len(w.ready)-1])
+		w.ready = w.ready[:len(w.ready)-1]
+	}
+	d.refillLocked(w)
+	d.mu.Unlock()
+	for _, inst := range extra {
+		go d.inner.Stop(context.Background(), inst, time.Second)
+	}
+	return true
+}
+
+// reapLoop recycles warm instances that waited longer than their runtime's idle reap time.
+func (d *Driver) reapLoop() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.runCtx.Done():
+			return
+		case now := <-t.C:
+			d.mu.Lock()
+			var old []*runtime.Instance
+			for _, w := range d.pools {
+				if w.idleReap <= 0 {
+					continue
+				}
+				kept := w.ready[:0]
+				for _, inst := range w.ready {
+					if now.Sub(inst.Started) > w.idleReap {
+						old = append(old, inst)
+					} else {
+						kept = append(kept, inst)
+					}
+				}
+				w.ready = kept
+				d.refillLocked(w)
+			}
+			d.mu.Unlock()
+			for _, inst := range old {
+				go d.inner.Stop(context.Background(), inst, time.Second)
+			}
+		}
 	}
 }
 

@@ -43,6 +43,10 @@ type Reconciler struct {
 	// OnDelete is called with "namespace/name" after a function or service is removed (to
 	// drop its logs).
 	OnDelete func(key string)
+	// Pools, when set, is sized by Runtime objects; DefaultPoolSize restores a deleted
+	// built-in runtime.
+	Pools           Pools
+	DefaultPoolSize int
 
 	mu        sync.Mutex // guards workloads; held while calling the engine, so calls stay in order
 	workloads map[string]*workload
@@ -139,7 +143,7 @@ func (r *Reconciler) wake() {
 func (r *Reconciler) Run(ctx context.Context) error {
 	watches := map[string]<-chan store.Event{}
 	initial := 0
-	for _, plural := range []string{"functions", "revisions", "services", "configurations", "serving-routes"} {
+	for _, plural := range []string{"functions", "revisions", "services", "configurations", "serving-routes", "runtimes"} {
 		ch, err := r.store.Watch(ctx, plural, "")
 		if err != nil {
 			return err
@@ -148,6 +152,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		initial += len(ch)
 	}
 	go r.writeStatusLoop(ctx)
+	go r.runtimeStatusLoop(ctx)
 	go r.serviceLoop(ctx)
 	// The watches start with every stored object; once those are handled the engine knows
 	// every workload (builds may still run).
@@ -171,6 +176,8 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			plural = "configurations"
 		case ev, ok = <-watches["serving-routes"]:
 			plural = "serving-routes"
+		case ev, ok = <-watches["runtimes"]:
+			plural = "runtimes"
 		}
 		if !ok {
 			return errors.New(plural + " watch closed")
@@ -193,6 +200,9 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			if ev.Type != store.Modified || generationChanged(ev.Object) {
 				r.enqueueService(routeQueue + ev.Object.Key())
 			}
+			continue
+		case "runtimes":
+			r.handleRuntime(ev)
 			continue
 		}
 		r.handleWorkload(ctx, plural, ev)

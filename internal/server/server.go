@@ -127,6 +127,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		generic["node"] = runtime.InstanceSpec{Command: []string{tools.Node, shims["node"]}, Dir: cfg.DataDir}
 	}
 	s.pools = pool.New(driver, driver, generic, cfg.PoolSize, log)
+	// Built-in Runtime objects (first start only); their pool sizes then govern.
+	if err := reconciler.SeedRuntimes(s.store, cfg.PoolSize); err != nil {
+		return err
+	}
+	s.reconciler.Pools, s.reconciler.DefaultPoolSize = s.pools, cfg.PoolSize
 	s.pools.Fill()
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

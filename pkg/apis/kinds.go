@@ -21,6 +21,8 @@ type KindInfo struct {
 	REST     string
 	Singular string
 	Short    []string
+	// Namespace, when set, is the only namespace the kind lives in (runtimes serve all).
+	Namespace string
 	// Groups lists every API group that serves the kind, in "group/version" form; the first
 	// is canonical. A Service written as Knative's serving.knative.dev/v1 is the same object
 	// as a flick.dev/v1 Service.
@@ -31,6 +33,7 @@ var kinds = []KindInfo{
 	{Kind: "Function", Plural: "functions", Singular: "function", Short: []string{"fn", "fns", "func"}, Groups: []string{"flick.dev/v1"}},
 	{Kind: "Service", Plural: "services", Singular: "service", Short: []string{"svc", "ksvc"}, Groups: []string{"flick.dev/v1", "serving.knative.dev/v1"}},
 	{Kind: "Revision", Plural: "revisions", Singular: "revision", Short: []string{"rev", "revs"}, Groups: []string{"flick.dev/v1", "serving.knative.dev/v1"}},
+	{Kind: "Runtime", Plural: "runtimes", Singular: "runtime", Short: []string{"runtimes"}, Groups: []string{"flick.dev/v1"}, Namespace: RuntimeNamespace},
 	{Kind: "Configuration", Plural: "configurations", Singular: "configuration", Short: []string{"config", "cfg", "kcfg"}, Groups: []string{"serving.knative.dev/v1"}},
 	{Kind: "Route", Plural: "serving-routes", REST: "routes", Singular: "route", Short: []string{"rt", "kroute"}, Groups: []string{"serving.knative.dev/v1"}},
 }
@@ -107,8 +110,12 @@ func knownKinds() string {
 // APIVersion is the canonical group/version of the kind.
 func (k KindInfo) APIVersion() string { return k.Groups[0] }
 
-// Path is the REST collection path of the kind in a namespace.
+// Path is the REST collection path of the kind in a namespace (its own, for kinds that live
+// in one).
 func (k KindInfo) Path(namespace string) string {
+	if k.Namespace != "" {
+		namespace = k.Namespace
+	}
 	return "/apis/" + k.APIVersion() + "/namespaces/" + namespace + "/" + k.RESTPlural()
 }
 

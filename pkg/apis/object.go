@@ -31,6 +31,8 @@ func NewObject(kind string) (Object, error) {
 		return &Revision{}, nil
 	case "Configuration":
 		return &Configuration{}, nil
+	case "Runtime":
+		return &Runtime{}, nil
 	case "Route":
 		return &Route{}, nil
 	}

@@ -128,3 +128,18 @@ spec:
 		t.Errorf("command = %q", got)
 	}
 }
+
+func TestRuntimeValidation(t *testing.T) {
+	manifest := func(name, ns, size string) string {
+		return "apiVersion: flick.dev/v1\nkind: Runtime\nmetadata:\n  name: " + name + "\n  namespace: " + ns + "\nspec:\n  pool:\n    size: " + size + "\n"
+	}
+	if _, _, err := apis.Prepare(decodeOne(t, manifest("python", "flick-system", "5"))); err != nil {
+		t.Errorf("valid runtime: %v", err)
+	}
+	_, _, err := apis.Prepare(decodeOne(t, manifest("ruby", "flick-system", "1")))
+	wantFieldError(t, err, "metadata.name", "not a runtime")
+	_, _, err = apis.Prepare(decodeOne(t, manifest("python", "default", "1")))
+	wantFieldError(t, err, "metadata.namespace", "flick-system")
+	_, _, err = apis.Prepare(decodeOne(t, manifest("node", "flick-system", "500")))
+	wantFieldError(t, err, "spec.pool.size", "between 0 and 64")
+}

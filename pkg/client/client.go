@@ -113,7 +113,7 @@ func (c *Client) Get(ctx context.Context, k apis.KindInfo, ns, name string) (*ap
 // List returns the objects of a kind in a namespace; "" lists every namespace.
 func (c *Client) List(ctx context.Context, k apis.KindInfo, ns string) ([]*apis.Resource, error) {
 	path := "/apis/" + k.APIVersion() + "/" + k.RESTPlural()
-	if ns != "" {
+	if ns != "" || k.Namespace != "" {
 		path = k.Path(url.PathEscape(ns))
 	}
 	var l struct {
@@ -138,6 +138,9 @@ func (c *Client) Apply(ctx context.Context, r *apis.Resource) (*apis.Resource, [
 	ns := r.Metadata.Namespace
 	if ns == "" {
 		ns = "default"
+		if k.Namespace != "" {
+			ns = k.Namespace
+		}
 	}
 	var out apis.Resource
 	h, err := c.doJSON(ctx, http.MethodPost, k.Path(url.PathEscape(ns)), r, &out)

@@ -115,3 +115,34 @@ func TestDeployExecutor(t *testing.T) {
 		t.Errorf("executor not shown:\n%s", out)
 	}
 }
+
+// TestRuntimeResource: built-in runtimes exist without a manifest and show their pool; a
+// manifest resizes the pool; a runtime Flick does not have is refused by name; a deleted
+// built-in comes back.
+func TestRuntimeResource(t *testing.T) {
+	s := startServer(t, "", "--pool-size", "2")
+	table := s.mustFlick("get", "runtimes")
+	for _, name := range []string{"python", "node", "go", "binary"} {
+		if !strings.Contains(table, name) {
+			t.Errorf("flick get runtimes lacks %s:\n%s", name, table)
+		}
+	}
+	eventually(t, 20*time.Second, "the python pool in the runtime's status", func() bool {
+		return strings.Contains(s.mustFlick("get", "runtime", "python", "-o", "yaml"), "ready: 2")
+	})
+	manifest := writeFiles(t, map[string]string{"rt.yaml": "apiVersion: flick.dev/v1\nkind: Runtime\nmetadata:\n  name: python\nspec:\n  pool:\n    size: 1\n"})
+	s.mustFlick("apply", "-f", manifest+"/rt.yaml")
+	eventually(t, 20*time.Second, "the pool to shrink to 1", func() bool {
+		p := pools(t, s)["python"]
+		return p.Size == 1 && p.Ready == 1
+	})
+	bad := writeFiles(t, map[string]string{"rt.yaml": "apiVersion: flick.dev/v1\nkind: Runtime\nmetadata:\n  name: cobol\nspec:\n  pool:\n    size: 1\n"})
+	if _, errOut, code := s.flick("apply", "-f", bad+"/rt.yaml"); code == 0 || !strings.Contains(errOut, "metadata.name") {
+		t.Errorf("unknown runtime: exit %d %q", code, errOut)
+	}
+	s.mustFlick("delete", "runtime", "node")
+	eventually(t, 10*time.Second, "the built-in node runtime to come back", func() bool {
+		_, _, code := s.flick("get", "runtime", "node")
+		return code == 0
+	})
+}
