@@ -184,7 +184,8 @@ func (d *Driver) startGeneric(w *warm) {
 // its first request). A generic shim answers it with 503.
 func (d *Driver) warmUp(inst *runtime.Instance) {
 	for i := 0; i < 3; i++ {
-		resp, err := d.client.Get("http://" + inst.Addr + "/_flick/warmup")
+		// A POST with a JSON body, like the specialization that will follow.
+		resp, err := d.client.Post("http://"+inst.Addr+"/_flick/warmup", "application/json", strings.NewReader(`{"warmup":true}`))
 		if err != nil {
 			return
 		}

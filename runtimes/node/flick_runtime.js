@@ -283,10 +283,29 @@ async function main() {
     process.stderr.write(`flick: cannot listen on ${host}:${port}: ${err.message}\n`);
     process.exit(1);
   });
+  if (!handler) warmLoader();
   server.listen(port, host, () => {
     const mode = handler ? '' : ` (generic, waiting for ${SPECIALIZE_PATH})`;
     process.stderr.write(`flick node runtime listening on ${host}:${server.address().port}${mode}\n`);
   });
+}
+
+// warmLoader runs the module loader and the response path once while the instance waits in
+// the pool, so a specialization does not pay for compiling them (several ms in Node).
+function warmLoader() {
+  const os = require('os');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-warm-'));
+  const file = path.join(dir, 'index.js');
+  try {
+    fs.writeFileSync(file, 'module.exports = () => "warm";\n');
+    const fn = require(file);
+    fn();
+    delete require.cache[file];
+  } catch (_) {
+    // warming is best effort
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 // Exit at once: in-flight requests are the platform's concern once it sends SIGTERM.
