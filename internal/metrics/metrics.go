@@ -61,6 +61,7 @@ var (
 	poolReady       = prometheus.NewDesc("flick_pool_ready", "Warm generic instances ready to specialize, per runtime.", []string{"runtime"}, nil)
 	poolSpecialized = prometheus.NewDesc("flick_pool_specialized_total", "Cold starts served by specializing a warm instance.", []string{"runtime"}, nil)
 	poolMisses      = prometheus.NewDesc("flick_pool_misses_total", "Cold starts that found the pool empty and started their own process.", []string{"runtime"}, nil)
+	poolSpecialize  = prometheus.NewDesc("flick_pool_specialize_duration_seconds", "How long a warm instance took to load a function's code (the handoff part of a pool cold start).", []string{"runtime"}, nil)
 )
 
 func (c *Collector) collectPools(ch chan<- prometheus.Metric) {
@@ -71,6 +72,7 @@ func (c *Collector) collectPools(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(poolReady, prometheus.GaugeValue, float64(p.Ready), p.Runtime)
 		ch <- prometheus.MustNewConstMetric(poolSpecialized, prometheus.CounterValue, float64(p.Specialized), p.Runtime)
 		ch <- prometheus.MustNewConstMetric(poolMisses, prometheus.CounterValue, float64(p.Misses), p.Runtime)
+		ch <- constHistogram(poolSpecialize, p.SpecializeTime, []string{p.Runtime})
 	}
 }
 
@@ -79,6 +81,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- poolReady
 	ch <- poolSpecialized
 	ch <- poolMisses
+	ch <- poolSpecialize
 	for _, d := range []*prometheus.Desc{requestsTotal, requestDuration, inFlight, queueDepth, desired, ready, panicMode, concurrency, rps, coldStarts, coldStartWait,
 		usageInvocations, usageInstanceSeconds, usageGBSeconds} {
 		ch <- d

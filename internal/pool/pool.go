@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flickdev/flick/internal/histogram"
 	"github.com/flickdev/flick/internal/runtime"
 )
 
@@ -59,6 +60,8 @@ type warm struct {
 	misses      uint64 // cold starts that found the pool empty
 	lastErr     string
 	idleReap    time.Duration
+	// specializeTime is how long handoffs took: the shim loading the code.
+	specializeTime *histogram.Histogram
 }
 
 // New returns a pool driver. generic maps a runtime name to the spec of its generic instance
@@ -69,7 +72,7 @@ func New(inner runtime.Driver, rebind Rebinder, generic map[string]runtime.Insta
 		client: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}}
 	for name, spec := range generic {
 		spec.Workload, spec.Name = Workload, "pool-"+name
-		d.pools[name] = &warm{name: name, spec: spec, size: size}
+		d.pools[name] = &warm{name: name, spec: spec, size: size, specializeTime: histogram.New()}
 	}
 	return d
 }
@@ -260,7 +263,9 @@ func (d *Driver) Start(ctx context.Context, spec runtime.InstanceSpec) (*runtime
 		d.inner.Stop(context.Background(), inst, 0)
 		return nil, err
 	}
+	began := time.Now()
 	err := d.specialize(ctx, inst, spec.Specialize)
+	w.specializeTime.Observe(time.Since(began))
 	if err == nil {
 		d.mu.Lock()
 		w.specialized++
@@ -346,6 +351,8 @@ type Status struct {
 	Misses      uint64 `json:"misses"`
 	ReadyPIDs   []int  `json:"readyPIDs,omitempty"`
 	LastError   string `json:"lastError,omitempty"`
+	// SpecializeTime is the distribution of handoff times.
+	SpecializeTime histogram.Snapshot `json:"-"`
 }
 
 // Status reports every pool, by runtime name.
@@ -354,7 +361,7 @@ func (d *Driver) Status() []Status {
 	defer d.mu.Unlock()
 	var out []Status
 	for _, w := range d.pools {
-		st := Status{Runtime: w.name, Size: w.size, Ready: len(w.ready), Starting: w.starting, Specialized: w.specialized, Misses: w.misses, LastError: w.lastErr}
+		st := Status{Runtime: w.name, Size: w.size, Ready: len(w.ready), Starting: w.starting, Specialized: w.specialized, Misses: w.misses, LastError: w.lastErr, SpecializeTime: w.specializeTime.Snapshot()}
 		for _, inst := range w.ready {
 			st.ReadyPIDs = append(st.ReadyPIDs, inst.PID)
 		}
