@@ -51,15 +51,16 @@ type Driver struct {
 
 // warm is one runtime's pool.
 type warm struct {
-	name        string
-	spec        runtime.InstanceSpec // how to start a generic instance
-	size        int
-	ready       []*runtime.Instance
-	starting    int
-	specialized uint64
-	misses      uint64 // cold starts that found the pool empty
-	lastErr     string
-	idleReap    time.Duration
+	name         string
+	spec         runtime.InstanceSpec // how to start a generic instance
+	size         int
+	ready        []*runtime.Instance
+	starting     int
+	specialized  uint64
+	specializing int
+	misses       uint64 // cold starts that found the pool empty
+	lastErr      string
+	idleReap     time.Duration
 	// specializeTime is how long handoffs took: the shim loading the code.
 	specializeTime *histogram.Histogram
 }
@@ -264,8 +265,14 @@ func (d *Driver) Start(ctx context.Context, spec runtime.InstanceSpec) (*runtime
 		return nil, err
 	}
 	began := time.Now()
+	d.mu.Lock()
+	w.specializing++
+	d.mu.Unlock()
 	err := d.specialize(ctx, inst, spec.Specialize)
 	w.specializeTime.Observe(time.Since(began))
+	d.mu.Lock()
+	w.specializing--
+	d.mu.Unlock()
 	if err == nil {
 		d.mu.Lock()
 		w.specialized++
@@ -343,14 +350,15 @@ func (d *Driver) Close(ctx context.Context) {
 
 // Status is one runtime's pool.
 type Status struct {
-	Runtime     string `json:"runtime"`
-	Size        int    `json:"size"`
-	Ready       int    `json:"ready"`
-	Starting    int    `json:"starting"`
-	Specialized uint64 `json:"specialized"`
-	Misses      uint64 `json:"misses"`
-	ReadyPIDs   []int  `json:"readyPIDs,omitempty"`
-	LastError   string `json:"lastError,omitempty"`
+	Runtime      string `json:"runtime"`
+	Size         int    `json:"size"`
+	Ready        int    `json:"ready"`
+	Starting     int    `json:"starting"`
+	Specialized  uint64 `json:"specialized"`
+	Specializing int    `json:"specializing"`
+	Misses       uint64 `json:"misses"`
+	ReadyPIDs    []int  `json:"readyPIDs,omitempty"`
+	LastError    string `json:"lastError,omitempty"`
 	// SpecializeTime is the distribution of handoff times.
 	SpecializeTime histogram.Snapshot `json:"-"`
 }
@@ -361,7 +369,7 @@ func (d *Driver) Status() []Status {
 	defer d.mu.Unlock()
 	var out []Status
 	for _, w := range d.pools {
-		st := Status{Runtime: w.name, Size: w.size, Ready: len(w.ready), Starting: w.starting, Specialized: w.specialized, Misses: w.misses, LastError: w.lastErr, SpecializeTime: w.specializeTime.Snapshot()}
+		st := Status{Runtime: w.name, Size: w.size, Ready: len(w.ready), Starting: w.starting, Specialized: w.specialized, Specializing: w.specializing, Misses: w.misses, LastError: w.lastErr, SpecializeTime: w.specializeTime.Snapshot()}
 		for _, inst := range w.ready {
 			st.ReadyPIDs = append(st.ReadyPIDs, inst.PID)
 		}

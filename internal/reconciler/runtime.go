@@ -106,7 +106,7 @@ func (r *Reconciler) runtimeStatusLoop(ctx context.Context) {
 			var st apis.RuntimeStatus
 			ready := apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionTrue, Reason: "PoolReady"}
 			if p, ok := pools[it.Metadata.Name]; ok {
-				st.Pool = apis.PoolStatus{Size: p.Size, Ready: p.Ready, Starting: p.Starting, Specialized: p.Specialized, Misses: p.Misses}
+				st.Pool = apis.PoolStatus{Size: p.Size, Ready: p.Ready, Starting: p.Starting, Specializing: p.Specializing, Specialized: p.Specialized, Misses: p.Misses}
 				if p.Ready < p.Size {
 					ready = apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionTrue, Reason: "PoolFilling", Message: p.LastError}
 				}

@@ -44,11 +44,13 @@ type RuntimeStatus struct {
 
 // PoolStatus is a warm pool's state.
 type PoolStatus struct {
-	Size        int    `json:"size"`
-	Ready       int    `json:"ready"`
-	Starting    int    `json:"starting"`
-	Specialized uint64 `json:"specialized"`
-	Misses      uint64 `json:"misses"`
+	Size     int `json:"size"`
+	Ready    int `json:"ready"`
+	Starting int `json:"starting"`
+	// Specializing counts handoffs under way.
+	Specializing int    `json:"specializing"`
+	Specialized  uint64 `json:"specialized"`
+	Misses       uint64 `json:"misses"`
 }
 
 // MaxPoolSize bounds a pool.
