@@ -183,51 +183,42 @@ func exchange(w http.ResponseWriter, r *http.Request, p *pool, u *upstream, path
 	if err := u.bw.Flush(); err != nil {
 		return 0, &staleConnError{err}
 	}
-	var resp *http.Response
+	if _, perr := u.br.Peek(1); perr != nil {
+		return 0, &staleConnError{perr}
+	}
+	hdr := w.Header()
+	var h head
 	for {
 		var err error
-		if _, perr := u.br.Peek(1); perr != nil {
-			return 0, &staleConnError{perr}
-		}
-		resp, err = http.ReadResponse(u.br, r)
-		if err != nil {
+		if h, err = readHead(u.br, hdr); err != nil {
 			return 0, err
 		}
 		// Interim answers (100 Continue, 103 Early Hints) are passed on; the final one follows.
-		if resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
-			copyHeader(w.Header(), resp.Header)
-			w.WriteHeader(resp.StatusCode)
+		if h.code >= 100 && h.code < 200 && h.code != http.StatusSwitchingProtocols {
+			w.WriteHeader(h.code)
 			continue
 		}
 		break
 	}
-	h := w.Header()
-	copyHeader(h, resp.Header)
-	if resp.ContentLength >= 0 {
-		h["Content-Length"] = []string{strconv.FormatInt(resp.ContentLength, 10)}
+	body, reusable := bodyReader(u.br, &h, r.Method)
+	switch {
+	case r.Method == http.MethodHead:
+	case h.contentLength >= 0:
+		hdr["Content-Length"] = []string{strconv.FormatInt(h.contentLength, 10)}
+	default:
+		delete(hdr, "Content-Length")
 	}
-	w.WriteHeader(resp.StatusCode)
-	streaming := resp.ContentLength < 0 || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
-	err := copyBody(w, resp.Body, streaming)
-	resp.Body.Close()
-	if err != nil {
-		return resp.StatusCode, errAfterHeaders
+	w.WriteHeader(h.code)
+	streaming := h.contentLength < 0 || strings.HasPrefix(hdr.Get("Content-Type"), "text/event-stream")
+	if err := copyBody(w, body, streaming); err != nil {
+		return h.code, errAfterHeaders
 	}
-	if resp.Close || r.Close {
+	if !reusable || h.close || r.Close {
 		u.conn.Close()
 	} else {
 		p.put(u) // the next exchange sets its own deadline
 	}
-	return resp.StatusCode, nil
-}
-
-func copyHeader(dst, src http.Header) {
-	for k, vv := range src {
-		if hopHeaders[k] {
-			continue
-		}
-		dst[k] = vv
-	}
+	return h.code, nil
 }
 
 // writeRequest writes the request line and headers, with X-Forwarded-* added.
