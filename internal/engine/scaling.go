@@ -25,6 +25,12 @@ func decisionInterval(stable time.Duration) time.Duration {
 	return d
 }
 
+// moved reports a change worth showing: 10% and at least 0.1.
+func moved(old, cur float64) bool {
+	diff := math.Abs(cur - old)
+	return diff >= 0.1 && diff >= 0.1*math.Abs(old)
+}
+
 // accountLocked adds the demand since the last change to the current second's integral.
 // Call it before changing inflight or waiting.
 func (w *Workload) accountLocked(now time.Time) {
@@ -101,13 +107,17 @@ func (w *Workload) decideLocked(now time.Time, poke bool) {
 		w.asState = st
 		w.lastDecision = now
 	}
-	if d.Panic != w.panic || d.Desired != w.desired {
+	rps := w.rps
+	if len(w.samples) > 0 {
+		rps = w.samples[len(w.samples)-1].Requests
+	}
+	// Status shows what the autoscaler sees: report changes in its decision at once, and
+	// drifting observations when they moved noticeably (not every wobble: each report is a
+	// store write).
+	if d.Panic != w.panic || d.Desired != w.desired || moved(w.stableValue, d.StableValue) || moved(w.rps, rps) {
 		go w.e.onChange(w.key)
 	}
-	w.panic, w.stableValue = d.Panic, d.StableValue
-	if len(w.samples) > 0 {
-		w.rps = w.samples[len(w.samples)-1].Requests
-	}
+	w.panic, w.stableValue, w.rps = d.Panic, d.StableValue, rps
 	if poke {
 		// The demand of this very moment, not diluted by window averages: what a burst needs.
 		target := max(w.asConfig.Target*w.asConfig.TargetUtilization, 0.01)

@@ -102,7 +102,11 @@ func TestScaleOutAndBack(t *testing.T) {
 	stop := make(chan struct{})
 	peak := watchReplicas(s, "sleepy", stop)
 	c := runClients(s, 10, "sleepy.default.localhost", "/")
-	time.Sleep(8 * time.Second)
+	time.Sleep(6 * time.Second)
+	if st := s.status("fn", "sleepy"); st.ObservedConcurrency < 1 || st.ObservedRPS < 1 || st.Desired < 10 {
+		t.Errorf("under load, status should show the autoscaler's view: concurrency %.2f, rps %.2f, desired %d", st.ObservedConcurrency, st.ObservedRPS, st.Desired)
+	}
+	time.Sleep(2 * time.Second)
 	codes := c.finish()
 	close(stop)
 	if len(codes) != 1 || codes[200] == 0 {
