@@ -133,18 +133,6 @@ func status(t *testing.T, e *harness, key string) engine.Status {
 	return st
 }
 
-// waitFor polls cond until it holds, failing after patience.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(patience)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // gone reports whether the process has exited and been reaped.
 func gone(pid int) bool { return syscall.Kill(pid, 0) == syscall.ESRCH }
 

@@ -187,17 +187,6 @@ func (h *harness) status(t *testing.T, key string) engine.Status {
 	return st
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(patience)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // gate is a file that held requests wait for; open lets them go.
 type gate string
 

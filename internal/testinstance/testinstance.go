@@ -86,3 +86,15 @@ func serve() {
 	fmt.Fprintln(os.Stderr, err)
 	os.Exit(2)
 }
+
+// WaitFor polls cond every 10 ms until it holds, failing the test after timeout.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

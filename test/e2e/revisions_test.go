@@ -179,18 +179,19 @@ spec:
 	}
 }
 
-// TestKnativeConfigurationAndRoute applies Knative's Configuration and Route as written: the
-// configuration makes revisions, the route splits traffic between a pinned revision and the
-// configuration's latest.
-func TestKnativeConfigurationAndRoute(t *testing.T) {
-	s := startServer(t, "")
-	dir := writeFiles(t, map[string]string{"server.js": versionServer})
-	config := func(version string) string {
-		return `apiVersion: serving.knative.dev/v1
-kind: Configuration
+// versionManifest is a Knative manifest of the kind (Service or Configuration) that runs
+// server.js from the manifest's directory with $VERSION set; annotations (YAML lines, indented
+// by four) go on its metadata.
+func versionManifest(kind, name, annotations, version string) string {
+	meta := ""
+	if annotations != "" {
+		meta = "  annotations:\n" + annotations
+	}
+	return `apiVersion: serving.knative.dev/v1
+kind: ` + kind + `
 metadata:
-  name: blog
-spec:
+  name: ` + name + `
+` + meta + `spec:
   template:
     spec:
       containers:
@@ -198,7 +199,15 @@ spec:
           source: .
           env: [{name: VERSION, value: ` + version + `}]
 `
-	}
+}
+
+// TestKnativeConfigurationAndRoute applies Knative's Configuration and Route as written: the
+// configuration makes revisions, the route splits traffic between a pinned revision and the
+// configuration's latest.
+func TestKnativeConfigurationAndRoute(t *testing.T) {
+	s := startServer(t, "")
+	dir := writeFiles(t, map[string]string{"server.js": versionServer})
+	config := func(version string) string { return versionManifest("Configuration", "blog", "", version) }
 	path := filepath.Join(dir, "config.yaml")
 	os.WriteFile(path, []byte(config("v1")), 0o644)
 	s.mustFlick("apply", "-f", path)

@@ -110,20 +110,7 @@ func TestRolloutDuration(t *testing.T) {
 	s := startServer(t, "")
 	dir := writeFiles(t, map[string]string{"server.js": statusServer})
 	manifest := func(version string) string {
-		return `apiVersion: serving.knative.dev/v1
-kind: Service
-metadata:
-  name: grad
-  annotations:
-    serving.knative.dev/rollout-duration: "3s"
-spec:
-  template:
-    spec:
-      containers:
-        - command: [node, server.js]
-          source: .
-          env: [{name: VERSION, value: ` + version + `}]
-`
+		return versionManifest("Service", "grad", "    serving.knative.dev/rollout-duration: \"3s\"\n", version)
 	}
 	path := filepath.Join(dir, "svc.yaml")
 	os.WriteFile(path, []byte(manifest("v1")), 0o644)
