@@ -94,7 +94,11 @@ func newGetCmd(o *options) *cobra.Command {
 					fmt.Fprintf(cmd.ErrOrStderr(), "no %s found\n", k.RESTPlural())
 					return nil
 				}
-				printTable(out, items, all)
+				if k.Kind == "Runtime" {
+					printRuntimes(out, items)
+				} else {
+					printTable(out, items, all)
+				}
 			}
 			return nil
 		},
@@ -125,6 +129,23 @@ func printTable(out io.Writer, items []*apis.Resource, withNS bool) {
 			fmt.Fprintf(tw, "%s\t", r.Metadata.Namespace)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", r.Metadata.Name, ready, reason, st.Replicas, st.URL, age)
+	}
+	tw.Flush()
+}
+
+// printRuntimes shows the runtimes' warm pools.
+func printRuntimes(out io.Writer, items []*apis.Resource) {
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tPOOL READY\tPOOL SIZE\tSTARTING\tSPECIALIZED\tMISSES\tREASON")
+	for _, r := range items {
+		var st apis.RuntimeStatus
+		_ = json.Unmarshal(r.Status, &st)
+		reason := ""
+		if c := apis.FindCondition(st.Conditions, apis.ConditionReady); c != nil {
+			reason = c.Reason
+		}
+		p := st.Pool
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%s\n", r.Metadata.Name, p.Ready, p.Size, p.Starting, p.Specialized, p.Misses, reason)
 	}
 	tw.Flush()
 }
