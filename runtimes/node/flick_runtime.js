@@ -24,6 +24,9 @@ const path = require('path');
 const fs = require('fs');
 
 const SPECIALIZE_PATH = '/_flick/specialize';
+// The pool's warm-up requests; a generic shim runs them through a throwaway handler.
+const WARMUP_PATH = '/_flick/warmup';
+let warmHandler = null;
 const TEXT = 'text/plain; charset=utf-8';
 
 let handler = null; // the user's function once loaded; null means generic mode
@@ -223,6 +226,16 @@ async function dispatch(req, res, body) {
 async function generic(req, res, body) {
   const q = req.url.indexOf('?');
   const p = q >= 0 ? req.url.slice(0, q) : req.url;
+  if (p === WARMUP_PATH && warmHandler) {
+    // Runs the whole user request path once on a throwaway handler, so the first real
+    // request after specialization finds it compiled. Answers 503 like any generic request.
+    try {
+      buildResponse(await warmHandler(makeRequest(req, body)));
+    } catch (_) {
+      // best effort
+    }
+    return sendJSON(res, 503, { error: 'runtime is not specialized yet' });
+  }
   if (req.method !== 'POST' || p !== SPECIALIZE_PATH) {
     return sendJSON(res, 503, { error: 'runtime is not specialized yet' });
   }
@@ -297,9 +310,8 @@ function warmLoader() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-warm-'));
   const file = path.join(dir, 'index.js');
   try {
-    fs.writeFileSync(file, 'module.exports = () => "warm";\n');
-    const fn = require(file);
-    fn();
+    fs.writeFileSync(file, 'module.exports = async (req) => ({ statusCode: 200, headers: {}, body: req.json() });\n');
+    warmHandler = require(file);
     delete require.cache[file];
   } catch (_) {
     // warming is best effort
