@@ -246,10 +246,10 @@ func serveReverseProxy(listen, upstream string) {
 
 type bufferPool struct{}
 
-var bufs = sync.Pool{New: func() any { return make([]byte, 32<<10) }}
+var bufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
-func (bufferPool) Get() []byte  { return bufs.Get().([]byte) }
-func (bufferPool) Put(b []byte) { bufs.Put(b) } //nolint:staticcheck // a slice header per Put is fine here
+func (bufferPool) Get() []byte  { return *bufs.Get().(*[]byte) }
+func (bufferPool) Put(b []byte) { bufs.Put(&b) }
 
 func startReverseProxy(upstream string) (*exec.Cmd, string, error) {
 	addr := loadgen.FreeAddr()

@@ -428,10 +428,8 @@ func TestFollow(t *testing.T) {
 
 		// Each write rotates at least once; the follower must not lose or
 		// repeat anything while it keeps up.
-		var want []string
 		for i := range 20 {
 			l := fmt.Sprintf("%02d %s", i, strings.Repeat("r", 80))
-			want = append(want, l)
 			write(t, w, l+"\n")
 			expect(t, entries, l)
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // The usage file: bucket "hours" holds one bucket per UTC hour (named by its start in
@@ -66,7 +67,7 @@ func decodeCounters(b []byte) (Counters, error) {
 func openDB(path string) (*bolt.DB, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, fmt.Errorf("open usage file %s: another flick server is using this data dir", path)
 		}
 		return nil, fmt.Errorf("open usage file %s: %w", path, err)
