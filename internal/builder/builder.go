@@ -123,6 +123,9 @@ func (b *Builder) Revision(ctx context.Context, rev *apis.Revision) (Artifact, e
 	if config == "" {
 		config = service
 	}
+	if config == "" {
+		config = rev.Metadata.Name // a revision applied on its own
+	}
 	c := rev.Spec.Containers[0]
 	dir := c.WorkingDir
 	if c.Source != nil && c.Source.Archive != "" {

@@ -38,10 +38,9 @@ func (r *Reconciler) enqueueOwner(w *workload) {
 		r.enqueueService(w.ns + "/" + w.service)
 		return
 	}
-	if w.config == "" {
-		return
+	if w.config != "" {
+		r.enqueueService(configurationQueue + w.ns + "/" + w.config)
 	}
-	r.enqueueService(configurationQueue + w.ns + "/" + w.config)
 	routes, err := r.store.List("serving-routes", w.ns)
 	if err != nil {
 		return

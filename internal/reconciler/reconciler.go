@@ -116,6 +116,9 @@ func (r *Reconciler) Labels(key string) (ns, kind, name, revision string, ok boo
 		return "", "", "", "", false
 	}
 	if w.plural == "revisions" {
+		if w.service == "" && w.config == "" {
+			return w.ns, "revision", w.name, w.name, true
+		}
 		if w.service == "" {
 			return w.ns, "configuration", w.config, w.name, true
 		}

@@ -308,7 +308,7 @@ func setWarnings(w http.ResponseWriter, warnings []string) {
 
 func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 	k, ok := kindOf(w, r)
-	if !ok || !writable(w, k) {
+	if !ok {
 		return
 	}
 	res, warnings, err := s.decodeObject(w, r, k)
@@ -398,13 +398,19 @@ func writeDecodeFailure(w http.ResponseWriter, err error) {
 
 func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 	k, ok := kindOf(w, r)
-	if !ok || !writable(w, k) {
+	if !ok {
 		return
 	}
 	res, warnings, err := s.decodeObject(w, r, k)
 	if err != nil {
 		writeDecodeFailure(w, err)
 		return
+	}
+	if k.Kind == "Revision" {
+		if err := s.checkImmutable(k, res); err != nil {
+			writeFailure(w, err)
+			return
+		}
 	}
 	out, err := s.store.Update(k.Plural, res)
 	if err != nil {
@@ -415,13 +421,27 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// writable refuses writes of kinds only the server creates.
-func writable(w http.ResponseWriter, k apis.KindInfo) bool {
-	if k.Kind == "Revision" {
-		writeErr(w, http.StatusMethodNotAllowed, "revisions are immutable and created by the server from a Service's template: change the service instead")
+// checkImmutable refuses a change to a revision's spec: a revision is a snapshot (change the
+// service or configuration that makes revisions instead). Labels and annotations may change.
+func (s *Server) checkImmutable(k apis.KindInfo, res *apis.Resource) error {
+	old, err := s.store.Get(k.Plural, res.Metadata.Namespace, res.Metadata.Name)
+	if err != nil {
+		return err
+	}
+	if !jsonEqual(old.Spec, res.Spec) {
+		return &apis.FieldError{Field: "spec", Message: "revisions are immutable: change the Service or Configuration that makes them, which creates a new revision"}
+	}
+	return nil
+}
+
+func jsonEqual(a, b []byte) bool {
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
 		return false
 	}
-	return true
+	xa, _ := json.Marshal(x)
+	ya, _ := json.Marshal(y)
+	return string(xa) == string(ya)
 }
 
 func (s *Server) delete(w http.ResponseWriter, r *http.Request) {

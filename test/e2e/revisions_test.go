@@ -247,3 +247,41 @@ spec:
 		return !strings.Contains(out, "blog-0000")
 	})
 }
+
+// TestKnativeRevisionManifest applies a Revision as written and routes to it by name; its spec
+// cannot change afterwards.
+func TestKnativeRevisionManifest(t *testing.T) {
+	s := startServer(t, "")
+	dir := writeFiles(t, map[string]string{"server.js": versionServer})
+	rev := func(version string) string {
+		return `apiVersion: serving.knative.dev/v1
+kind: Revision
+metadata:
+  name: solo-v1
+spec:
+  containers:
+    - command: [node, ` + filepath.Join(dir, "server.js") + `]
+      env: [{name: VERSION, value: ` + version + `}]
+---
+apiVersion: serving.knative.dev/v1
+kind: Route
+metadata:
+  name: solo
+spec:
+  traffic:
+    - revisionName: solo-v1
+      percent: 100
+`
+	}
+	path := filepath.Join(dir, "rev.yaml")
+	os.WriteFile(path, []byte(rev("one")), 0o644)
+	s.mustFlick("apply", "-f", path, "--wait")
+	if r := s.get("solo.default.localhost", "/"); r.code != 200 || r.body != "one" {
+		t.Errorf("route to an applied revision: %d %q", r.code, r.body)
+	}
+	s.mustFlick("apply", "-f", path) // the same manifest again changes nothing
+	os.WriteFile(path, []byte(rev("two")), 0o644)
+	if _, errOut, code := s.flick("apply", "-f", path); code == 0 || !strings.Contains(errOut, "immutable") {
+		t.Errorf("changing a revision: exit %d %q", code, errOut)
+	}
+}
