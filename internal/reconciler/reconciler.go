@@ -57,6 +57,10 @@ type Reconciler struct {
 
 	services chan string // service keys to reconcile, one at a time
 	synced   atomic.Bool
+	// initialDone: the stored objects have all been handled once; queued counts service-loop
+	// keys not yet reconciled. Synced needs both, so routes exist before /readyz says ready.
+	initialDone atomic.Bool
+	queued      atomic.Int64
 
 	// Owned by the service loop: services with a rollout in progress, and the target's
 	// counts when its current step began.
@@ -97,7 +101,16 @@ func New(st *store.Store, b *builder.Builder, routes Routes, log *slog.Logger) *
 func (r *Reconciler) SetEngine(e *engine.Engine, routes Routes) { r.engine, r.routes = e, routes }
 
 // Synced reports whether every stored resource has been seen once.
-func (r *Reconciler) Synced() bool { return r.synced.Load() }
+func (r *Reconciler) Synced() bool {
+	if r.synced.Load() {
+		return true
+	}
+	if r.initialDone.Load() && r.queued.Load() == 0 {
+		r.synced.Store(true)
+		return true
+	}
+	return false
+}
 
 // Engine keys: functions are "ns/name"; revisions live apart ("ns/revisions/name") so a
 // function can never collide with a revision's name.
@@ -161,7 +174,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	// every workload (builds may still run).
 	for {
 		if initial <= 0 {
-			r.synced.Store(true)
+			r.initialDone.Store(true)
 		}
 		var ev store.Event
 		var ok bool

@@ -40,6 +40,7 @@ func (r *Reconciler) serviceChanged(res *apis.Resource) bool {
 }
 
 func (r *Reconciler) enqueueService(key string) {
+	r.queued.Add(1)
 	select {
 	case r.services <- key:
 	default:
@@ -56,11 +57,13 @@ func (r *Reconciler) serviceLoop(ctx context.Context) {
 	defer tick.Stop()
 	for {
 		pending := map[string]bool{}
+		taken := int64(0)
 		select {
 		case <-ctx.Done():
 			return
 		case key := <-r.services:
 			pending[key] = true
+			taken++
 		case <-tick.C:
 			// Rollouts advance with time, not only with events.
 			for key := range r.rolling {
@@ -74,6 +77,7 @@ func (r *Reconciler) serviceLoop(ctx context.Context) {
 			select {
 			case k := <-r.services:
 				pending[k] = true
+				taken++
 			default:
 				drained = true
 			}
@@ -97,6 +101,7 @@ func (r *Reconciler) serviceLoop(ctx context.Context) {
 				r.log.Warn("reconcile", "key", k, "err", err)
 			}
 		}
+		r.queued.Add(-taken)
 	}
 }
 
