@@ -315,3 +315,17 @@ func TestLogsFollow(t *testing.T) {
 		t.Errorf("bad --since: exit %d %q", code, errOut)
 	}
 }
+
+// TestGoModule deploys a Go function that is a module with a package of its own.
+func TestGoModule(t *testing.T) {
+	s := startServer(t, "")
+	code := writeFiles(t, map[string]string{
+		"go.mod":       "module example.com/greeter\n\ngo 1.22\n",
+		"util/util.go": "package util\n\nfunc Greet() string { return \"hi from a module\" }\n",
+		"fn.go":        "package greeter\n\nimport (\n\t\"net/http\"\n\n\t\"example.com/greeter/util\"\n)\n\nfunc Handle(w http.ResponseWriter, r *http.Request) { w.Write([]byte(util.Greet())) }\n",
+	})
+	s.mustFlick("fn", "deploy", "greeter", "--runtime", "go", "--code", code)
+	if r := s.get("", "/function/greeter"); r.code != 200 || r.body != "hi from a module" {
+		t.Errorf("got %d %q", r.code, r.body)
+	}
+}
