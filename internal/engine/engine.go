@@ -179,6 +179,9 @@ func (e *Engine) Upsert(spec WorkloadSpec) {
 	}
 	w.spec = spec
 	w.asConfig = autoscalerConfig(e.opts.Autoscaler, spec.Config)
+	if w.unrouted {
+		w.asConfig.Min = 0
+	}
 	now := time.Now()
 	if fresh {
 		// Knative's initial scale: a new version starts instances before any request, and
@@ -190,6 +193,27 @@ func (e *Engine) Upsert(spec WorkloadSpec) {
 	w.notifyLocked()
 	w.mu.Unlock()
 	e.onChange(spec.Key)
+}
+
+// SetRouted tells the engine whether a workload takes traffic. Like Knative, a revision no
+// route sends requests to keeps no minimum: min-scale applies only to routed revisions, so an
+// old revision drains to zero after its window instead of holding instances forever.
+func (e *Engine) SetRouted(key string, routed bool) {
+	w := e.Get(key)
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.unrouted == !routed {
+		return
+	}
+	w.unrouted = !routed
+	w.asConfig = autoscalerConfig(e.opts.Autoscaler, w.spec.Config)
+	if w.unrouted {
+		w.asConfig.Min = 0
+		w.initialCount = 0
+	}
 }
 
 // Remove stops a workload's instances and forgets it.

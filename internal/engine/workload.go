@@ -40,6 +40,8 @@ type Workload struct {
 	failure string
 	// everReady: an instance of the current version became ready at least once.
 	everReady bool
+	// unrouted: no route sends this workload traffic (an old revision); min-scale is off.
+	unrouted bool
 
 	// Autoscaling: demand integrated over the current second, closed samples, the KPA's
 	// state and what it last decided.

@@ -191,6 +191,7 @@ func (r *Reconciler) reconcileService(key string) error {
 		traffic = append(traffic, apis.TrafficStatus{RevisionName: t.RevisionName, LatestRevision: t.Latest, Tag: t.Tag, URL: r.URL(ns, t.Tag+"-"+name)})
 	}
 	r.routes.SetRoute(key, route)
+	r.markRouted(ns, revs, route)
 
 	// Ready: every revision taking traffic is ready, and the newest one did not fail.
 	ready := apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionTrue, Reason: "Ready"}
@@ -215,6 +216,21 @@ func (r *Reconciler) reconcileService(key string) error {
 	}
 	conds = apis.SetCondition(conds, ready, now)
 	return r.writeServiceStatus(svc, res.Metadata.Generation, prev, conds, &serviceView{latestCreated: latestCreated, latestReady: latestReady, traffic: traffic, revisions: revs, rollout: ro})
+}
+
+// markRouted tells the engine which of a service's revisions take traffic (by split or tag).
+func (r *Reconciler) markRouted(ns string, revs []*apis.Revision, route router.Route) {
+	routed := map[string]bool{}
+	for _, s := range route.Splits {
+		routed[s.Key] = true
+	}
+	for _, k := range route.Tags {
+		routed[k] = true
+	}
+	for _, rev := range revs {
+		k := revisionKey(ns, rev.Metadata.Name)
+		r.engine.SetRouted(k, routed[k])
+	}
 }
 
 // splitsOf sums a resolved traffic block per revision (several targets may name one).

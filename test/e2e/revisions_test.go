@@ -285,3 +285,26 @@ spec:
 		t.Errorf("changing a revision: exit %d %q", code, errOut)
 	}
 }
+
+// TestOldRevisionLetsGoOfMinScale: min-scale holds instances only for revisions that take
+// traffic; the previous revision drains to zero after its window.
+func TestOldRevisionLetsGoOfMinScale(t *testing.T) {
+	s := startServer(t, "")
+	src := writeFiles(t, map[string]string{"server.js": versionServer})
+	s.mustFlick("service", "create", "keep", "--cmd", "node server.js", "--source", src, "--env", "VERSION=v1",
+		"--annotation", "autoscaling.knative.dev/min-scale=1", "--annotation", "autoscaling.knative.dev/window=2s")
+	s.mustFlick("service", "update", "keep", "--env", "VERSION=v2")
+	revStatus := func(name string) apis.WorkloadStatus {
+		out := s.mustFlick("get", "revision", name, "-o", "json")
+		var r apis.Resource
+		json.Unmarshal([]byte(out), &r)
+		var st apis.WorkloadStatus
+		json.Unmarshal(r.Status, &st)
+		return st
+	}
+	eventually(t, 30*time.Second, "the old revision to drain to zero", func() bool { return revStatus("keep-00001").Replicas == 0 })
+	time.Sleep(3 * time.Second)
+	if st := revStatus("keep-00002"); st.Replicas != 1 {
+		t.Errorf("the routed revision has %d instances, want its min-scale 1", st.Replicas)
+	}
+}
