@@ -482,9 +482,12 @@ func listRevisions(ctx context.Context, c *client.Client, ns, service string, ou
 		return ga > gb
 	})
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSERVICE\tTRAFFIC\tINSTANCES\tREADY\tREASON\tAGE")
+	fmt.Fprintln(tw, "NAME\tOWNER\tTRAFFIC\tINSTANCES\tREADY\tREASON\tAGE")
 	for _, it := range items {
 		svc := it.Metadata.Labels[apis.LabelService]
+		if svc == "" {
+			svc = it.Metadata.Labels[apis.LabelConfiguration] // a function's or configuration's
+		}
 		if service != "" && svc != service {
 			continue
 		}

@@ -18,6 +18,7 @@ import (
 const (
 	configurationQueue = "configurations:"
 	routeQueue         = "routes:"
+	functionQueue      = "functions:"
 )
 
 // generationChanged reports whether an object's status has not yet seen its generation.
@@ -34,6 +35,10 @@ func generationChanged(res *apis.Resource) bool {
 // enqueueOwner asks for everything that follows a revision to be reconciled: its service, or
 // its configuration and the routes of its namespace.
 func (r *Reconciler) enqueueOwner(w *workload) {
+	if w.function != "" {
+		r.enqueueService(functionQueue + w.ns + "/" + w.function)
+		return
+	}
 	if w.service != "" {
 		r.enqueueService(w.ns + "/" + w.service)
 		return

@@ -74,6 +74,7 @@ type workload struct {
 	ns, name   string
 	service    string // a revision's service
 	config     string // a revision's configuration
+	function   string // a function revision's function
 	generation int64
 	cancel     context.CancelFunc
 	observed   int64
@@ -129,6 +130,9 @@ func (r *Reconciler) Labels(key string) (ns, kind, name, revision string, ok boo
 		return "", "", "", "", false
 	}
 	if w.plural == "revisions" {
+		if w.function != "" {
+			return w.ns, "function", w.function, w.name, true
+		}
 		if w.service == "" && w.config == "" {
 			return w.ns, "revision", w.name, w.name, true
 		}
@@ -202,6 +206,11 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		// For services, configurations and routes, ADDED covers the first sight after a
 		// restart, when routes must be rebuilt.
 		switch plural {
+		case "functions":
+			if ev.Type != store.Modified || generationChanged(ev.Object) {
+				r.enqueueService(functionQueue + ev.Object.Key())
+			}
+			continue
 		case "services":
 			if ev.Type != store.Modified || r.serviceChanged(ev.Object) {
 				r.enqueueService(ev.Object.Key())
@@ -245,9 +254,6 @@ func (r *Reconciler) handleWorkload(ctx context.Context, plural string, ev store
 		}
 		delete(r.workloads, key)
 		r.engine.Remove(key)
-		if plural == "functions" && r.OnDelete != nil {
-			go r.OnDelete(key)
-		}
 		r.enqueueOwner(w)
 		return
 	}
@@ -266,6 +272,7 @@ func (r *Reconciler) handleWorkload(ctx context.Context, plural string, ev store
 		if rev, ok := obj.(*apis.Revision); ok {
 			w.service = rev.ServiceName()
 			w.config = rev.Metadata.Labels[apis.LabelConfiguration]
+			w.function = rev.Metadata.Labels[apis.LabelFunction]
 			if wasReady(res) {
 				// Proven before this restart: no need to start instances just to prove it
 				// again (a revision without traffic would otherwise idle for a window), and
@@ -315,7 +322,11 @@ func (r *Reconciler) prepare(ctx context.Context, key string, obj apis.Object, c
 	case *apis.Function:
 		art, err = r.builder.Function(ctx, o, func(msg string) { r.progress(key, gen, msg) })
 	case *apis.Revision:
-		art, err = r.builder.Revision(ctx, o)
+		if o.Spec.Function != nil {
+			art, err = r.builder.Function(ctx, o.AsFunction(), func(msg string) { r.progress(key, gen, msg) })
+		} else {
+			art, err = r.builder.Revision(ctx, o)
+		}
 	}
 	if ctx.Err() != nil {
 		return // superseded by a newer generation or deleted

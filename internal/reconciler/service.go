@@ -94,6 +94,8 @@ func (r *Reconciler) serviceLoop(ctx context.Context) {
 				err = r.reconcileConfiguration(strings.TrimPrefix(k, configurationQueue))
 			case strings.HasPrefix(k, routeQueue):
 				err = r.reconcileRoute(strings.TrimPrefix(k, routeQueue))
+			case strings.HasPrefix(k, functionQueue):
+				err = r.reconcileFunction(strings.TrimPrefix(k, functionQueue))
 			default:
 				err = r.reconcileService(k)
 			}
@@ -299,6 +301,7 @@ func (r *Reconciler) writeServiceStatus(svc *apis.Service, gen int64, prev apis.
 type owner struct {
 	ns, name    string
 	service     string // the owning service, empty for a bare configuration
+	function    bool   // the owner is a Function
 	template    apis.RevisionTemplate
 	annotations map[string]string // what a new revision carries
 }
@@ -341,6 +344,9 @@ func (r *Reconciler) ensureRevision(o owner, revs []*apis.Revision) (*apis.Revis
 	}
 	if o.service != "" {
 		labels[apis.LabelService] = o.service
+	}
+	if o.function {
+		labels[apis.LabelFunction] = o.name
 	}
 	labels[apis.LabelConfiguration] = o.name
 	labels[apis.LabelConfigurationGeneration] = strconv.FormatInt(gen, 10)

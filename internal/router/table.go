@@ -54,6 +54,15 @@ func (t *table) set(key string, r *Route) {
 // SetRoute installs or replaces the route of the service at key ("namespace/name").
 func (rt *Router) SetRoute(key string, r Route) { rt.table.set(key, &r) }
 
+// RouteOf returns the route installed for key.
+func (rt *Router) RouteOf(key string) (Route, bool) {
+	r, ok := rt.table.load()[key]
+	if !ok {
+		return Route{}, false
+	}
+	return *r, true
+}
+
 // DeleteRoute removes a service's route.
 func (rt *Router) DeleteRoute(key string) { rt.table.set(key, nil) }
 

@@ -339,6 +339,17 @@ func (s *Server) checkRevisionUnused(ns, name string) error {
 	if err != nil {
 		return err
 	}
+	if fn := res.Metadata.Labels[apis.LabelFunction]; fn != "" {
+		// A function's revision is in use while the function's address leads to it.
+		if route, ok := s.router.RouteOf(ns + "/" + fn); ok {
+			for _, sp := range route.Splits {
+				if sp.Key == reconciler.RevisionKey(ns, name) {
+					return &statusError{http.StatusConflict, fmt.Sprintf("revision %s serves function %s: deploy a new version or delete the function instead", name, fn)}
+				}
+			}
+		}
+		return nil
+	}
 	svcName := res.Metadata.Labels[apis.LabelService]
 	svcRes, err := s.store.Get("services", ns, svcName)
 	if errors.Is(err, store.ErrNotFound) {

@@ -20,6 +20,9 @@ func (r *Revision) Default() {
 	if r.Metadata.Namespace == "" {
 		r.Metadata.Namespace = "default"
 	}
+	if r.Spec.Function != nil {
+		return
+	}
 	if r.Spec.TimeoutSeconds == 0 {
 		r.Spec.TimeoutSeconds = DefaultServiceTimeoutSeconds
 	}
@@ -27,6 +30,9 @@ func (r *Revision) Default() {
 
 // Validate checks a revision.
 func (r *Revision) Validate() error {
+	if r.Spec.Function != nil {
+		return r.AsFunction().Validate()
+	}
 	var errs FieldErrors
 	validateMeta(&errs, &r.Metadata)
 	_, _, hasCommand := r.annotation(AnnotationCommand)
@@ -43,8 +49,20 @@ func (r *Revision) annotation(key string) (string, string, bool) {
 	return v, "metadata.annotations[" + key + "]", ok
 }
 
+// AsFunction is a function revision as the Function it snapshots.
+func (r *Revision) AsFunction() *Function {
+	return &Function{
+		TypeMeta: TypeMeta{APIVersion: "flick.dev/v1", Kind: "Function"},
+		Metadata: ObjectMeta{Name: r.Metadata.Labels[LabelFunction], Namespace: r.Metadata.Namespace, Annotations: r.Metadata.Annotations},
+		Spec:     *r.Spec.Function,
+	}
+}
+
 // Config is the engine's view of the revision.
 func (r *Revision) Config() WorkloadConfig {
+	if r.Spec.Function != nil {
+		return r.AsFunction().Config()
+	}
 	scale, _ := ScaleFromAnnotations(r.annotation)
 	a, _ := AutoscalingFromAnnotations(r.annotation)
 	return WorkloadConfig{

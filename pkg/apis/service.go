@@ -19,6 +19,8 @@ const (
 	LabelService                 = "serving.knative.dev/service"
 	LabelConfiguration           = "serving.knative.dev/configuration"
 	LabelConfigurationGeneration = "serving.knative.dev/configurationGeneration"
+	// LabelFunction marks a Function's revisions.
+	LabelFunction = "flick.dev/function"
 )
 
 // AnnotationCommand gives a Knative manifest written for an image a host command to run in
@@ -61,6 +63,9 @@ type RevisionSpec struct {
 	ContainerConcurrency int         `json:"containerConcurrency"`
 	TimeoutSeconds       int         `json:"timeoutSeconds,omitempty"`
 	Containers           []Container `json:"containers"`
+	// Function is a Flick extension: the revision of a Function snapshots its spec here
+	// instead of containers.
+	Function *FunctionSpec `json:"function,omitempty"`
 }
 
 // Container is the one process a revision runs.

@@ -189,9 +189,9 @@ func TestMetrics(t *testing.T) {
 	if r.code != 200 {
 		t.Fatalf("/metrics: %d", r.code)
 	}
-	labels := `{kind="function",name="counted",namespace="default",revision=""`
+	labels := `{kind="function",name="counted",namespace="default",revision="counted-00001"`
 	for _, want := range []string{
-		`flick_requests_total{code="2xx",kind="function",name="counted",namespace="default",revision=""} 3`,
+		`flick_requests_total{code="2xx",kind="function",name="counted",namespace="default",revision="counted-00001"} 3`,
 		"flick_request_duration_seconds_count" + labels + "} 3",
 		"flick_cold_starts_total" + labels + "} 1",
 		"flick_instances_ready" + labels + "} 1",

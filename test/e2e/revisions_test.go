@@ -308,3 +308,43 @@ func TestOldRevisionLetsGoOfMinScale(t *testing.T) {
 		t.Errorf("the routed revision has %d instances, want its min-scale 1", st.Replicas)
 	}
 }
+
+// TestFunctionRevisions: every change to a function's spec makes a revision with its own
+// instances; the function serves its newest ready one, older ones stay addressable, and the
+// serving revision cannot be deleted.
+func TestFunctionRevisions(t *testing.T) {
+	s := startServer(t, "")
+	for _, v := range []string{"one", "two"} {
+		code := writeFiles(t, map[string]string{"main.py": "def handle(req):\n    return '" + v + "'\n"})
+		s.mustFlick("fn", "deploy", "rev", "--runtime", "python", "--code", code)
+	}
+	if r := s.get("rev.default.localhost", "/"); r.body != "two" {
+		t.Fatalf("the function serves %q, want its newest revision", r.body)
+	}
+	list := s.mustFlick("revision", "list")
+	for _, want := range []string{"rev-00001", "rev-00002"} {
+		if !strings.Contains(list, want) {
+			t.Errorf("revision list lacks %s:\n%s", want, list)
+		}
+	}
+	// The old revision is still addressable and starts its own instance.
+	r := s.apiDo("GET", "/apis/flick.dev/v1/namespaces/default/revisions/rev-00001/proxy/", s.token(), "")
+	if r.code != 200 || r.body != "one" {
+		t.Errorf("old revision through the API: %d %q", r.code, r.body)
+	}
+	// An invalid change makes no revision.
+	if _, _, code := s.flick("fn", "deploy", "rev", "--runtime", "cobol", "--code", "/etc/hostname"); code == 0 {
+		t.Error("an invalid runtime was accepted")
+	}
+	if strings.Contains(s.mustFlick("revision", "list"), "rev-00003") {
+		t.Error("an invalid change created a revision")
+	}
+	if _, errOut, code := s.flick("revision", "delete", "rev-00002"); code == 0 || !strings.Contains(errOut, "serves function rev") {
+		t.Errorf("deleting the serving revision: exit %d %q", code, errOut)
+	}
+	s.mustFlick("revision", "delete", "rev-00001")
+	s.mustFlick("delete", "fn", "rev")
+	eventually(t, 10*time.Second, "the function's revisions to go with it", func() bool {
+		return !strings.Contains(s.mustFlick("revision", "list"), "rev-0000")
+	})
+}

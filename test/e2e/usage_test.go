@@ -124,7 +124,7 @@ func TestUsageAndTop(t *testing.T) {
 		t.Errorf("usage: %d %s", r.code, r.body)
 	}
 	metrics := s.apiDo("GET", "/metrics", "-", "")
-	if !strings.Contains(metrics.body, `flick_usage_invocations_total{kind="function",name="meter",namespace="default",revision=""} 5`) ||
+	if !strings.Contains(metrics.body, `flick_usage_invocations_total{kind="function",name="meter",namespace="default",revision="meter-00001"} 5`) ||
 		!strings.Contains(metrics.body, `flick_usage_gb_seconds_total{kind="service",name="web",namespace="team",revision="web-00001"}`) ||
 		!strings.Contains(metrics.body, "flick_usage_instance_seconds_total{") {
 		t.Errorf("/metrics lacks the usage counters:\n%s", grepLines(metrics.body, "flick_usage_"))
@@ -133,7 +133,7 @@ func TestUsageAndTop(t *testing.T) {
 	// Top: one row per function and revision.
 	eventually(t, 10*time.Second, "flick top to show meter with 1 instance", func() bool {
 		row := topRow(s.mustFlick("top", "--once"), "default", "meter")
-		return row != nil && row[1] == "function" && row[3] == "-" && row[4] == "1"
+		return row != nil && row[1] == "function" && row[3] == "meter-00001" && row[4] == "1"
 	})
 	count(s, "web.team.localhost", 3) // requests within top's 10 s latency window
 	top := s.mustFlick("top", "--once", "-A")

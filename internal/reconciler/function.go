@@ -1,0 +1,103 @@
+package reconciler
+
+import (
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/flickdev/flick/internal/router"
+	"github.com/flickdev/flick/internal/store"
+	"github.com/flickdev/flick/pkg/apis"
+)
+
+// reconcileFunction gives every change to a Function's spec a Revision of its own (which
+// keeps its own instances and scales alone), routes the function's address to its newest
+// ready revision (or, before any is ready, its newest one, whose requests then wait for it or
+// fail with its error), and summarizes the revisions in the function's status.
+func (r *Reconciler) reconcileFunction(key string) error {
+	ns, name := splitKey(key)
+	res, err := r.store.Get("functions", ns, name)
+	if errors.Is(err, store.ErrNotFound) {
+		r.routes.DeleteRoute(key)
+		if r.OnDelete != nil {
+			go r.OnDelete(key)
+		}
+		return r.deleteRevisionsOf(ns, name)
+	}
+	if err != nil {
+		return err
+	}
+	obj, err := apis.Decode(res)
+	if err != nil {
+		return err
+	}
+	fn := obj.(*apis.Function)
+	annotations := map[string]string{}
+	for k, v := range fn.Metadata.Annotations {
+		if strings.HasPrefix(k, "autoscaling.knative.dev/") {
+			annotations[k] = v
+		}
+	}
+	spec := fn.Spec
+	o := owner{ns: ns, name: name, function: true, annotations: annotations,
+		template: apis.RevisionTemplate{Spec: apis.RevisionSpec{Function: &spec}}}
+	revs, err := r.revisionsOf(ns, name)
+	if err != nil {
+		return err
+	}
+	var prev apis.WorkloadStatus
+	_ = jsonUnmarshal(res.Status, &prev)
+	st := apis.WorkloadStatus{ObservedGeneration: res.Metadata.Generation, URL: r.URL(ns, name), Conditions: prev.Conditions}
+	now := time.Now()
+	created, err := r.ensureRevision(o, revs)
+	if err != nil {
+		st.Conditions = apis.SetCondition(st.Conditions, apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionFalse, Reason: "RevisionFailed", Message: err.Error()}, now)
+		return r.writeStatus("functions", ns, name, st)
+	}
+	if created != nil {
+		revs = append(revs, created)
+		// Known to the engine at once, so a request that follows the route waits for it.
+		r.engine.Declare(revisionKey(ns, created.Metadata.Name), created.Config())
+	}
+	latestCreated, latestReady := r.latestOf(revs)
+	target := latestReady
+	if target == "" {
+		target = latestCreated
+	}
+	route := router.Route{Splits: []router.Split{{Key: revisionKey(ns, target), Percent: 100}}}
+	r.routes.SetRoute(key, route)
+	r.markRouted(ns, revs, route)
+
+	// Status: the newest revision's readiness (its build progress and errors), and every
+	// revision's instances.
+	ready := apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionUnknown, Reason: "Deploying"}
+	if c := r.revisionCondition(ns, latestCreated); c != nil {
+		ready = apis.Condition{Type: apis.ConditionReady, Status: c.Status, Reason: c.Reason, Message: c.Message}
+		if c.Status == apis.ConditionFalse && latestReady != "" {
+			ready.Message += " (the previous revision " + latestReady + " keeps serving)"
+		}
+	}
+	st.Conditions = apis.SetCondition(st.Conditions, ready, now)
+	r.mu.Lock()
+	if w := r.workloads[revisionKey(ns, latestCreated)]; w != nil {
+		st.Artifact = w.artifact
+	}
+	r.mu.Unlock()
+	for _, rev := range revs {
+		k := revisionKey(ns, rev.Metadata.Name)
+		es, ok := r.engine.Status(k)
+		if !ok {
+			continue
+		}
+		st.Replicas += es.Ready
+		st.Desired += es.Desired
+		st.Instances = append(st.Instances, es.Instances...)
+		if es.LastExit != nil && (st.LastExit == nil || es.LastExit.Time.After(st.LastExit.Time)) {
+			st.LastExit = es.LastExit
+		}
+		if rev.Metadata.Name == target {
+			st.Panic, st.ObservedConcurrency, st.ObservedRPS = es.Panic, round2(es.Concurrency), round2(es.RPS)
+		}
+	}
+	return r.writeStatus("functions", ns, name, st)
+}
