@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -96,6 +97,8 @@ func newGetCmd(o *options) *cobra.Command {
 				}
 				if k.Kind == "Runtime" {
 					printRuntimes(out, items)
+				} else if k.Kind == "Event" {
+					printEvents(out, items)
 				} else {
 					printTable(out, items, all)
 				}
@@ -129,6 +132,28 @@ func printTable(out io.Writer, items []*apis.Resource, withNS bool) {
 			fmt.Fprintf(tw, "%s\t", r.Metadata.Namespace)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", r.Metadata.Name, ready, reason, st.Replicas, st.URL, age)
+	}
+	tw.Flush()
+}
+
+// printEvents lists events oldest first.
+func printEvents(out io.Writer, items []*apis.Resource) {
+	type row struct {
+		t    time.Time
+		line string
+	}
+	var rows []row
+	for _, r := range items {
+		var sp apis.EventSpec
+		_ = json.Unmarshal(r.Spec, &sp)
+		obj := strings.ToLower(sp.InvolvedObject.Kind) + "/" + sp.InvolvedObject.Name
+		rows = append(rows, row{sp.Time, fmt.Sprintf("%s ago\t%s\t%s\t%s\t%s", shortDuration(time.Since(sp.Time)), sp.Type, sp.Reason, obj, sp.Message)})
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].t.Before(rows[j].t) })
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "LAST SEEN\tTYPE\tREASON\tOBJECT\tMESSAGE")
+	for _, r := range rows {
+		fmt.Fprintln(tw, r.line)
 	}
 	tw.Flush()
 }

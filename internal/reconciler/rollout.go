@@ -57,14 +57,18 @@ func (r *Reconciler) advanceRollout(key string, svc *apis.Service, prev apis.Ser
 		ro.Percent = spec.Steps[ro.Step]
 		ro.StepStarted = now
 		r.baselines[key] = r.routes.Stats(target)
-		ro.History = append(ro.History, apis.RolloutEvent{Time: now, Message: fmt.Sprintf("%s; %s now takes %d%%", reason, ro.To, ro.Percent)})
+		msg := fmt.Sprintf("%s; %s now takes %d%%", reason, ro.To, ro.Percent)
+		ro.History = append(ro.History, apis.RolloutEvent{Time: now, Message: msg})
+		r.recordEvent("Service", svc.Metadata.Namespace, svc.Metadata.Name, apis.EventNormal, "RolloutStep", msg)
 	case rollout.RollBack:
 		ro.Phase, ro.Reason = apis.RolloutRolledBack, reason
 		ro.History = append(ro.History, apis.RolloutEvent{Time: now, Message: "rolled back: " + reason})
+		r.recordEvent("Service", svc.Metadata.Namespace, svc.Metadata.Name, apis.EventWarning, "RolledBack", "rollout to "+ro.To+" rolled back: "+reason)
 		r.log.Warn("rollout rolled back", "service", key, "to", ro.To, "reason", reason)
 	case rollout.Succeed:
 		ro.Phase, ro.Reason = apis.RolloutSucceeded, reason
 		ro.History = append(ro.History, apis.RolloutEvent{Time: now, Message: "succeeded: " + reason})
+		r.recordEvent("Service", svc.Metadata.Namespace, svc.Metadata.Name, apis.EventNormal, "RolloutSucceeded", reason)
 		if !ro.Automatic {
 			if err := r.commitRollout(svc, ro.To); err != nil {
 				ro.Phase, ro.Reason = apis.RolloutRolledBack, "could not record the final traffic: "+err.Error()
@@ -114,6 +118,8 @@ func (r *Reconciler) startRollout(key string, spec apis.RolloutSpec, from []apis
 	}
 	ro.Percent = spec.Steps[0]
 	ro.History = append(ro.History, apis.RolloutEvent{Time: now, Message: fmt.Sprintf("started: %s takes %d%%, steps %v every %s", spec.To, ro.Percent, spec.Steps, spec.Interval.Duration)})
+	ns, name := splitKey(key)
+	r.recordEvent("Service", ns, name, apis.EventNormal, "RolloutStarted", ro.History[len(ro.History)-1].Message)
 	delete(r.baselines, key)
 	r.baselines[key] = r.routes.Stats(revisionKey(revs[spec.To].Metadata.Namespace, spec.To))
 	r.log.Info("rollout started", "service", key, "to", spec.To, "steps", spec.Steps)

@@ -34,6 +34,7 @@ var kinds = []KindInfo{
 	{Kind: "Service", Plural: "services", Singular: "service", Short: []string{"svc", "ksvc"}, Groups: []string{"flick.dev/v1", "serving.knative.dev/v1"}},
 	{Kind: "Revision", Plural: "revisions", Singular: "revision", Short: []string{"rev", "revs"}, Groups: []string{"flick.dev/v1", "serving.knative.dev/v1"}},
 	{Kind: "Runtime", Plural: "runtimes", Singular: "runtime", Short: []string{"runtimes"}, Groups: []string{"flick.dev/v1"}, Namespace: RuntimeNamespace},
+	{Kind: "Event", Plural: "events", Singular: "event", Short: []string{"ev"}, Groups: []string{"flick.dev/v1"}},
 	{Kind: "Configuration", Plural: "configurations", Singular: "configuration", Short: []string{"config", "cfg", "kcfg"}, Groups: []string{"serving.knative.dev/v1"}},
 	{Kind: "Route", Plural: "serving-routes", REST: "routes", Singular: "route", Short: []string{"rt", "kroute"}, Groups: []string{"serving.knative.dev/v1"}},
 }

@@ -33,6 +33,8 @@ func NewObject(kind string) (Object, error) {
 		return &Configuration{}, nil
 	case "Runtime":
 		return &Runtime{}, nil
+	case "Event":
+		return &Event{}, nil
 	case "Route":
 		return &Route{}, nil
 	}

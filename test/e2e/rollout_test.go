@@ -80,6 +80,12 @@ func TestRollout(t *testing.T) {
 	if st.Rollout == nil || st.Rollout.Phase != apis.RolloutRolledBack || !strings.Contains(st.Rollout.Reason, "error rate") {
 		t.Errorf("status.rollout: %+v", st.Rollout)
 	}
+	events := s.mustFlick("get", "events")
+	for _, want := range []string{"RolloutStarted", "RolloutStep", "RolloutSucceeded", "Warning", "RolledBack", "service/web"} {
+		if !strings.Contains(events, want) {
+			t.Errorf("flick get events lacks %q:\n%s", want, events)
+		}
+	}
 
 	// A restart in the middle of a rollout resumes it; traffic always sums to 100.
 	s.mustFlick("service", "update", "web", "--env", "VERSION=v4", "--env", "STATUS-", "--traffic", "web-00002=100")
