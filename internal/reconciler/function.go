@@ -2,7 +2,6 @@ package reconciler
 
 import (
 	"errors"
-	"strings"
 	"time"
 
 	"github.com/flickdev/flick/internal/router"
@@ -16,7 +15,7 @@ import (
 // fail with its error), and summarizes the revisions in the function's status.
 func (r *Reconciler) reconcileFunction(key string) error {
 	ns, name := splitKey(key)
-	res, err := r.store.Get("functions", ns, name)
+	res, obj, err := r.load("functions", ns, name)
 	if errors.Is(err, store.ErrNotFound) {
 		r.routes.DeleteRoute(key)
 		if r.OnDelete != nil {
@@ -27,19 +26,9 @@ func (r *Reconciler) reconcileFunction(key string) error {
 	if err != nil {
 		return err
 	}
-	obj, err := apis.Decode(res)
-	if err != nil {
-		return err
-	}
 	fn := obj.(*apis.Function)
-	annotations := map[string]string{}
-	for k, v := range fn.Metadata.Annotations {
-		if strings.HasPrefix(k, "autoscaling.knative.dev/") {
-			annotations[k] = v
-		}
-	}
 	spec := fn.Spec
-	o := owner{ns: ns, name: name, function: true, annotations: annotations,
+	o := owner{ns: ns, name: name, function: true, annotations: fn.RevisionAnnotations(),
 		template: apis.RevisionTemplate{Spec: apis.RevisionSpec{Function: &spec}}}
 	revs, err := r.revisionsOf(ns, name)
 	if err != nil {

@@ -55,6 +55,19 @@ func (r *Reconciler) enqueueOwner(w *workload) {
 	}
 }
 
+// load reads and decodes one object; a missing one is an error wrapping store.ErrNotFound.
+func (r *Reconciler) load(plural, ns, name string) (*apis.Resource, apis.Object, error) {
+	res, err := r.store.Get(plural, ns, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	obj, err := apis.Decode(res)
+	if err != nil {
+		return nil, nil, err
+	}
+	return res, obj, nil
+}
+
 // latestOf returns a configuration's newest created and newest ready revision.
 func (r *Reconciler) latestOf(revs []*apis.Revision) (created, ready string) {
 	var createdGen, readyGen int64 = -1, -1
@@ -72,14 +85,10 @@ func (r *Reconciler) latestOf(revs []*apis.Revision) (created, ready string) {
 
 func (r *Reconciler) reconcileConfiguration(key string) error {
 	ns, name := splitKey(key)
-	res, err := r.store.Get("configurations", ns, name)
+	res, obj, err := r.load("configurations", ns, name)
 	if errors.Is(err, store.ErrNotFound) {
 		return r.deleteRevisionsOf(ns, name)
 	}
-	if err != nil {
-		return err
-	}
-	obj, err := apis.Decode(res)
 	if err != nil {
 		return err
 	}
@@ -114,15 +123,11 @@ func (r *Reconciler) reconcileConfiguration(key string) error {
 
 func (r *Reconciler) reconcileRoute(key string) error {
 	ns, name := splitKey(key)
-	res, err := r.store.Get("serving-routes", ns, name)
+	res, obj, err := r.load("serving-routes", ns, name)
 	if errors.Is(err, store.ErrNotFound) {
 		r.routes.DeleteRoute(key)
 		return nil
 	}
-	if err != nil {
-		return err
-	}
-	obj, err := apis.Decode(res)
 	if err != nil {
 		return err
 	}

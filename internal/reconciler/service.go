@@ -111,14 +111,10 @@ func (r *Reconciler) serviceLoop(ctx context.Context) {
 // traffic to revisions, installs the route and writes the service's status.
 func (r *Reconciler) reconcileService(key string) error {
 	ns, name := splitKey(key)
-	res, err := r.store.Get("services", ns, name)
+	res, obj, err := r.load("services", ns, name)
 	if errors.Is(err, store.ErrNotFound) {
 		return r.deleteService(ns, name)
 	}
-	if err != nil {
-		return err
-	}
-	obj, err := apis.Decode(res)
 	if err != nil {
 		return err
 	}

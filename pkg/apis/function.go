@@ -194,6 +194,12 @@ func (f *Function) Config() WorkloadConfig {
 	}
 }
 
+// RevisionAnnotations are the annotations a new revision of the function carries: its
+// autoscaling ones.
+func (f *Function) RevisionAnnotations() map[string]string {
+	return revisionAnnotations(f.Metadata.Annotations, nil)
+}
+
 func (f *Function) annotation(key string) (string, string, bool) {
 	v, ok := f.Metadata.Annotations[key]
 	return v, "metadata.annotations[" + key + "]", ok
