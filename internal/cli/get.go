@@ -120,14 +120,8 @@ func printTable(out io.Writer, items []*apis.Resource, withNS bool) {
 	for _, r := range items {
 		var st apis.WorkloadStatus
 		_ = json.Unmarshal(r.Status, &st)
-		ready, reason := "Unknown", ""
-		if c := apis.FindCondition(st.Conditions, apis.ConditionReady); c != nil {
-			ready, reason = c.Status, c.Reason
-		}
-		age := ""
-		if t := r.Metadata.CreationTimestamp; t != nil {
-			age = shortDuration(time.Since(*t))
-		}
+		ready, reason := readiness(st.Conditions)
+		age := ageOf(r.Metadata)
 		if withNS {
 			fmt.Fprintf(tw, "%s\t", r.Metadata.Namespace)
 		}
@@ -173,6 +167,22 @@ func printRuntimes(out io.Writer, items []*apis.Resource) {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%s\n", r.Metadata.Name, p.Ready, p.Size, p.Starting, p.Specialized, p.Misses, reason)
 	}
 	tw.Flush()
+}
+
+// readiness is an object's Ready condition as table columns: status and reason.
+func readiness(conds []apis.Condition) (string, string) {
+	if c := apis.FindCondition(conds, apis.ConditionReady); c != nil {
+		return c.Status, c.Reason
+	}
+	return "Unknown", ""
+}
+
+// ageOf is how long ago an object was created, for tables.
+func ageOf(m apis.ObjectMeta) string {
+	if m.CreationTimestamp == nil {
+		return ""
+	}
+	return shortDuration(time.Since(*m.CreationTimestamp))
 }
 
 func shortDuration(d time.Duration) string {

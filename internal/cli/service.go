@@ -360,10 +360,7 @@ func newServiceListCmd(o *options) *cobra.Command {
 						split = append(split, fmt.Sprintf("%d%% %s", t.Percent, t.RevisionName))
 					}
 				}
-				ready, reason := "Unknown", ""
-				if cnd := apis.FindCondition(st.Conditions, apis.ConditionReady); cnd != nil {
-					ready, reason = cnd.Status, cnd.Reason
-				}
+				ready, reason := readiness(st.Conditions)
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", it.Metadata.Name, st.URL, st.LatestCreatedRevisionName, strings.Join(split, ", "), ready, reason)
 			}
 			return tw.Flush()
@@ -493,14 +490,8 @@ func listRevisions(ctx context.Context, c *client.Client, ns, service string, ou
 		}
 		var st apis.WorkloadStatus
 		_ = json.Unmarshal(it.Status, &st)
-		ready, reason := "Unknown", ""
-		if cnd := apis.FindCondition(st.Conditions, apis.ConditionReady); cnd != nil {
-			ready, reason = cnd.Status, cnd.Reason
-		}
-		age := ""
-		if t := it.Metadata.CreationTimestamp; t != nil {
-			age = shortDuration(time.Since(*t))
-		}
+		ready, reason := readiness(st.Conditions)
+		age := ageOf(it.Metadata)
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", it.Metadata.Name, svc, strings.Join(traffic[it.Metadata.Name], ", "), st.Replicas, ready, reason, age)
 	}
 	return tw.Flush()

@@ -45,8 +45,6 @@ func (r *Reconciler) reconcileFunction(key string) error {
 	}
 	if created != nil {
 		revs = append(revs, created)
-		// Known to the engine at once, so a request that follows the route waits for it.
-		r.engine.Declare(revisionKey(ns, created.Metadata.Name), created.Config())
 	}
 	latestCreated, latestReady := r.latestOf(revs)
 	target := latestReady
@@ -72,21 +70,6 @@ func (r *Reconciler) reconcileFunction(key string) error {
 		st.Artifact = w.artifact
 	}
 	r.mu.Unlock()
-	for _, rev := range revs {
-		k := revisionKey(ns, rev.Metadata.Name)
-		es, ok := r.engine.Status(k)
-		if !ok {
-			continue
-		}
-		st.Replicas += es.Ready
-		st.Desired += es.Desired
-		st.Instances = append(st.Instances, es.Instances...)
-		if es.LastExit != nil && (st.LastExit == nil || es.LastExit.Time.After(st.LastExit.Time)) {
-			st.LastExit = es.LastExit
-		}
-		if rev.Metadata.Name == target {
-			st.Panic, st.ObservedConcurrency, st.ObservedRPS = es.Panic, round2(es.Concurrency), round2(es.RPS)
-		}
-	}
+	r.sumRevisions(&st, revs, target)
 	return r.writeStatus("functions", ns, name, st)
 }

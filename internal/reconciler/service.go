@@ -268,19 +268,7 @@ func (r *Reconciler) writeServiceStatus(svc *apis.Service, gen int64, prev apis.
 	if v != nil {
 		st.LatestCreatedRevisionName, st.LatestReadyRevisionName, st.Traffic = v.latestCreated, v.latestReady, v.traffic
 		st.Rollout = v.rollout
-		st.Replicas, st.Desired, st.Instances, st.LastExit = 0, 0, nil, nil
-		for _, rev := range v.revisions {
-			es, ok := r.engine.Status(revisionKey(rev.Metadata.Namespace, rev.Metadata.Name))
-			if !ok {
-				continue
-			}
-			st.Replicas += es.Ready
-			st.Desired += es.Desired
-			st.Instances = append(st.Instances, es.Instances...)
-			if es.LastExit != nil && (st.LastExit == nil || es.LastExit.Time.After(st.LastExit.Time)) {
-				st.LastExit = es.LastExit
-			}
-		}
+		r.sumRevisions(&st.WorkloadStatus, v.revisions, "")
 	}
 	raw, err := json.Marshal(st)
 	if err != nil {
@@ -304,6 +292,27 @@ type owner struct {
 
 func serviceOwner(svc *apis.Service) owner {
 	return owner{ns: svc.Metadata.Namespace, name: svc.Metadata.Name, service: svc.Metadata.Name, template: svc.Spec.Template, annotations: svc.RevisionAnnotations()}
+}
+
+// sumRevisions fills a status's instance summary from every revision's instances (the
+// latest exit among them), and the autoscaler's view from the revision named target.
+func (r *Reconciler) sumRevisions(st *apis.WorkloadStatus, revs []*apis.Revision, target string) {
+	st.Replicas, st.Desired, st.Instances, st.LastExit = 0, 0, nil, nil
+	for _, rev := range revs {
+		es, ok := r.engine.Status(revisionKey(rev.Metadata.Namespace, rev.Metadata.Name))
+		if !ok {
+			continue
+		}
+		st.Replicas += es.Ready
+		st.Desired += es.Desired
+		st.Instances = append(st.Instances, es.Instances...)
+		if es.LastExit != nil && (st.LastExit == nil || es.LastExit.Time.After(st.LastExit.Time)) {
+			st.LastExit = es.LastExit
+		}
+		if rev.Metadata.Name == target {
+			st.Panic, st.ObservedConcurrency, st.ObservedRPS = es.Panic, round2(es.Concurrency), round2(es.RPS)
+		}
+	}
 }
 
 // ensureRevision creates the revision for the owner's current template when the newest
@@ -373,6 +382,9 @@ func (r *Reconciler) ensureRevision(o owner, revs []*apis.Revision) (*apis.Revis
 	if err != nil {
 		return nil, err
 	}
+	// Known to the engine at once: a route installed before the revision's own event is
+	// handled leads requests to a workload that waits for it, not to a 404.
+	r.engine.Declare(revisionKey(o.ns, name), out.Config())
 	return out.(*apis.Revision), nil
 }
 

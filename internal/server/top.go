@@ -3,6 +3,7 @@ package server
 import (
 	"cmp"
 	"context"
+	"github.com/flickdev/flick/pkg/apis"
 	"net/http"
 	"slices"
 	"sync"
@@ -64,29 +65,6 @@ func (s *Server) runStatsRing(ctx context.Context) {
 	}
 }
 
-// topRow is one engine workload (a function or a revision) in GET /apis/flick.dev/v1/top.
-type topRow struct {
-	Namespace   string  `json:"namespace"`
-	Kind        string  `json:"kind"`
-	Name        string  `json:"name"`
-	Revision    string  `json:"revision,omitempty"`
-	Instances   int     `json:"instances"` // ready
-	Desired     int     `json:"desired"`
-	InFlight    int     `json:"inFlight"`
-	Queued      int     `json:"queued"`
-	RPS         float64 `json:"rps"`
-	Concurrency float64 `json:"concurrency"`
-	Panic       bool    `json:"panic"`
-	// Requests and P99Seconds cover the last windowSeconds; P99Seconds is 0 without requests.
-	Requests   uint64  `json:"requests"`
-	P99Seconds float64 `json:"p99Seconds"`
-}
-
-type topReport struct {
-	WindowSeconds float64  `json:"windowSeconds"`
-	Items         []topRow `json:"items"`
-}
-
 // top answers GET /apis/flick.dev/v1/top?namespace=ns: every workload's instances and load
 // now, and its p99 latency over the last seconds.
 func (s *Server) top(w http.ResponseWriter, r *http.Request) {
@@ -94,7 +72,7 @@ func (s *Server) top(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
 	base := s.topRing.oldest()
 	cur := s.router.AllStats()
-	rep := topReport{Items: []topRow{}}
+	rep := apis.TopReport{Items: []apis.TopRow{}}
 	if !base.at.IsZero() {
 		rep.WindowSeconds = now.Sub(base.at).Seconds()
 	}
@@ -107,7 +85,7 @@ func (s *Server) top(w http.ResponseWriter, r *http.Request) {
 		if !ok {
 			continue
 		}
-		row := topRow{Namespace: rns, Kind: kind, Name: name, Revision: rev,
+		row := apis.TopRow{Namespace: rns, Kind: kind, Name: name, Revision: rev,
 			Instances: st.Ready, Desired: st.Desired, InFlight: st.InFlight, Queued: st.Waiting,
 			RPS: st.RPS, Concurrency: st.Concurrency, Panic: st.Panic}
 		if c, ok := cur[key]; ok {
@@ -119,7 +97,7 @@ func (s *Server) top(w http.ResponseWriter, r *http.Request) {
 		}
 		rep.Items = append(rep.Items, row)
 	}
-	slices.SortFunc(rep.Items, func(a, b topRow) int {
+	slices.SortFunc(rep.Items, func(a, b apis.TopRow) int {
 		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Name, b.Name), cmp.Compare(a.Revision, b.Revision))
 	})
 	writeJSON(w, http.StatusOK, rep)

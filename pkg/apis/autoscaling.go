@@ -101,3 +101,46 @@ func AutoscalingFromAnnotations(lookup func(key string) (value, field string, ok
 	}
 	return a, errs
 }
+
+// annotationLookup finds an annotation: its value, the field it came from, and whether it is
+// set.
+type annotationLookup func(key string) (value, field string, ok bool)
+
+// templateAnnotations looks in a template's annotations, then (as Knative also allows) in
+// its owner's.
+func templateAnnotations(template, owner map[string]string) annotationLookup {
+	return func(key string) (string, string, bool) {
+		if v, ok := template[key]; ok {
+			return v, "spec.template.metadata.annotations[" + key + "]", true
+		}
+		v, ok := owner[key]
+		return v, "metadata.annotations[" + key + "]", ok
+	}
+}
+
+// metaAnnotations looks in an object's own annotations.
+func metaAnnotations(m map[string]string) annotationLookup {
+	return func(key string) (string, string, bool) {
+		v, ok := m[key]
+		return v, "metadata.annotations[" + key + "]", ok
+	}
+}
+
+// validateAnnotations checks the scale and autoscaling annotations.
+func validateAnnotations(errs *FieldErrors, lookup annotationLookup) {
+	_, scaleErrs := ScaleFromAnnotations(lookup)
+	_, autoErrs := AutoscalingFromAnnotations(lookup)
+	*errs = append(append(*errs, scaleErrs...), autoErrs...)
+}
+
+// revisionConfig is the engine's view of a revision spec with its annotations.
+func revisionConfig(spec RevisionSpec, lookup annotationLookup) WorkloadConfig {
+	scale, _ := ScaleFromAnnotations(lookup)
+	a, _ := AutoscalingFromAnnotations(lookup)
+	return WorkloadConfig{
+		Timeout:     time.Duration(spec.TimeoutSeconds) * time.Second,
+		Concurrency: spec.ContainerConcurrency,
+		Scale:       scale,
+		Autoscaling: a,
+	}
+}

@@ -1,7 +1,5 @@
 package apis
 
-import "time"
-
 // Configuration is Knative's template-only resource: each template change makes a Revision,
 // with no route of its own. (A Service is a Configuration plus a Route of the same name.)
 type Configuration struct {
@@ -34,33 +32,21 @@ func (c *Configuration) Default() {
 	}
 }
 
-func (c *Configuration) annotation(key string) (string, string, bool) {
-	if v, ok := c.Spec.Template.Metadata.Annotations[key]; ok {
-		return v, "spec.template.metadata.annotations[" + key + "]", true
-	}
-	v, ok := c.Metadata.Annotations[key]
-	return v, "metadata.annotations[" + key + "]", ok
-}
-
 // Validate checks the configuration.
 func (c *Configuration) Validate() error {
 	var errs FieldErrors
 	validateMeta(&errs, &c.Metadata)
-	_, _, hasCommand := c.annotation(AnnotationCommand)
+	lookup := templateAnnotations(c.Spec.Template.Metadata.Annotations, c.Metadata.Annotations)
+	_, _, hasCommand := lookup(AnnotationCommand)
 	validateRevisionSpec(&errs, "spec.template.spec", &c.Spec.Template.Spec, hasCommand)
 	validateTemplateName(&errs, c.Metadata.Name, c.Spec.Template.Metadata.Name)
-	_, scaleErrs := ScaleFromAnnotations(c.annotation)
-	errs = append(errs, scaleErrs...)
-	_, aerrs := AutoscalingFromAnnotations(c.annotation)
-	errs = append(errs, aerrs...)
+	validateAnnotations(&errs, lookup)
 	return errs.OrNil()
 }
 
 // Config is the engine's view of the current template.
 func (c *Configuration) Config() WorkloadConfig {
-	scale, _ := ScaleFromAnnotations(c.annotation)
-	a, _ := AutoscalingFromAnnotations(c.annotation)
-	return WorkloadConfig{Timeout: time.Duration(c.Spec.Template.Spec.TimeoutSeconds) * time.Second, Concurrency: c.Spec.Template.Spec.ContainerConcurrency, Scale: scale, Autoscaling: a}
+	return revisionConfig(c.Spec.Template.Spec, templateAnnotations(c.Spec.Template.Metadata.Annotations, c.Metadata.Annotations))
 }
 
 // RevisionAnnotations are the annotations a new revision carries.

@@ -177,7 +177,7 @@ func (f *Function) Validate() error {
 		errs.add("spec.containerConcurrency", "must be 0 (unlimited) or more")
 	}
 	validateScale(&errs, "spec.scale", s.Scale)
-	_, aerrs := AutoscalingFromAnnotations(f.annotation)
+	_, aerrs := AutoscalingFromAnnotations(metaAnnotations(f.Metadata.Annotations))
 	errs = append(errs, aerrs...)
 	return errs.OrNil()
 }
@@ -185,7 +185,7 @@ func (f *Function) Validate() error {
 // Config is the engine's view of a function. Knative's autoscaling annotations work on a
 // function's metadata too; spec.scale sets its bounds and window.
 func (f *Function) Config() WorkloadConfig {
-	a, _ := AutoscalingFromAnnotations(f.annotation)
+	a, _ := AutoscalingFromAnnotations(metaAnnotations(f.Metadata.Annotations))
 	return WorkloadConfig{
 		Timeout:     time.Duration(f.Spec.TimeoutSeconds) * time.Second,
 		Concurrency: f.Spec.ContainerConcurrency,
@@ -198,11 +198,6 @@ func (f *Function) Config() WorkloadConfig {
 // autoscaling ones.
 func (f *Function) RevisionAnnotations() map[string]string {
 	return revisionAnnotations(f.Metadata.Annotations, nil)
-}
-
-func (f *Function) annotation(key string) (string, string, bool) {
-	v, ok := f.Metadata.Annotations[key]
-	return v, "metadata.annotations[" + key + "]", ok
 }
 
 // WorkloadConfig is what the engine needs to know to route to and scale a workload, whatever

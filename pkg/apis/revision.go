@@ -3,7 +3,6 @@ package apis
 import (
 	"fmt"
 	"strings"
-	"time"
 )
 
 // Revision is an immutable snapshot of a Service's template. The reconciler creates one for
@@ -35,18 +34,11 @@ func (r *Revision) Validate() error {
 	}
 	var errs FieldErrors
 	validateMeta(&errs, &r.Metadata)
-	_, _, hasCommand := r.annotation(AnnotationCommand)
+	lookup := metaAnnotations(r.Metadata.Annotations)
+	_, _, hasCommand := lookup(AnnotationCommand)
 	validateRevisionSpec(&errs, "spec", &r.Spec, hasCommand)
-	_, scaleErrs := ScaleFromAnnotations(r.annotation)
-	errs = append(errs, scaleErrs...)
-	_, aerrs := AutoscalingFromAnnotations(r.annotation)
-	errs = append(errs, aerrs...)
+	validateAnnotations(&errs, lookup)
 	return errs.OrNil()
-}
-
-func (r *Revision) annotation(key string) (string, string, bool) {
-	v, ok := r.Metadata.Annotations[key]
-	return v, "metadata.annotations[" + key + "]", ok
 }
 
 // AsFunction is a function revision as the Function it snapshots.
@@ -63,14 +55,7 @@ func (r *Revision) Config() WorkloadConfig {
 	if r.Spec.Function != nil {
 		return r.AsFunction().Config()
 	}
-	scale, _ := ScaleFromAnnotations(r.annotation)
-	a, _ := AutoscalingFromAnnotations(r.annotation)
-	return WorkloadConfig{
-		Timeout:     time.Duration(r.Spec.TimeoutSeconds) * time.Second,
-		Concurrency: r.Spec.ContainerConcurrency,
-		Scale:       scale,
-		Autoscaling: a,
-	}
+	return revisionConfig(r.Spec, metaAnnotations(r.Metadata.Annotations))
 }
 
 // Command is the host command the revision runs: its container's command and args, or the

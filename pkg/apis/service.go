@@ -144,7 +144,8 @@ func (s *Service) Default() {
 func (s *Service) Validate() error {
 	var errs FieldErrors
 	validateMeta(&errs, &s.Metadata)
-	_, _, hasCommand := s.annotation(AnnotationCommand)
+	lookup := templateAnnotations(s.Spec.Template.Metadata.Annotations, s.Metadata.Annotations)
+	_, _, hasCommand := lookup(AnnotationCommand)
 	validateRevisionSpec(&errs, "spec.template.spec", &s.Spec.Template.Spec, hasCommand)
 	validateTemplateName(&errs, s.Metadata.Name, s.Spec.Template.Metadata.Name)
 	for i, t := range s.Spec.Traffic {
@@ -152,22 +153,9 @@ func (s *Service) Validate() error {
 			errs.add("spec.traffic["+strconv.Itoa(i)+"].configurationName", "is for Routes; a Service's traffic names revisions or latestRevision")
 		}
 	}
-	_, scaleErrs := ScaleFromAnnotations(s.annotation)
-	errs = append(errs, scaleErrs...)
-	_, aerrs := AutoscalingFromAnnotations(s.annotation)
-	errs = append(errs, aerrs...)
+	validateAnnotations(&errs, lookup)
 	errs = append(errs, ValidateTraffic("spec.traffic", s.Spec.Traffic)...)
 	return errs.OrNil()
-}
-
-// annotation looks a key up in the template's annotations, then (as Knative also allows) the
-// service's own, and says which field it came from.
-func (s *Service) annotation(key string) (string, string, bool) {
-	if v, ok := s.Spec.Template.Metadata.Annotations[key]; ok {
-		return v, "spec.template.metadata.annotations[" + key + "]", true
-	}
-	v, ok := s.Metadata.Annotations[key]
-	return v, "metadata.annotations[" + key + "]", ok
 }
 
 // RevisionAnnotations are the annotations a new revision of the service carries: the
@@ -203,14 +191,7 @@ func validateTemplateName(errs *FieldErrors, owner, n string) {
 
 // Config is the engine's view of the service's current template.
 func (s *Service) Config() WorkloadConfig {
-	scale, _ := ScaleFromAnnotations(s.annotation)
-	a, _ := AutoscalingFromAnnotations(s.annotation)
-	return WorkloadConfig{
-		Timeout:     time.Duration(s.Spec.Template.Spec.TimeoutSeconds) * time.Second,
-		Concurrency: s.Spec.Template.Spec.ContainerConcurrency,
-		Scale:       scale,
-		Autoscaling: a,
-	}
+	return revisionConfig(s.Spec.Template.Spec, templateAnnotations(s.Spec.Template.Metadata.Annotations, s.Metadata.Annotations))
 }
 
 // validateRevisionSpec checks a template's spec; hostCommand says a flick.dev/command

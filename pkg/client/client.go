@@ -348,29 +348,12 @@ func (c *Client) Usage(ctx context.Context, opts UsageOptions) (*UsageReport, er
 	return &out, err
 }
 
-// TopRow is one function or revision now: its instances and load, and its requests and p99
-// latency over the report's window.
-type TopRow struct {
-	Namespace   string  `json:"namespace"`
-	Kind        string  `json:"kind"`
-	Name        string  `json:"name"`
-	Revision    string  `json:"revision,omitempty"`
-	Instances   int     `json:"instances"`
-	Desired     int     `json:"desired"`
-	InFlight    int     `json:"inFlight"`
-	Queued      int     `json:"queued"`
-	RPS         float64 `json:"rps"`
-	Concurrency float64 `json:"concurrency"`
-	Panic       bool    `json:"panic"`
-	Requests    uint64  `json:"requests"`
-	P99Seconds  float64 `json:"p99Seconds"`
-}
-
-// TopReport answers Top.
-type TopReport struct {
-	WindowSeconds float64  `json:"windowSeconds"`
-	Items         []TopRow `json:"items"`
-}
+// TopRow and TopReport are GET /apis/flick.dev/v1/top's answer (defined in pkg/apis, where
+// the server takes them from too).
+type (
+	TopRow    = apis.TopRow
+	TopReport = apis.TopReport
+)
 
 // Top returns every function and revision's load now; namespace "" means every namespace.
 func (c *Client) Top(ctx context.Context, namespace string) (*TopReport, error) {
