@@ -75,7 +75,7 @@ func (b *Builder) Function(ctx context.Context, f *apis.Function, progress func(
 	for _, e := range f.Spec.Env {
 		env = append(env, e.Name+"="+e.Value)
 	}
-	inst := runtime.InstanceSpec{Workload: key, Dir: src, Env: env}
+	inst := runtime.InstanceSpec{Workload: key, Dir: src, Env: env, Limits: limits(f.Spec.Resources)}
 	switch f.Spec.Runtime {
 	case apis.RuntimePython, apis.RuntimeNode:
 		interp := b.tools.Python
@@ -157,8 +157,18 @@ func (b *Builder) Revision(ctx context.Context, rev *apis.Revision) (Artifact, e
 		Command:  rev.Command(),
 		Dir:      dir,
 		Env:      env,
+		Limits:   limits(c.Resources),
 	}
 	return Artifact{Version: version(inst), Instance: inst}, nil
+}
+
+// limits turns a resource's validated limits into the driver's.
+func limits(r *apis.Resources) runtime.Limits {
+	if r == nil {
+		return runtime.Limits{}
+	}
+	l, _ := apis.ParseLimits("", r.Limits)
+	return runtime.Limits{MemoryBytes: l.MemoryBytes, CPUMillis: l.CPUMillis, Pids: l.Pids}
 }
 
 // source unpacks an archive once into build/src/<hex> and returns the directory.
@@ -230,7 +240,8 @@ func binaryPath(src, handler string) (string, error) {
 // version hashes everything that decides what an instance runs.
 func version(inst runtime.InstanceSpec) string {
 	h := sha256.New()
-	for _, part := range [][]string{inst.Command, {inst.Dir}, inst.Env} {
+	limits := fmt.Sprint(inst.Limits.MemoryBytes, inst.Limits.CPUMillis, inst.Limits.Pids)
+	for _, part := range [][]string{inst.Command, {inst.Dir}, inst.Env, {inst.Image, inst.User, limits}} {
 		for _, s := range part {
 			h.Write([]byte(s))
 			h.Write([]byte{0})

@@ -30,6 +30,7 @@ func newFnDeployCmd(o *options) *cobra.Command {
 		window    time.Duration
 		noWait    bool
 		waitLimit time.Duration
+		limits    = map[string]*string{"memory": new(string), "cpu": new(string), "pids": new(string)}
 	)
 	cmd := &cobra.Command{
 		Use:   "deploy NAME --runtime R --code PATH",
@@ -55,6 +56,20 @@ func newFnDeployCmd(o *options) *cobra.Command {
 				spec.TimeoutSeconds = int(timeout / time.Second)
 			}
 			spec.Scale.Window = apis.Duration{Duration: window}
+			for k, v := range limits {
+				if *v == "" {
+					continue
+				}
+				if spec.Resources == nil {
+					spec.Resources = &apis.Resources{Limits: map[string]string{}}
+				}
+				spec.Resources.Limits[k] = *v
+			}
+			if spec.Resources != nil {
+				if _, errs := apis.ParseLimits("--", spec.Resources.Limits); len(errs) > 0 {
+					return fmt.Errorf("--%s: %s", strings.TrimPrefix(errs[0].Field, "--."), errs[0].Message)
+				}
+			}
 			c, err := o.client()
 			if err != nil {
 				return err
@@ -80,6 +95,9 @@ func newFnDeployCmd(o *options) *cobra.Command {
 	f.StringVar(&spec.Executor, "executor", "", "pool (default: start from a warm runtime instance when one is free) or deploy (always its own process)")
 	f.IntVar(&spec.Scale.Min, "min-scale", 0, "instances kept even when idle")
 	f.IntVar(&spec.Scale.Max, "max-scale", 0, "most instances (0: no limit)")
+	f.StringVar(limits["memory"], "memory", "", "memory limit of each instance (128Mi, 1Gi); past it the instance is OOMKilled")
+	f.StringVar(limits["cpu"], "cpu", "", "CPU limit of each instance in cores (500m, 1, 2)")
+	f.StringVar(limits["pids"], "pids", "", "most processes and threads in each instance")
 	f.IntVar(&spec.ContainerConcurrency, "concurrency", 0, "requests one instance serves at once (0: unlimited)")
 	f.DurationVar(&timeout, "timeout", 0, "request timeout (default 60s)")
 	f.DurationVar(&window, "window", 0, "idle time before scaling to zero (default 60s)")

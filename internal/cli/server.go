@@ -29,6 +29,11 @@ func newServerCmd(o *options) *cobra.Command {
 			if cfg.UsageMemoryMB <= 0 {
 				return fmt.Errorf("--usage-memory-mb %d: use a positive number of MiB", cfg.UsageMemoryMB)
 			}
+			switch cfg.Sandbox {
+			case "auto", "on", "off":
+			default:
+				return fmt.Errorf("--sandbox %q: use auto, on or off", cfg.Sandbox)
+			}
 			if configFile != "" {
 				fc, err := server.LoadConfig(configFile)
 				if err != nil {
@@ -56,6 +61,7 @@ func newServerCmd(o *options) *cobra.Command {
 	f.IntVar(&cfg.UsageMemoryMB, "usage-memory-mb", 256, "memory (MiB) each instance is metered with for GB-seconds, assumed until workloads have memory limits")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.IntVar(&cfg.PoolSize, "pool-size", 3, "warm generic instances kept per language runtime (python, node); 0 disables the pool")
+	f.StringVar(&cfg.Sandbox, "sandbox", "auto", "isolate instances in sandboxes (namespaces, cgroups, read-only root): auto (when the host allows it), on (refuse to start without), off")
 	f.StringVar(&configFile, "config", "", "config file (YAML): autoscaler defaults with Knative's config-autoscaler keys, see docs/config.md")
 	return cmd
 }

@@ -406,10 +406,21 @@ func TestCrashDuringRequest(t *testing.T) {
 	if !strings.Contains(st.LastExit.Reason, "exit status 3") || st.LastExit.Instance == "" {
 		t.Errorf("LastExit = %+v, want exit status 3 and the instance", st.LastExit)
 	}
+	// The first crash is replaced at once (an OOM kill, a one-off panic)...
+	lease = acquire(t, e, "default/fragile")
+	if resp, err := http.Get("http://" + lease.Addr() + "/"); err == nil {
+		resp.Body.Close()
+	}
+	waitFor(t, "the second crash to be recorded", func() bool {
+		st := status(t, e, "default/fragile")
+		return st.LastExit != nil && st.LastExit.Instance == lease.Instance().ID && st.Ready == 0
+	})
+	lease.Release()
+	// ...a second one backs off, and requests meanwhile fail at once with its reason.
 	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
 	if _, err := e.Get("default/fragile").Acquire(ctx); err == nil {
-		t.Error("Acquire right after a crash succeeded, want Unavailable during the backoff")
+		t.Error("Acquire right after a second crash succeeded, want Unavailable during the backoff")
 	} else if u, ok := engine.IsUnavailable(err); !ok || !strings.Contains(u.Reason, "exit status 3") {
 		t.Errorf("Acquire after a crash: %v, want Unavailable with exit status 3", err)
 	}

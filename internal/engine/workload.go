@@ -298,7 +298,7 @@ func (w *Workload) start(spec WorkloadSpec) {
 		w.e.log.Warn("instance failed to start", "workload", w.key, "err", err)
 		w.startFailures++
 		w.lastStartErr = err
-		w.recordCrashLocked("", err.Error())
+		w.recordCrashLocked("", err.Error(), true)
 		w.notifyLocked()
 		w.mu.Unlock()
 		w.e.onChange(w.key)
@@ -335,21 +335,28 @@ func (w *Workload) watch(in *instance) {
 		if time.Since(in.rt.Started) > time.Minute {
 			w.crashes = 0 // it ran well for a while: this is not a crash loop
 		}
-		w.recordCrashLocked(in.rt.ID, in.rt.ExitReason())
+		w.recordCrashLocked(in.rt.ID, in.rt.ExitReason(), false)
 	}
 	w.notifyLocked()
 	w.mu.Unlock()
 	w.e.onChange(w.key)
 }
 
-// recordCrashLocked notes an unexpected exit and schedules the retry with exponential backoff
-// (1 s, 2 s, 4 s ... up to 1 min), so a crash loop does not spin.
-func (w *Workload) recordCrashLocked(instanceID, reason string) {
+// recordCrashLocked notes an unexpected exit and schedules the retry: the first crash of a
+// running instance is replaced at once (an OOMKilled instance, a one-off panic); failed
+// starts and the crashes after the first back off exponentially (1 s, 2 s, 4 s ... up to
+// 1 min), so a crash loop does not spin.
+func (w *Workload) recordCrashLocked(instanceID, reason string, failedStart bool) {
 	now := time.Now()
 	w.lastExit = &apis.ExitStatus{Instance: instanceID, Reason: reason, Time: now.UTC()}
-	backoff := time.Second << min(w.crashes, 6)
+	if failedStart && w.crashes == 0 {
+		w.crashes = 1
+	}
+	w.retryAt = now
+	if w.crashes > 0 {
+		w.retryAt = now.Add(time.Second << min(w.crashes-1, 6))
+	}
 	w.crashes++
-	w.retryAt = now.Add(backoff)
 }
 
 // IsUnavailable reports whether err says the workload's instances are failing.

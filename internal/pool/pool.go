@@ -29,6 +29,20 @@ type Rebinder interface {
 	Rebind(inst *runtime.Instance, workload string) error
 }
 
+// Preparer readies a running instance for the workload it is handed to: a sandboxing driver
+// shows the workload's code in the instance's sandbox and applies its limits.
+type Preparer interface {
+	Prepare(ctx context.Context, inst *runtime.Instance, spec runtime.InstanceSpec) error
+}
+
+// Spares are a driver's pre-created sandboxes: Go and binary functions have no generic
+// process to keep warm, so their pool is isolation made ahead of time, and only the exec is
+// left for the cold start.
+type Spares interface {
+	SetSpares(n int)
+	Spares() (ready, starting int)
+}
+
 // refillDelay keeps the refill off the critical path of the cold start that emptied a slot.
 const refillDelay = 100 * time.Millisecond
 
@@ -42,11 +56,15 @@ type Driver struct {
 	log    *slog.Logger
 	client *http.Client
 
-	mu       sync.Mutex
-	pools    map[string]*warm
-	closed   bool
-	runCtx   context.Context
-	stopRuns context.CancelFunc
+	mu    sync.Mutex
+	pools map[string]*warm
+	// spareSizes are the pool sizes of the runtimes served by the inner driver's spare
+	// sandboxes (go, binary); nil when it has none.
+	spares     Spares
+	spareSizes map[string]int
+	closed     bool
+	runCtx     context.Context
+	stopRuns   context.CancelFunc
 }
 
 // warm is one runtime's pool.
@@ -78,6 +96,26 @@ func New(inner runtime.Driver, rebind Rebinder, generic map[string]runtime.Insta
 	return d
 }
 
+// UseSpares lets the pool size the inner driver's spare sandboxes for the runtimes that
+// have no generic process (Go and binary functions).
+func (d *Driver) UseSpares(s Spares, runtimes []string, size int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.spares, d.spareSizes = s, map[string]int{}
+	for _, r := range runtimes {
+		d.spareSizes[r] = size
+	}
+	d.setSparesLocked()
+}
+
+func (d *Driver) setSparesLocked() {
+	n := 0
+	for _, size := range d.spareSizes {
+		n += size
+	}
+	d.spares.SetSpares(n)
+}
+
 // Fill starts the warm instances in the background, and the reaper of idle ones.
 func (d *Driver) Fill() {
 	d.mu.Lock()
@@ -92,6 +130,12 @@ func (d *Driver) Fill() {
 // false for a runtime that has no pool.
 func (d *Driver) Resize(name string, size int, idleReap time.Duration) bool {
 	d.mu.Lock()
+	if _, ok := d.spareSizes[name]; ok {
+		d.spareSizes[name] = size
+		d.setSparesLocked()
+		d.mu.Unlock()
+		return true
+	}
 	w := d.pools[name]
 	if w == nil {
 		d.mu.Unlock()
@@ -264,6 +308,12 @@ func (d *Driver) Start(ctx context.Context, spec runtime.InstanceSpec) (*runtime
 		d.inner.Stop(context.Background(), inst, 0)
 		return nil, err
 	}
+	if p, ok := d.inner.(Preparer); ok {
+		if err := p.Prepare(ctx, inst, spec); err != nil {
+			d.inner.Stop(context.Background(), inst, 0)
+			return nil, fmt.Errorf("prepare %s instance %s: %w", spec.Specialize.Runtime, inst.ID, err)
+		}
+	}
 	began := time.Now()
 	d.mu.Lock()
 	w.specializing++
@@ -358,7 +408,9 @@ type Status struct {
 	Specializing int    `json:"specializing"`
 	Misses       uint64 `json:"misses"`
 	ReadyPIDs    []int  `json:"readyPIDs,omitempty"`
-	LastError    string `json:"lastError,omitempty"`
+	// ReadyIDs are the warm instances' ids (an instance sees its own as $FLICK_INSTANCE).
+	ReadyIDs  []string `json:"readyIDs,omitempty"`
+	LastError string   `json:"lastError,omitempty"`
 	// SpecializeTime is the distribution of handoff times.
 	SpecializeTime histogram.Snapshot `json:"-"`
 }
@@ -372,8 +424,16 @@ func (d *Driver) Status() []Status {
 		st := Status{Runtime: w.name, Size: w.size, Ready: len(w.ready), Starting: w.starting, Specialized: w.specialized, Specializing: w.specializing, Misses: w.misses, LastError: w.lastErr, SpecializeTime: w.specializeTime.Snapshot()}
 		for _, inst := range w.ready {
 			st.ReadyPIDs = append(st.ReadyPIDs, inst.PID)
+			st.ReadyIDs = append(st.ReadyIDs, inst.ID)
 		}
 		out = append(out, st)
+	}
+	if d.spares != nil {
+		// One set of spare sandboxes serves both runtimes.
+		ready, starting := d.spares.Spares()
+		for name, size := range d.spareSizes {
+			out = append(out, Status{Runtime: name, Size: size, Ready: min(ready, size), Starting: min(starting, size), SpecializeTime: histogram.New().Snapshot()})
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Runtime < out[j].Runtime })
 	return out

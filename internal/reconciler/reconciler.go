@@ -47,6 +47,8 @@ type Reconciler struct {
 	// built-in runtime.
 	Pools           Pools
 	DefaultPoolSize int
+	// Isolation says how instances are isolated on this server, for workloads' status.
+	Isolation string
 
 	mu        sync.Mutex // guards workloads; held while calling the engine, so calls stay in order
 	workloads map[string]*workload

@@ -37,10 +37,8 @@ func SeedRuntimes(st *store.Store, poolSize int) error {
 }
 
 func createBuiltIn(st *store.Store, name string, poolSize int) error {
-	size := 0
-	if name == apis.RuntimePython || name == apis.RuntimeNode {
-		size = poolSize
-	}
+	// Python and Node pools keep warm interpreters; Go and binary ones spare sandboxes.
+	size := poolSize
 	rt := &apis.Runtime{
 		TypeMeta: apis.TypeMeta{APIVersion: "flick.dev/v1", Kind: "Runtime"},
 		Metadata: apis.ObjectMeta{Name: name, Namespace: apis.RuntimeNamespace, Annotations: map[string]string{AnnotationBuiltIn: "true"}},

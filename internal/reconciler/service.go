@@ -298,6 +298,7 @@ func serviceOwner(svc *apis.Service) owner {
 // latest exit among them), and the autoscaler's view from the revision named target.
 func (r *Reconciler) sumRevisions(st *apis.WorkloadStatus, revs []*apis.Revision, target string) {
 	st.Replicas, st.Desired, st.Instances, st.LastExit = 0, 0, nil, nil
+	st.Isolation = r.Isolation
 	for _, rev := range revs {
 		es, ok := r.engine.Status(revisionKey(rev.Metadata.Namespace, rev.Metadata.Name))
 		if !ok {

@@ -51,6 +51,7 @@ func (r *Reconciler) flush() {
 			ObservedGeneration: w.observed,
 			Conditions:         append([]apis.Condition(nil), w.conditions...),
 			Artifact:           w.artifact,
+			Isolation:          r.Isolation,
 		}
 		if w.plural == "functions" {
 			st.URL = r.URL(w.ns, w.name)

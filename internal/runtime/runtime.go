@@ -24,6 +24,35 @@ type InstanceSpec struct {
 	// instance of the runtime loads the code instead of a new process starting. Command,
 	// Dir and Env still describe how to start one from scratch.
 	Specialize *Specialization
+	// Paths are host paths the instance reads besides Dir and the command: a sandboxing
+	// driver shows them read-only (the shim of a language runtime).
+	Paths []string
+	// Image is an unpacked image's root filesystem to run Command in (empty: the host's).
+	Image string
+	// User is the uid:gid to run as, from an image's config; empty: a driver's default.
+	User   string
+	Limits Limits
+}
+
+// Limits bound one instance; zero fields take the driver's defaults.
+type Limits struct {
+	MemoryBytes int64 `json:"memoryBytes,omitempty"`
+	CPUMillis   int64 `json:"cpuMillis,omitempty"`
+	Pids        int64 `json:"pids,omitempty"`
+}
+
+// Or fills l's zero fields from d.
+func (l Limits) Or(d Limits) Limits {
+	if l.MemoryBytes == 0 {
+		l.MemoryBytes = d.MemoryBytes
+	}
+	if l.CPUMillis == 0 {
+		l.CPUMillis = d.CPUMillis
+	}
+	if l.Pids == 0 {
+		l.Pids = d.Pids
+	}
+	return l
 }
 
 // Specialization is what a generic runtime instance needs to become this workload's

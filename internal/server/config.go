@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/flickdev/flick/internal/autoscaler"
+	"github.com/flickdev/flick/pkg/apis"
 )
 
 // FileConfig is the server's config file (flick server --config FILE). Its autoscaler section
@@ -18,6 +19,29 @@ import (
 // workload's autoscaling.knative.dev/* annotations override.
 type FileConfig struct {
 	Autoscaler AutoscalerDefaults `json:"autoscaler"`
+	// Limits are the default resource limits of every instance (memory, cpu, pids), for the
+	// limits a workload leaves unset.
+	Limits map[string]string `json:"limits,omitempty"`
+}
+
+// DefaultLimits apply when neither the config file nor a workload sets a limit: enough
+// pids for any runtime, few enough that a fork bomb stays inside its sandbox.
+var DefaultLimits = map[string]string{"pids": "1024"}
+
+// InstanceLimits are the defaults for instances: the file's, over DefaultLimits.
+func (fc FileConfig) InstanceLimits() (apis.ResourceLimits, error) {
+	merged := map[string]string{}
+	for k, v := range DefaultLimits {
+		merged[k] = v
+	}
+	for k, v := range fc.Limits {
+		merged[k] = v
+	}
+	l, errs := apis.ParseLimits("limits", merged)
+	if err := errs.OrNil(); err != nil {
+		return l, err
+	}
+	return l, nil
 }
 
 // AutoscalerDefaults are Knative's config-autoscaler keys.
@@ -52,6 +76,9 @@ func LoadConfig(path string) (FileConfig, error) {
 		return fc, fmt.Errorf("config file %s: %s", path, strings.TrimPrefix(err.Error(), "json: "))
 	}
 	if _, err := fc.Autoscaler.Apply(autoscaler.Defaults()); err != nil {
+		return fc, fmt.Errorf("config file %s: %w", path, err)
+	}
+	if _, err := fc.InstanceLimits(); err != nil {
 		return fc, fmt.Errorf("config file %s: %w", path, err)
 	}
 	return fc, nil

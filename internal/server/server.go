@@ -28,8 +28,10 @@ import (
 	"github.com/flickdev/flick/internal/router"
 	"github.com/flickdev/flick/internal/runtime"
 	"github.com/flickdev/flick/internal/runtime/local"
+	"github.com/flickdev/flick/internal/sandbox"
 	"github.com/flickdev/flick/internal/store"
 	"github.com/flickdev/flick/internal/usage"
+	"github.com/flickdev/flick/pkg/apis"
 	"github.com/flickdev/flick/runtimes"
 )
 
@@ -49,7 +51,9 @@ type Config struct {
 	File FileConfig
 	// PoolSize is the number of warm instances per language runtime (0: no pool).
 	PoolSize int
-	Version  string
+	// Sandbox is auto (isolate instances when the host allows), on (required) or off.
+	Sandbox string
+	Version string
 	// UsageMemoryMB is the memory each instance is metered with (GB-seconds) until workloads
 	// have memory limits.
 	UsageMemoryMB int
@@ -98,7 +102,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if n := driver.Sweep(); n > 0 {
 		log.Warn("stopped instances left behind by a previous run", "count", n)
 	}
-	shims, err := runtimes.Install(filepath.Join(cfg.DataDir, "runtimes"))
+	runtimesDir := filepath.Join(cfg.DataDir, "runtimes")
+	shims, err := runtimes.Install(runtimesDir)
 	if err != nil {
 		return err
 	}
@@ -113,20 +118,32 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 
+	isolation, err := s.useSandbox(driver, tools)
+	if err != nil {
+		return err
+	}
+	defer driver.Close()
+
 	s.reconciler = reconciler.New(s.store, b, nil, log)
+	s.reconciler.Isolation = isolation
 	asDefaults, err := cfg.File.Autoscaler.Apply(autoscaler.Defaults())
 	if err != nil {
 		return err
 	}
 	// Warm pools of generic Python and Node instances in front of the local driver.
 	generic := map[string]runtime.InstanceSpec{}
+	poolLimits := runtime.Limits{}
 	if tools.Python != "" {
-		generic["python"] = runtime.InstanceSpec{Command: []string{tools.Python, shims["python"]}, Dir: cfg.DataDir, Env: []string{"PYTHONUNBUFFERED=1"}}
+		generic["python"] = runtime.InstanceSpec{Command: []string{tools.Python, shims["python"]}, Dir: runtimesDir, Env: []string{"PYTHONUNBUFFERED=1"}, Limits: poolLimits}
 	}
 	if tools.Node != "" {
-		generic["node"] = runtime.InstanceSpec{Command: []string{tools.Node, shims["node"]}, Dir: cfg.DataDir}
+		generic["node"] = runtime.InstanceSpec{Command: []string{tools.Node, shims["node"]}, Dir: runtimesDir, Limits: poolLimits}
 	}
 	s.pools = pool.New(driver, driver, generic, cfg.PoolSize, log)
+	if isolation != "none" {
+		// Go and binary functions' pool: spare sandboxes, made ahead of time.
+		s.pools.UseSpares(driver, []string{apis.RuntimeGo, apis.RuntimeBinary}, cfg.PoolSize)
+	}
 	// Built-in Runtime objects (first start only); their pool sizes then govern.
 	if err := reconciler.SeedRuntimes(s.store, cfg.PoolSize); err != nil {
 		return err
@@ -266,4 +283,51 @@ func findPython(configured string) string {
 		return real
 	}
 	return p
+}
+
+// useSandbox turns on instance isolation when the host allows it (and the --sandbox flag
+// does), and says once which isolation instances get. It returns that description, or
+// "none".
+func (s *Server) useSandbox(driver *local.Driver, tools builder.Tools) (string, error) {
+	if s.cfg.Sandbox == "off" {
+		s.log.Warn("instances run without isolation: --sandbox=off")
+		return "none", nil
+	}
+	defaults, err := s.cfg.File.InstanceLimits()
+	if err != nil {
+		return "", err
+	}
+	// Interpreters installed outside the system directories (pyenv's under /root) and the
+	// runtime shims are shown read-only in every sandbox.
+	hostPaths := append([]string{}, sandbox.DefaultHostPaths...)
+	for _, tool := range []string{tools.Python, tools.Node} {
+		if prefix := installPrefix(tool); prefix != "" {
+			hostPaths = append(hostPaths, prefix)
+		}
+	}
+	hostPaths = append(hostPaths, filepath.Join(s.cfg.DataDir, "runtimes"))
+	m, err := sandbox.New(sandbox.Options{StateDir: filepath.Join(s.cfg.DataDir, "sandbox"), HostPaths: hostPaths})
+	if err != nil {
+		if s.cfg.Sandbox == "on" {
+			return "", fmt.Errorf("--sandbox=on: %w", err)
+		}
+		s.log.Warn("instances run WITHOUT isolation: this host allows no sandbox", "reason", err.Error())
+		return "none (" + err.Error() + ")", nil
+	}
+	driver.UseSandbox(m, runtime.Limits{MemoryBytes: defaults.MemoryBytes, CPUMillis: defaults.CPUMillis, Pids: defaults.Pids})
+	s.log.Info("instances are isolated", "isolation", m.Describe())
+	return m.Describe(), nil
+}
+
+// installPrefix is the installation an interpreter belongs to (its bin directory's parent),
+// after symlinks: /root/.pyenv/versions/3.11.7 for pyenv's python.
+func installPrefix(tool string) string {
+	if tool == "" {
+		return ""
+	}
+	real, err := filepath.EvalSymlinks(tool)
+	if err != nil {
+		return ""
+	}
+	return filepath.Dir(filepath.Dir(real))
 }

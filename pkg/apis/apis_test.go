@@ -630,3 +630,46 @@ func TestLookupAPIAndPath(t *testing.T) {
 		t.Errorf("functions are not served by serving.knative.dev")
 	}
 }
+
+func TestParseQuantities(t *testing.T) {
+	mem := map[string]int64{"128Mi": 128 << 20, "1Gi": 1 << 30, "500M": 500e6, "1048576": 1 << 20, "1.5Gi": 3 << 29, "64k": 64000}
+	for in, want := range mem {
+		if got, err := apis.ParseMemory(in); err != nil || got != want {
+			t.Errorf("ParseMemory(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	cpu := map[string]int64{"500m": 500, "1": 1000, "1.5": 1500, "0.1": 100, "2": 2000}
+	for in, want := range cpu {
+		if got, err := apis.ParseCPU(in); err != nil || got != want {
+			t.Errorf("ParseCPU(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "lots", "-1Gi", "12Qi", "1 Gi"} {
+		if _, err := apis.ParseMemory(bad); err == nil {
+			t.Errorf("ParseMemory(%q) accepted", bad)
+		}
+	}
+}
+
+func TestResourceLimitsValidation(t *testing.T) {
+	cases := []struct {
+		limits map[string]string
+		field  string
+	}{
+		{map[string]string{"memory": "128Mi", "cpu": "500m", "pids": "64"}, ""},
+		{map[string]string{"memory": "lots"}, "spec.resources.limits.memory"},
+		{map[string]string{"memory": "1Mi"}, "spec.resources.limits.memory"},
+		{map[string]string{"cpu": "fast"}, "spec.resources.limits.cpu"},
+		{map[string]string{"pids": "2"}, "spec.resources.limits.pids"},
+		{map[string]string{"gpu": "1"}, "spec.resources.limits.gpu"},
+	}
+	for _, c := range cases {
+		_, errs := apis.ParseLimits("spec.resources.limits", c.limits)
+		switch {
+		case c.field == "" && len(errs) > 0:
+			t.Errorf("%v: unexpected %v", c.limits, errs)
+		case c.field != "" && (len(errs) != 1 || errs[0].Field != c.field):
+			t.Errorf("%v: errors %v, want one on %s", c.limits, errs, c.field)
+		}
+	}
+}

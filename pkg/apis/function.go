@@ -51,6 +51,9 @@ type FunctionSpec struct {
 	TimeoutSeconds       int      `json:"timeoutSeconds,omitempty"`
 	ContainerConcurrency int      `json:"containerConcurrency"`
 	Scale                Scale    `json:"scale"`
+	// Resources limit each instance (memory, cpu, pids); unset limits take the server's
+	// defaults.
+	Resources *Resources `json:"resources,omitempty"`
 }
 
 // Scale bounds a workload's instance count.
@@ -101,6 +104,9 @@ type WorkloadStatus struct {
 	ObservedRPS         float64          `json:"observedRPS,omitempty"`
 	Instances           []InstanceStatus `json:"instances,omitempty"`
 	LastExit            *ExitStatus      `json:"lastExit,omitempty"`
+	// Isolation says how instances are isolated on this server ("none" where the host
+	// allows no sandbox).
+	Isolation string `json:"isolation,omitempty"`
 }
 
 // InstanceStatus is one running instance.
@@ -177,6 +183,7 @@ func (f *Function) Validate() error {
 		errs.add("spec.containerConcurrency", "must be 0 (unlimited) or more")
 	}
 	validateScale(&errs, "spec.scale", s.Scale)
+	validateResources(&errs, "spec.resources", s.Resources)
 	_, aerrs := AutoscalingFromAnnotations(metaAnnotations(f.Metadata.Annotations))
 	errs = append(errs, aerrs...)
 	return errs.OrNil()

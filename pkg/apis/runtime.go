@@ -30,8 +30,8 @@ type RuntimePool struct {
 	IdleReap Duration `json:"idleReap,omitzero"`
 }
 
-// RuntimeLimits are the resource limits of pool instances (enforced once instances run in
-// sandboxes).
+// RuntimeLimits are the resource limits of warm pool instances while they wait; a
+// specialized instance takes its function's.
 type RuntimeLimits struct {
 	Limits map[string]string `json:"limits,omitempty"`
 }
@@ -82,11 +82,8 @@ func (r *Runtime) Validate() error {
 	if r.Spec.Pool.IdleReap.Duration < 0 {
 		errs.add("spec.pool.idleReap", "must be positive")
 	}
-	for k := range r.Spec.Resources.Limits {
-		if k != "memory" && k != "cpu" && k != "pids" {
-			errs.add("spec.resources.limits."+k, "unknown limit (memory, cpu, pids)")
-		}
-	}
+	_, lerrs := ParseLimits("spec.resources.limits", r.Spec.Resources.Limits)
+	errs = append(errs, lerrs...)
 	return errs.OrNil()
 }
 

@@ -78,6 +78,7 @@ type Container struct {
 	WorkingDir string          `json:"workingDir,omitempty"`
 	Env        []EnvVar        `json:"env,omitempty"`
 	Ports      []ContainerPort `json:"ports,omitempty"`
+	Resources  *Resources      `json:"resources,omitempty"`
 	// Source is a Flick extension: code uploaded by the CLI, unpacked as the working directory.
 	Source *Source `json:"source,omitempty"`
 }
@@ -215,6 +216,7 @@ func validateRevisionSpec(errs *FieldErrors, prefix string, rs *RevisionSpec, ho
 			}
 		}
 		validateEnv(errs, f+".env", c.Env)
+		validateResources(errs, f+".resources", c.Resources)
 		if c.Source != nil {
 			if c.Source.Archive == "" {
 				errs.add(f+".source.archive", "is missing: deploy with the flick CLI, which uploads "+quote(c.Source.Path)+" and fills it in")

@@ -99,7 +99,7 @@ func TestExamples(t *testing.T) {
 // and come back on the next request; min-scale keeps an instance.
 func TestScaleToZeroAndFromZero(t *testing.T) {
 	s := startServer(t, "")
-	code := writeFiles(t, map[string]string{"main.py": "import os\ndef handle(req):\n    return str(os.getpid())\n"})
+	code := writeFiles(t, map[string]string{"main.py": "import os\ndef handle(req):\n    return os.environ['FLICK_INSTANCE']\n"})
 	s.mustFlick("fn", "deploy", "pid", "--runtime", "python", "--code", code, "--window", "1s")
 	first := s.get("", "/function/pid")
 	if first.code != 200 {
@@ -112,7 +112,7 @@ func TestScaleToZeroAndFromZero(t *testing.T) {
 	})
 	second := s.get("", "/function/pid")
 	if second.code != 200 || second.body == first.body {
-		t.Fatalf("call after scale to zero: %d %q (first instance was pid %s)", second.code, second.body, first.body)
+		t.Fatalf("call after scale to zero: %d %q (first instance was %s)", second.code, second.body, first.body)
 	}
 
 	s.mustFlick("fn", "deploy", "warm", "--runtime", "python", "--code", code, "--min-scale", "1", "--window", "1s")

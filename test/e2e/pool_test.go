@@ -9,11 +9,11 @@ import (
 )
 
 type poolStatus struct {
-	Runtime     string `json:"runtime"`
-	Size        int    `json:"size"`
-	Ready       int    `json:"ready"`
-	Specialized int    `json:"specialized"`
-	ReadyPIDs   []int  `json:"readyPIDs"`
+	Runtime     string   `json:"runtime"`
+	Size        int      `json:"size"`
+	Ready       int      `json:"ready"`
+	Specialized int      `json:"specialized"`
+	ReadyIDs    []string `json:"readyIDs"`
 }
 
 func pools(t *testing.T, s *server) map[string]poolStatus {
@@ -39,22 +39,23 @@ func pools(t *testing.T, s *server) map[string]poolStatus {
 func TestWarmPool(t *testing.T) {
 	s := startServer(t, "", "--pool-size", "3")
 	eventually(t, 20*time.Second, "a full python pool", func() bool { return pools(t, s)["python"].Ready == 3 })
-	warm := map[int]bool{}
-	for _, pid := range pools(t, s)["python"].ReadyPIDs {
-		warm[pid] = true
+	// Instance ids, not pids: in a sandbox a process sees its own PID namespace.
+	warm := map[string]bool{}
+	for _, id := range pools(t, s)["python"].ReadyIDs {
+		warm[id] = true
 	}
 	for _, name := range []string{"pa", "pb", "pc"} {
-		code := writeFiles(t, map[string]string{"main.py": "import os\ndef handle(req):\n    return '" + name + " ' + str(os.getpid())\n"})
+		code := writeFiles(t, map[string]string{"main.py": "import os\ndef handle(req):\n    return '" + name + " ' + os.environ['FLICK_INSTANCE']\n"})
 		s.mustFlick("fn", "deploy", name, "--runtime", "python", "--code", code)
 	}
 	for _, name := range []string{"pa", "pb", "pc"} {
 		r := s.get(name+".default.localhost", "/")
-		var pid int
-		if _, err := fmtSscan(r.body, name, &pid); r.code != 200 || err != nil {
+		var id string
+		if _, err := fmtSscan(r.body, name, &id); r.code != 200 || err != nil {
 			t.Fatalf("%s: %d %q", name, r.code, r.body)
 		}
-		if !warm[pid] {
-			t.Errorf("%s ran in pid %d, which was not a warm pool instance (%v): an interpreter started on the critical path", name, pid, warm)
+		if !warm[id] {
+			t.Errorf("%s ran in instance %s, which was not a warm pool instance (%v): an interpreter started on the critical path", name, id, warm)
 		}
 	}
 	eventually(t, 20*time.Second, "the pool to refill", func() bool {
@@ -71,21 +72,21 @@ func TestWarmPool(t *testing.T) {
 	if logs := s.mustFlick("logs", "broken"); !strings.Contains(logs, "SyntaxError") {
 		t.Errorf("flick logs broken lacks the SyntaxError:\n%s", logs)
 	}
-	before := map[int]bool{}
-	for _, pid := range pools(t, s)["python"].ReadyPIDs {
-		before[pid] = true
+	before := map[string]bool{}
+	for _, id := range pools(t, s)["python"].ReadyIDs {
+		before[id] = true
 	}
-	good := writeFiles(t, map[string]string{"main.py": "import os\ndef handle(req):\n    return 'pd ' + str(os.getpid())\n"})
+	good := writeFiles(t, map[string]string{"main.py": "import os\ndef handle(req):\n    return 'pd ' + os.environ['FLICK_INSTANCE']\n"})
 	s.mustFlick("fn", "deploy", "pd", "--runtime", "python", "--code", good)
 	r = s.get("pd.default.localhost", "/")
-	var pid int
-	if _, err := fmtSscan(r.body, "pd", &pid); r.code != 200 || err != nil || !before[pid] {
+	var id string
+	if _, err := fmtSscan(r.body, "pd", &id); r.code != 200 || err != nil || !before[id] {
 		t.Errorf("after a broken function, the next one: %d %q (pool %v)", r.code, r.body, before)
 	}
 }
 
-func fmtSscan(body, name string, pid *int) (int, error) {
-	return fmt.Sscanf(body, name+" %d", pid)
+func fmtSscan(body, name string, id *string) (int, error) {
+	return fmt.Sscanf(body, name+" %s", id)
 }
 
 // TestDeployExecutor: a function with the deploy executor never takes a pool instance; with
@@ -93,15 +94,15 @@ func fmtSscan(body, name string, pid *int) (int, error) {
 func TestDeployExecutor(t *testing.T) {
 	s := startServer(t, "", "--pool-size", "2")
 	eventually(t, 20*time.Second, "a full python pool", func() bool { return pools(t, s)["python"].Ready == 2 })
-	code := writeFiles(t, map[string]string{"main.py": "import os\ndef handle(req):\n    return 'dx ' + str(os.getpid())\n"})
+	code := writeFiles(t, map[string]string{"main.py": "import os\ndef handle(req):\n    return 'dx ' + os.environ['FLICK_INSTANCE']\n"})
 	s.mustFlick("fn", "deploy", "dx", "--runtime", "python", "--code", code, "--executor", "deploy", "--min-scale", "1")
 	eventually(t, 20*time.Second, "the min-scale instance", func() bool { return s.status("fn", "dx").Replicas == 1 })
-	pid := s.status("fn", "dx").Instances[0].PID
+	id := s.status("fn", "dx").Instances[0].ID
 	for i := 0; i < 5; i++ {
-		var got int
+		var got string
 		r := s.get("dx.default.localhost", "/")
-		if _, err := fmtSscan(r.body, "dx", &got); err != nil || got != pid {
-			t.Fatalf("request %d: %d %q, want the min-scale instance %d", i, r.code, r.body, pid)
+		if _, err := fmtSscan(r.body, "dx", &got); err != nil || got != id {
+			t.Fatalf("request %d: %d %q, want the min-scale instance %s", i, r.code, r.body, id)
 		}
 	}
 	if p := pools(t, s)["python"]; p.Specialized != 0 || p.Ready != 2 {

@@ -25,6 +25,7 @@ import (
 
 	"github.com/flickdev/flick/internal/logs"
 	"github.com/flickdev/flick/internal/runtime"
+	"github.com/flickdev/flick/internal/sandbox"
 )
 
 // Driver runs instances as local processes.
@@ -36,6 +37,12 @@ type Driver struct {
 
 	mu   sync.Mutex
 	live map[string]*output // instance id -> where its output goes
+
+	// Sandboxing, when this host allows it (see sandboxed.go).
+	sandboxes *sandbox.Manager
+	defaults  runtime.Limits
+	boxes     map[string]*sandbox.Sandbox // instance id -> its sandbox
+	spares    spares
 }
 
 // output is an instance's log destination, which a warm pool rebinds to the function an
@@ -76,7 +83,7 @@ func New(stateDir string, logStore *logs.Store, log *slog.Logger) (*Driver, erro
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("local driver: %w", err)
 	}
-	return &Driver{stateDir: stateDir, logs: logStore, log: log, baseEnv: baseEnv(), live: map[string]*output{}}, nil
+	return &Driver{stateDir: stateDir, logs: logStore, log: log, baseEnv: baseEnv(), live: map[string]*output{}, boxes: map[string]*sandbox.Sandbox{}}, nil
 }
 
 // baseEnv is the part of the server's environment an instance inherits: enough to find
@@ -113,50 +120,41 @@ func (d *Driver) Start(ctx context.Context, spec runtime.InstanceSpec) (*runtime
 	if err != nil {
 		return nil, fmt.Errorf("start instance %s: %w", id, err)
 	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-
-	stdout, err := d.logs.Writer(spec.Workload, id, "stdout")
+	out, err := d.openOutput(spec.Workload, id)
 	if err != nil {
 		return nil, fmt.Errorf("start instance %s: %w", id, err)
 	}
-	stderr, err := d.logs.Writer(spec.Workload, id, "stderr")
-	if err != nil {
-		stdout.Close()
-		return nil, fmt.Errorf("start instance %s: %w", id, err)
-	}
 
-	cmd := exec.Command(spec.Command[0], spec.Command[1:]...)
-	cmd.Dir = spec.Dir
-	cmd.Env = append(append(append([]string{}, d.baseEnv...), spec.Env...), "PORT="+strconv.Itoa(port))
-	out := &output{workload: spec.Workload, stdout: &switchWriter{w: stdout}, stderr: &switchWriter{w: stderr}}
-	cmd.Stdout, cmd.Stderr = out.stdout, out.stderr
-	// Own process group so Stop reaches the instance's children too; Pdeathsig so a server
-	// killed with SIGKILL takes its instances with it (the record sweep covers the rest).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		stdout.Close()
-		stderr.Close()
-		return nil, fmt.Errorf("start instance of %s: %s: %w", spec.Workload, spec.Command[0], err)
+	var inst *runtime.Instance
+	var wait func() string
+	if d.sandboxes != nil {
+		inst, wait, err = d.startSandboxed(ctx, id, port, spec, out)
+	} else {
+		inst, wait, err = d.startProcess(id, port, spec, out)
 	}
-	inst := runtime.NewInstance(id, addr, cmd.Process.Pid, time.Now())
+	if err != nil {
+		out.stdout.Close()
+		out.stderr.Close()
+		return nil, err
+	}
 	d.mu.Lock()
 	d.live[id] = out
 	d.mu.Unlock()
-	rec := record{ID: id, Workload: spec.Workload, PID: cmd.Process.Pid, StartTick: startTick(cmd.Process.Pid)}
+	rec := record{ID: id, Workload: spec.Workload, PID: inst.PID, StartTick: startTick(inst.PID)}
 	if err := d.writeRecord(rec); err != nil {
 		d.log.Warn("cannot record instance; it may outlive a crash", "instance", id, "err", err)
 	}
 
 	go func() {
-		err := cmd.Wait()
+		reason := wait()
 		d.mu.Lock()
 		delete(d.live, id)
+		delete(d.boxes, id)
 		workload := out.workload
 		d.mu.Unlock()
 		out.stdout.Close()
 		out.stderr.Close()
 		os.Remove(d.recordPath(id))
-		reason := exitReason(cmd.ProcessState, err)
 		_ = d.logs.Append(workload, id, "flick", "instance exited: "+reason)
 		inst.MarkExited(reason)
 	}()
@@ -166,6 +164,39 @@ func (d *Driver) Start(ctx context.Context, spec runtime.InstanceSpec) (*runtime
 		return nil, d.startError(spec.Workload, inst, err)
 	}
 	return inst, nil
+}
+
+// openOutput opens an instance's log streams.
+func (d *Driver) openOutput(workload, id string) (*output, error) {
+	stdout, err := d.logs.Writer(workload, id, "stdout")
+	if err != nil {
+		return nil, err
+	}
+	stderr, err := d.logs.Writer(workload, id, "stderr")
+	if err != nil {
+		stdout.Close()
+		return nil, err
+	}
+	return &output{workload: workload, stdout: &switchWriter{w: stdout}, stderr: &switchWriter{w: stderr}}, nil
+}
+
+// startProcess runs the instance as a plain child process (no sandbox on this host).
+func (d *Driver) startProcess(id string, port int, spec runtime.InstanceSpec, out *output) (*runtime.Instance, func() string, error) {
+	cmd := exec.Command(spec.Command[0], spec.Command[1:]...)
+	cmd.Dir = spec.Dir
+	cmd.Env = append(append(append([]string{}, d.baseEnv...), spec.Env...), "PORT="+strconv.Itoa(port), "FLICK_INSTANCE="+id)
+	cmd.Stdout, cmd.Stderr = out.stdout, out.stderr
+	// Own process group so Stop reaches the instance's children too; Pdeathsig so a server
+	// killed with SIGKILL takes its instances with it (the record sweep covers the rest).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, fmt.Errorf("start instance of %s: %s: %w", spec.Workload, spec.Command[0], err)
+	}
+	inst := runtime.NewInstance(id, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), cmd.Process.Pid, time.Now())
+	return inst, func() string {
+		err := cmd.Wait()
+		return exitReason(cmd.ProcessState, err)
+	}, nil
 }
 
 // Rebind sends a running instance's output to another workload's log from now on (a warm

@@ -19,6 +19,7 @@ import (
 
 	"github.com/flickdev/flick/internal/logs"
 	"github.com/flickdev/flick/internal/runtime"
+	"github.com/flickdev/flick/internal/sandbox"
 )
 
 // TestMain lets the test binary serve as an instance: with FLICK_TEST_INSTANCE set it runs
@@ -33,6 +34,27 @@ func TestMain(m *testing.M) {
 		http.ListenAndServe("127.0.0.1:"+os.Getenv("PORT"), nil)
 	case "ignore-term":
 		signal.Ignore(syscall.SIGTERM)
+		http.ListenAndServe("127.0.0.1:"+os.Getenv("PORT"), nil)
+	case "whoami":
+		http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+			host, _ := os.Hostname()
+			_, err := os.ReadFile(os.Getenv("FLICK_TEST_READ"))
+			fmt.Fprintf(w, "pid=%d uid=%d host=%s read=%v", os.Getpid(), os.Getuid(), host, err == nil)
+		})
+		http.ListenAndServe("127.0.0.1:"+os.Getenv("PORT"), nil)
+	case "hog":
+		// Grows by 8 MiB per request until the memory limit stops it.
+		var keep [][]byte
+		http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+			for i := 0; i < 64; i++ {
+				b := make([]byte, 8<<20)
+				for j := range b {
+					b[j] = 1
+				}
+				keep = append(keep, b)
+			}
+			fmt.Fprint(w, len(keep))
+		})
 		http.ListenAndServe("127.0.0.1:"+os.Getenv("PORT"), nil)
 	case "fail":
 		fmt.Fprintln(os.Stderr, "cannot load the handler: boom")
@@ -54,12 +76,35 @@ func newDriver(t *testing.T) (*Driver, *logs.Store) {
 	return d, ls
 }
 
+// newSandboxedDriver is a driver that runs instances in sandboxes.
+func newSandboxedDriver(t *testing.T) (*Driver, *logs.Store) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("sandboxes need root; CI runs this as root")
+	}
+	d, ls := newDriver(t)
+	m, err := sandbox.New(sandbox.Options{StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("this host cannot sandbox: %v", err)
+	}
+	d.UseSandbox(m, runtime.Limits{Pids: 256})
+	t.Cleanup(d.Close)
+	return d, ls
+}
+
+// bothModes runs a test with plain processes and with sandboxes.
+func bothModes(t *testing.T, test func(t *testing.T, d *Driver, ls *logs.Store)) {
+	t.Run("plain", func(t *testing.T) { d, ls := newDriver(t); test(t, d, ls) })
+	t.Run("sandbox", func(t *testing.T) { d, ls := newSandboxedDriver(t); test(t, d, ls) })
+}
+
 func spec(behaviour string) runtime.InstanceSpec {
 	return runtime.InstanceSpec{Workload: "default/test", Command: []string{os.Args[0]}, Env: []string{"FLICK_TEST_INSTANCE=" + behaviour}}
 }
 
-func TestStartServeStop(t *testing.T) {
-	d, ls := newDriver(t)
+func TestStartServeStop(t *testing.T) { bothModes(t, testStartServeStop) }
+
+func testStartServeStop(t *testing.T, d *Driver, ls *logs.Store) {
 	ctx := context.Background()
 	inst, err := d.Start(ctx, spec("serve"))
 	if err != nil {
@@ -71,7 +116,7 @@ func TestStartServeStop(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if string(body) != fmt.Sprint(inst.PID) {
+	if d.sandboxes == nil && string(body) != fmt.Sprint(inst.PID) {
 		t.Errorf("instance answered %q, want its pid %d", body, inst.PID)
 	}
 	if _, err := os.Stat(d.recordPath(inst.ID)); err != nil {
@@ -96,7 +141,10 @@ func TestStartServeStop(t *testing.T) {
 }
 
 func TestStopKillsAfterGrace(t *testing.T) {
-	d, _ := newDriver(t)
+	bothModes(t, func(t *testing.T, d *Driver, _ *logs.Store) { testStopKillsAfterGrace(t, d) })
+}
+
+func testStopKillsAfterGrace(t *testing.T, d *Driver) {
 	inst, err := d.Start(context.Background(), spec("ignore-term"))
 	if err != nil {
 		t.Fatal(err)
@@ -110,7 +158,10 @@ func TestStopKillsAfterGrace(t *testing.T) {
 }
 
 func TestStartFailureCarriesReasonAndOutput(t *testing.T) {
-	d, _ := newDriver(t)
+	bothModes(t, func(t *testing.T, d *Driver, _ *logs.Store) { testStartFailure(t, d) })
+}
+
+func testStartFailure(t *testing.T, d *Driver) {
 	_, err := d.Start(context.Background(), spec("fail"))
 	var se *StartError
 	if !errors.As(err, &se) {
@@ -124,7 +175,10 @@ func TestStartFailureCarriesReasonAndOutput(t *testing.T) {
 }
 
 func TestStartBadCommand(t *testing.T) {
-	d, _ := newDriver(t)
+	bothModes(t, func(t *testing.T, d *Driver, _ *logs.Store) { testStartBadCommand(t, d) })
+}
+
+func testStartBadCommand(t *testing.T, d *Driver) {
 	_, err := d.Start(context.Background(), runtime.InstanceSpec{Workload: "default/test", Command: []string{"/nonexistent/cmd"}})
 	if err == nil || !strings.Contains(err.Error(), "/nonexistent/cmd") {
 		t.Errorf("want an error naming the command, got %v", err)
@@ -181,4 +235,104 @@ func eventuallyGone(t *testing.T, path string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Errorf("%s still exists", path)
+}
+
+func get(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+func TestSandboxedInstanceIsIsolated(t *testing.T) {
+	d, _ := newSandboxedDriver(t)
+	secret := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(secret, []byte("x"), 0o644)
+	sp := spec("whoami")
+	sp.Env = append(sp.Env, "FLICK_TEST_READ="+secret)
+	inst, err := d.Start(context.Background(), sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Stop(context.Background(), inst, time.Second)
+	got := get(t, inst.Addr)
+	// Its own PID namespace (a small pid), nobody, its own hostname, and a host file it was
+	// not given stays invisible.
+	want := fmt.Sprintf("uid=%d host=%s read=false", sandbox.Nobody, inst.ID)
+	if !strings.Contains(got, want) || strings.Contains(got, fmt.Sprintf("pid=%d ", inst.PID)) {
+		t.Errorf("instance says %q, want %q in its own PID namespace", got, want)
+	}
+}
+
+func TestSpareSandboxIsUsed(t *testing.T) {
+	d, _ := newSandboxedDriver(t)
+	d.SetSpares(1)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if ready, _ := d.Spares(); ready == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no spare sandbox was made")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	d.mu.Lock()
+	sparePID := d.spares.ready[0].sb.PID
+	d.mu.Unlock()
+	inst, err := d.Start(context.Background(), spec("whoami"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Stop(context.Background(), inst, time.Second)
+	if inst.PID != sparePID {
+		t.Errorf("instance runs in sandbox %d, not the spare %d", inst.PID, sparePID)
+	}
+	if got := get(t, inst.Addr); !strings.Contains(got, "host="+inst.ID) {
+		t.Errorf("a spare instance should take its instance's hostname: %q", got)
+	}
+	// The spare is replaced.
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		if ready, _ := d.Spares(); ready == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the spare was not replaced")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestMemoryLimitKillsInstanceAsOOMKilled(t *testing.T) {
+	d, ls := newSandboxedDriver(t)
+	sp := spec("hog")
+	sp.Limits.MemoryBytes = 256 << 20
+	inst, err := d.Start(context.Background(), sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10 && !inst.Exited(); i++ {
+		get(t, inst.Addr)
+	}
+	select {
+	case <-inst.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the instance outgrew its limit and lives")
+	}
+	if r := inst.ExitReason(); r != "OOMKilled" {
+		t.Errorf("exit reason %q, want OOMKilled", r)
+	}
+	var lines []string
+	ls.Read(context.Background(), "default/test", logs.ReadOptions{}, func(e logs.Entry) error {
+		lines = append(lines, e.Line)
+		return nil
+	})
+	if joined := strings.Join(lines, "\n"); !strings.Contains(joined, "instance exited: OOMKilled") {
+		t.Errorf("logs do not say OOMKilled:\n%s", joined)
+	}
 }

@@ -1,0 +1,327 @@
+package local
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/flickdev/flick/internal/runtime"
+	"github.com/flickdev/flick/internal/sandbox"
+)
+
+// spareRefillDelay keeps a spare sandbox's creation off the CPU while the cold start that
+// took one is still running.
+const spareRefillDelay = 100 * time.Millisecond
+
+// UseSandbox runs every instance from now on in a sandbox of m, with defaults filling the
+// limits an instance leaves unset, and keeps spare sandboxes ready so a cold start is only
+// the exec (SetSpares).
+func (d *Driver) UseSandbox(m *sandbox.Manager, defaults runtime.Limits) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.sandboxes, d.defaults = m, defaults
+}
+
+// spares are pre-created host-view sandboxes: namespaces made, cgroup placed, root built,
+// waiting for a command.
+type spares struct {
+	want     int
+	starting int
+	ready    []*spare
+	closed   bool
+}
+
+type spare struct {
+	sb             *sandbox.Sandbox
+	id             string
+	stdout, stderr *switchWriter // pointed at the instance's output when taken
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
+
+// SetSpares sets how many spare sandboxes are kept ready.
+func (d *Driver) SetSpares(n int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.spares.want = n
+	var extra []*spare
+	for len(d.spares.ready) > n {
+		extra = append(extra, d.spares.ready[len(d.spares.ready)-1])
+		d.spares.ready = d.spares.ready[:len(d.spares.ready)-1]
+	}
+	d.refillSparesLocked()
+	for _, sp := range extra {
+		sp.sb.Kill()
+	}
+}
+
+// Spares reports the spare sandboxes ready and being made.
+func (d *Driver) Spares() (ready, starting int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.spares.ready), d.spares.starting
+}
+
+func (d *Driver) refillSparesLocked() {
+	for d.sandboxes != nil && !d.spares.closed && len(d.spares.ready)+d.spares.starting < d.spares.want {
+		d.spares.starting++
+		go d.makeSpare()
+	}
+}
+
+func (d *Driver) makeSpare() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	id := instanceID("spare")
+	sp := &spare{id: id, stdout: &switchWriter{w: nopCloser{io.Discard}}, stderr: &switchWriter{w: nopCloser{io.Discard}}}
+	sb, err := d.sandboxes.Create(ctx, sandbox.Config{ID: id, Limits: toSandbox(d.defaults), Stdout: sp.stdout, Stderr: sp.stderr})
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.spares.starting--
+	if err != nil {
+		d.log.Warn("spare sandbox failed", "err", err)
+		return
+	}
+	if d.spares.closed || len(d.spares.ready) >= d.spares.want {
+		sb.Kill()
+		return
+	}
+	sp.sb = sb
+	d.spares.ready = append(d.spares.ready, sp)
+	if err := d.writeRecord(record{ID: id, Workload: "flick-system/sandbox", PID: sb.PID, StartTick: startTick(sb.PID)}); err != nil {
+		d.log.Warn("cannot record spare sandbox", "err", err)
+	}
+	go func() {
+		<-sb.Done()
+		os.Remove(d.recordPath(id))
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		for i, x := range d.spares.ready {
+			if x == sp {
+				d.spares.ready = append(d.spares.ready[:i], d.spares.ready[i+1:]...)
+				d.refillSparesLocked()
+				return
+			}
+		}
+	}()
+}
+
+// takeSpare hands out a ready spare, or nil.
+func (d *Driver) takeSpare() *spare {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for len(d.spares.ready) > 0 {
+		sp := d.spares.ready[0]
+		d.spares.ready = d.spares.ready[1:]
+		if sp.sb.Exited() {
+			continue
+		}
+		time.AfterFunc(spareRefillDelay, func() {
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			d.refillSparesLocked()
+		})
+		return sp
+	}
+	d.refillSparesLocked()
+	return nil
+}
+
+// closeSpares stops making spares and kills the ready ones.
+func (d *Driver) closeSpares() {
+	d.mu.Lock()
+	d.spares.closed = true
+	ready := d.spares.ready
+	d.spares.ready = nil
+	d.mu.Unlock()
+	for _, sp := range ready {
+		sp.sb.Kill()
+		<-sp.sb.Done()
+	}
+}
+
+// Close kills the spare sandboxes.
+func (d *Driver) Close() { d.closeSpares() }
+
+// startSandboxed runs the instance in a sandbox: a spare one when the instance uses the
+// host's view, a new one for an image.
+func (d *Driver) startSandboxed(ctx context.Context, id string, port int, spec runtime.InstanceSpec, out *output) (*runtime.Instance, func() string, error) {
+	limits := toSandbox(spec.Limits.Or(d.defaults))
+	var sb *sandbox.Sandbox
+	if spec.Image == "" {
+		if sp := d.takeSpare(); sp != nil {
+			sb = sp.sb
+			sp.stdout.swap(nopCloser{out.stdout})
+			sp.stderr.swap(nopCloser{out.stderr})
+			if err := sb.SetLimits(limits); err != nil {
+				sb.Kill()
+				return nil, nil, fmt.Errorf("start instance %s: %w", id, err)
+			}
+		}
+	}
+	if sb == nil {
+		var err error
+		sb, err = d.sandboxes.Create(ctx, sandbox.Config{ID: id, Image: spec.Image, Limits: limits, Stdout: out.stdout, Stderr: out.stderr})
+		if err != nil {
+			return nil, nil, fmt.Errorf("start instance %s: %w", id, err)
+		}
+	}
+	uid, gid, err := resolveUser(spec.Image, spec.User)
+	if err != nil {
+		sb.Kill()
+		return nil, nil, fmt.Errorf("start instance %s: %w", id, err)
+	}
+	env := append(append(d.sandboxEnv(spec.Image != ""), spec.Env...), "PORT="+strconv.Itoa(port), "FLICK_INSTANCE="+id)
+	p := sandbox.Process{Argv: spec.Command, Env: env, Dir: spec.Dir, UID: uid, GID: gid, Hostname: id}
+	if spec.Image == "" {
+		p.Binds = d.binds(spec)
+	}
+	if p.Dir == "" {
+		p.Dir = "/"
+	}
+	if _, err := sb.Run(ctx, p); err != nil {
+		sb.Kill()
+		return nil, nil, fmt.Errorf("start instance of %s: %w", spec.Workload, err)
+	}
+	d.mu.Lock()
+	d.boxes[id] = sb
+	d.mu.Unlock()
+	inst := runtime.NewInstance(id, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), sb.PID, time.Now())
+	return inst, sb.Reason, nil
+}
+
+// sandboxEnv is the base environment inside a sandbox: the host's PATH and locale, a home
+// the instance can write.
+func (d *Driver) sandboxEnv(image bool) []string {
+	env := []string{"HOME=/tmp", "TMPDIR=/tmp"}
+	if image {
+		return env
+	}
+	for _, kv := range d.baseEnv {
+		k, _, _ := strings.Cut(kv, "=")
+		if k == "PATH" || k == "LANG" || k == "LC_ALL" || k == "TZ" {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// binds lists the host paths an instance reads: its directory, the paths its spec names,
+// and the host paths on its command line (its executable, a host command's script).
+func (d *Driver) binds(spec runtime.InstanceSpec) []string {
+	paths := append([]string{spec.Dir}, spec.Paths...)
+	for _, arg := range spec.Command {
+		if filepath.IsAbs(arg) {
+			if _, err := os.Stat(arg); err == nil {
+				paths = append(paths, arg)
+			}
+		}
+	}
+	return d.sandboxes.Hidden(paths)
+}
+
+// Prepare readies a running instance for the workload a warm pool hands it to: the
+// workload's code becomes visible in its sandbox and its limits apply.
+func (d *Driver) Prepare(ctx context.Context, inst *runtime.Instance, spec runtime.InstanceSpec) error {
+	d.mu.Lock()
+	sb := d.boxes[inst.ID]
+	d.mu.Unlock()
+	if sb == nil {
+		return nil
+	}
+	paths := append([]string{spec.Dir}, spec.Paths...)
+	if spec.Specialize != nil {
+		paths = append(paths, spec.Specialize.CodeDir)
+	}
+	if err := sb.Bind(ctx, d.sandboxes.Hidden(paths)); err != nil {
+		return err
+	}
+	return sb.SetLimits(toSandbox(spec.Limits.Or(d.defaults)))
+}
+
+func toSandbox(l runtime.Limits) sandbox.Limits {
+	return sandbox.Limits{MemoryBytes: l.MemoryBytes, CPUMillis: l.CPUMillis, Pids: l.Pids}
+}
+
+// resolveUser turns "uid[:gid]" or "name[:group]" (looked up in the image's /etc/passwd
+// and /etc/group) into numbers. Host-view instances run as nobody unless told otherwise.
+func resolveUser(image, user string) (int, int, error) {
+	if user == "" {
+		if image != "" {
+			return 0, 0, nil // an image without a USER runs as root, as under Docker
+		}
+		return sandbox.Nobody, sandbox.Nobody, nil
+	}
+	name, group, hasGroup := strings.Cut(user, ":")
+	uid, gid := -1, -1
+	if n, err := strconv.Atoi(name); err == nil {
+		uid = n
+	} else if image != "" {
+		if u, g, ok := lookupID(filepath.Join(image, "etc/passwd"), name); ok {
+			uid, gid = u, g
+		}
+	}
+	if uid < 0 {
+		return 0, 0, fmt.Errorf("user %q: not a number and not in the image's /etc/passwd", name)
+	}
+	if hasGroup {
+		if n, err := strconv.Atoi(group); err == nil {
+			gid = n
+		} else if _, g, ok := lookupID(filepath.Join(image, "etc/group"), group); ok && image != "" {
+			gid = g
+		} else {
+			return 0, 0, fmt.Errorf("group %q: not a number and not in the image's /etc/group", group)
+		}
+	}
+	if gid < 0 {
+		gid = uid
+	}
+	return uid, gid, nil
+}
+
+// lookupID finds name in a passwd or group file: fields 3 and 4 (passwd) or 3 (group).
+func lookupID(file, name string) (id, gid int, ok bool) {
+	f, err := os.Open(file)
+	if err != nil {
+		return 0, 0, false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Split(sc.Text(), ":")
+		if len(fields) < 3 || fields[0] != name {
+			continue
+		}
+		id, err := strconv.Atoi(fields[2])
+		if err != nil {
+			return 0, 0, false
+		}
+		gid = id
+		if len(fields) > 3 {
+			if g, err := strconv.Atoi(fields[3]); err == nil {
+				gid = g
+			}
+		}
+		return id, gid, true
+	}
+	return 0, 0, false
+}
+
+// Isolation says how instances are isolated, for status.
+func (d *Driver) Isolation() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.sandboxes == nil {
+		return "none"
+	}
+	return d.sandboxes.Describe()
+}

@@ -1,0 +1,146 @@
+package e2e
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// needRoot skips sandbox tests where the host cannot isolate; CI runs as root.
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("sandboxes need root (CI runs as root)")
+	}
+}
+
+// TestSandboxIsolation: a function sees only its own processes, runs as nobody with no
+// capabilities, cannot write outside /tmp nor signal the server; a function past its memory
+// limit is OOMKilled (502 with the reason, status and logs) and replaced; a fork bomb stops at
+// the pids limit and the platform keeps serving.
+func TestSandboxIsolation(t *testing.T) {
+	needRoot(t)
+	s := startServer(t, "")
+	if !strings.Contains(s.log.String(), "instances are isolated") {
+		t.Fatalf("the server did not say it isolates instances:\n%s", s.log.String())
+	}
+	server := strconv.Itoa(s.cmd.Process.Pid)
+	probe := writeFiles(t, map[string]string{"main.py": `import os
+def attempt(f):
+    try:
+        f()
+        return "yes"
+    except OSError:
+        return "no"
+def handle(req):
+    procs = [p for p in os.listdir("/proc") if p.isdigit()]
+    caps = [l.split()[1] for l in open("/proc/self/status") if l.startswith("CapEff")][0]
+    return "\n".join([
+        "procs=%d" % len(procs),
+        "uid=%d" % os.getuid(),
+        "caps=" + caps,
+        "signal-server=" + attempt(lambda: os.kill(` + server + `, 0)),
+        "write-etc=" + attempt(lambda: open("/etc/flick-was-here", "w")),
+        "write-code=" + attempt(lambda: open("main2.py", "w")),
+        "write-tmp=" + attempt(lambda: open("/tmp/scratch", "w")),
+        "read-token=" + attempt(lambda: open("` + s.dataDir + `/token").read()),
+    ]) + "\n"
+`})
+	s.mustFlick("fn", "deploy", "probe", "--runtime", "python", "--code", probe)
+	r := s.get("probe.default.localhost", "/")
+	if r.code != 200 {
+		t.Fatalf("probe: %d %s", r.code, r.body)
+	}
+	for _, want := range []string{"uid=65534", "caps=0000000000000000", "signal-server=no", "write-etc=no", "write-code=no", "write-tmp=yes", "read-token=no"} {
+		if !strings.Contains(r.body, want+"\n") {
+			t.Errorf("probe: want %q in\n%s", want, r.body)
+		}
+	}
+	var procs int
+	if i := strings.Index(r.body, "procs="); i >= 0 {
+		procs, _ = strconv.Atoi(strings.SplitN(r.body[i+6:], "\n", 2)[0])
+	}
+	if procs == 0 || procs > 3 {
+		t.Errorf("the function sees %d processes, want its init and itself", procs)
+	}
+	if st := s.status("fn", "probe"); !strings.HasPrefix(st.Isolation, "sandbox:") {
+		t.Errorf("status.isolation = %q", st.Isolation)
+	}
+
+	hog := writeFiles(t, map[string]string{"main.py": `def handle(req):
+    if req.path.endswith("/grow"):
+        return str(len(bytearray(400 * 1024 * 1024)))
+    return "small"
+`})
+	s.mustFlick("fn", "deploy", "hog", "--runtime", "python", "--code", hog, "--memory", "64Mi")
+	if r := s.get("hog.default.localhost", "/"); r.code != 200 {
+		t.Fatalf("hog: %d %s", r.code, r.body)
+	}
+	r = s.get("hog.default.localhost", "/grow")
+	if r.code != 502 || !strings.Contains(r.body, "OOMKilled") {
+		t.Errorf("past its memory limit: %d %s, want 502 naming OOMKilled", r.code, r.body)
+	}
+	eventually(t, 10*time.Second, "OOMKilled in status", func() bool {
+		st := s.status("fn", "hog")
+		return st.LastExit != nil && st.LastExit.Reason == "OOMKilled"
+	})
+	if logs := s.mustFlick("logs", "hog"); !strings.Contains(logs, "OOMKilled") {
+		t.Errorf("flick logs hog does not say OOMKilled:\n%s", logs)
+	}
+	if r := s.get("hog.default.localhost", "/"); r.code != 200 || r.body != "small" {
+		t.Errorf("after the OOM kill, a new instance: %d %s", r.code, r.body)
+	}
+
+	bomb := writeFiles(t, map[string]string{"main.py": `import os, time
+def handle(req):
+    n = 0
+    try:
+        for _ in range(1000):
+            if os.fork() == 0:
+                time.sleep(30)
+                os._exit(0)
+            n += 1
+    except OSError as e:
+        return "stopped after %d: %s" % (n, e.strerror)
+    return "forked %d" % n
+`})
+	s.mustFlick("fn", "deploy", "bomb", "--runtime", "python", "--code", bomb, "--pids", "64")
+	r = s.get("bomb.default.localhost", "/")
+	if r.code != 200 || !strings.HasPrefix(r.body, "stopped after") {
+		t.Errorf("fork bomb: %d %s, want it stopped by the pids limit", r.code, r.body)
+	}
+	if r := s.get("probe.default.localhost", "/"); r.code != 200 {
+		t.Errorf("after the bomb, another function: %d %s", r.code, r.body)
+	}
+}
+
+// TestGoPoolUsesSpareSandbox: a Go function's cold start takes a sandbox made ahead of time
+// (its pool), so only the exec is on the critical path.
+func TestGoPoolUsesSpareSandbox(t *testing.T) {
+	needRoot(t)
+	s := startServer(t, "", "--pool-size", "2")
+	eventually(t, 20*time.Second, "spare sandboxes", func() bool { return pools(t, s)["go"].Ready == 2 })
+	code := writeFiles(t, map[string]string{"go.mod": "module fn\n\ngo 1.22\n", "fn.go": `package function
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+)
+
+func Handle(w http.ResponseWriter, r *http.Request) {
+	host, _ := os.Hostname()
+	fmt.Fprintf(w, "%s %s", os.Getenv("FLICK_INSTANCE"), host)
+}
+`})
+	s.mustFlick("fn", "deploy", "gofn", "--runtime", "go", "--code", code)
+	r := s.get("gofn.default.localhost", "/")
+	id, host, _ := strings.Cut(r.body, " ")
+	if r.code != 200 || id == "" || id != host {
+		t.Fatalf("go function: %d %q, want its instance id as its hostname", r.code, r.body)
+	}
+	eventually(t, 10*time.Second, "the instance in status", func() bool { return len(s.status("fn", "gofn").Instances) == 1 })
+	eventually(t, 20*time.Second, "the spares to refill", func() bool { return pools(t, s)["go"].Ready == 2 })
+}
