@@ -15,6 +15,7 @@ import (
 	"sync"
 
 	"github.com/flickdev/flick/internal/archive"
+	"github.com/flickdev/flick/internal/image"
 	"github.com/flickdev/flick/internal/runtime"
 	"github.com/flickdev/flick/pkg/apis"
 )
@@ -28,11 +29,20 @@ type Tools struct {
 	Shims map[string]string
 }
 
+// Images pulls images and unpacks them (internal/image's Store).
+type Images interface {
+	Pull(ctx context.Context, ref string) (*image.Image, error)
+}
+
 // Builder prepares artifacts under its directory.
 type Builder struct {
 	dir      string
 	archives *archive.Store
 	tools    Tools
+	// Images runs workloads from OCI images; nil when this server cannot (no sandbox), and
+	// NoImages says why.
+	Images   Images
+	NoImages string
 
 	mu    sync.Mutex
 	locks map[string]*sync.Mutex // one per artifact, so equal builds happen once
@@ -54,6 +64,8 @@ type Artifact struct {
 	Instance runtime.InstanceSpec
 	// Note says how it was prepared ("compiled with go1.26 in 1.2s"), for status.
 	Note string
+	// ImageDigest is the image pinned by digest ("repo@sha256:..."), for an image workload.
+	ImageDigest string
 }
 
 // BuildError is a failure in the user's code (a compile error), shown to them verbatim.
@@ -61,19 +73,25 @@ type BuildError struct{ Output string }
 
 func (e *BuildError) Error() string { return e.Output }
 
-// Function prepares a function. progress is told about slow steps (a Go compile).
-func (b *Builder) Function(ctx context.Context, f *apis.Function, progress func(string)) (Artifact, error) {
+// Function prepares a function. pin is the image digest an earlier build resolved (image
+// functions keep running what their revision was made with); progress is told about slow
+// steps (a Go compile).
+func (b *Builder) Function(ctx context.Context, f *apis.Function, pin string, progress func(string)) (Artifact, error) {
 	key := f.Metadata.Namespace + "/" + f.Metadata.Name
-	src, err := b.source(f.Spec.Source.Archive)
-	if err != nil {
-		return Artifact{}, err
-	}
 	env := []string{
 		"FLICK_FUNCTION=" + f.Metadata.Name,
 		"FLICK_NAMESPACE=" + f.Metadata.Namespace,
 	}
 	for _, e := range f.Spec.Env {
 		env = append(env, e.Name+"="+e.Value)
+	}
+	if f.Spec.Runtime == apis.RuntimeImage {
+		inst := runtime.InstanceSpec{Workload: key, Limits: limits(f.Spec.Resources)}
+		return b.image(ctx, inst, f.Spec.Image, pin, nil, nil, "", env, progress)
+	}
+	src, err := b.source(f.Spec.Source.Archive)
+	if err != nil {
+		return Artifact{}, err
 	}
 	inst := runtime.InstanceSpec{Workload: key, Dir: src, Env: env, Limits: limits(f.Spec.Resources)}
 	switch f.Spec.Runtime {
@@ -116,8 +134,9 @@ func (b *Builder) Function(ctx context.Context, f *apis.Function, progress func(
 	return Artifact{Version: version(inst), Instance: inst}, nil
 }
 
-// Revision prepares a service revision's host command.
-func (b *Builder) Revision(ctx context.Context, rev *apis.Revision) (Artifact, error) {
+// Revision prepares a service revision: its image (pinned to pin once resolved), or its host
+// command.
+func (b *Builder) Revision(ctx context.Context, rev *apis.Revision, pin string) (Artifact, error) {
 	service := rev.ServiceName()
 	config := rev.Metadata.Labels[apis.LabelConfiguration]
 	if config == "" {
@@ -159,7 +178,56 @@ func (b *Builder) Revision(ctx context.Context, rev *apis.Revision) (Artifact, e
 		Env:      env,
 		Limits:   limits(c.Resources),
 	}
+	if c.Image != "" && rev.Metadata.Annotations[apis.AnnotationCommand] == "" {
+		return b.image(ctx, inst, c.Image, pin, c.Command, c.Args, c.WorkingDir, env, nil)
+	}
 	return Artifact{Version: version(inst), Instance: inst}, nil
+}
+
+// image prepares an instance that runs an image: pulled (or found by its pinned digest),
+// started with Kubernetes' rules (command replaces the entrypoint, args the cmd), the
+// image's env under the workload's.
+func (b *Builder) image(ctx context.Context, inst runtime.InstanceSpec, ref, pin string, command, args []string, workingDir string, env []string, progress func(string)) (Artifact, error) {
+	if b.Images == nil {
+		return Artifact{}, fmt.Errorf("image %s: this server cannot run images: %s", ref, b.NoImages)
+	}
+	want := ref
+	if pin != "" {
+		want = pin
+	}
+	if progress != nil {
+		progress("pulling " + want)
+	}
+	img, err := b.Images.Pull(ctx, want)
+	if err != nil {
+		return Artifact{}, err
+	}
+	pinned, err := image.Pin(want, img.Digest)
+	if err != nil {
+		return Artifact{}, err
+	}
+	argv := img.Config.Entrypoint
+	if len(command) > 0 {
+		argv = command
+	}
+	switch {
+	case len(args) > 0:
+		argv = append(append([]string{}, argv...), args...)
+	case len(command) == 0:
+		argv = append(append([]string{}, argv...), img.Config.Cmd...)
+	}
+	if len(argv) == 0 {
+		return Artifact{}, &apis.FieldError{Field: "image", Message: fmt.Sprintf("%s has no entrypoint or cmd: give a command", ref)}
+	}
+	inst.Command = argv
+	inst.Image = img.RootFS
+	inst.User = img.Config.User
+	inst.Dir = workingDir
+	if inst.Dir == "" {
+		inst.Dir = img.Config.WorkingDir
+	}
+	inst.Env = append(append([]string{}, img.Config.Env...), env...)
+	return Artifact{Version: version(inst), Instance: inst, ImageDigest: pinned, Note: "image " + pinned}, nil
 }
 
 // limits turns a resource's validated limits into the driver's.

@@ -25,6 +25,7 @@ func newFnDeployCmd(o *options) *cobra.Command {
 	var (
 		spec      apis.FunctionSpec
 		code      string
+		imageRef  string
 		env       []string
 		timeout   time.Duration
 		window    time.Duration
@@ -36,11 +37,20 @@ func newFnDeployCmd(o *options) *cobra.Command {
 		Use:   "deploy NAME --runtime R --code PATH",
 		Short: "Upload code and create or update a function, then wait until it is ready",
 		Example: `  flick fn deploy hello --runtime python --code ./hello.py --handler hello.handle
-  flick fn deploy api --runtime go --code ./api --concurrency 10 --max-scale 5`,
+  flick fn deploy api --runtime go --code ./api --concurrency 10 --max-scale 5
+  flick fn deploy web --image 127.0.0.1:5000/web:1 --memory 128Mi`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if code == "" {
-				return fmt.Errorf("--code is required: the directory, archive or file with the function's code")
+			if imageRef != "" {
+				if code != "" {
+					return fmt.Errorf("--image and --code exclude each other: an image holds its code")
+				}
+				if spec.Runtime != "" && spec.Runtime != apis.RuntimeImage {
+					return fmt.Errorf("--image runs an image: leave out --runtime %s", spec.Runtime)
+				}
+				spec.Runtime, spec.Image = apis.RuntimeImage, imageRef
+			} else if code == "" {
+				return fmt.Errorf("--code is required: the directory, archive or file with the function's code (or --image REF)")
 			}
 			for _, kv := range env {
 				k, v, ok := strings.Cut(kv, "=")
@@ -74,11 +84,13 @@ func newFnDeployCmd(o *options) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			digest, err := uploadPath(cmd.Context(), c, code)
-			if err != nil {
-				return fmt.Errorf("--code %s: %w", code, err)
+			if code != "" {
+				digest, err := uploadPath(cmd.Context(), c, code)
+				if err != nil {
+					return fmt.Errorf("--code %s: %w", code, err)
+				}
+				spec.Source = &apis.Source{Path: code, Archive: digest}
 			}
-			spec.Source = &apis.Source{Path: code, Archive: digest}
 			fn := &apis.Function{
 				TypeMeta: apis.TypeMeta{APIVersion: "flick.dev/v1", Kind: "Function"},
 				Metadata: apis.ObjectMeta{Name: args[0], Namespace: o.namespace},
@@ -88,8 +100,9 @@ func newFnDeployCmd(o *options) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&spec.Runtime, "runtime", "", "go, python, node or binary")
+	f.StringVar(&spec.Runtime, "runtime", "", "go, python, node or binary (image with --image)")
 	f.StringVar(&code, "code", "", "directory, .zip/.tar.gz archive or single file with the code")
+	f.StringVar(&imageRef, "image", "", "OCI image to run instead of code (runtime image): its entrypoint serves HTTP on $PORT")
 	f.StringVar(&spec.Handler, "handler", "", "entry point: python module.function, node file[:export], binary executable path")
 	f.StringArrayVar(&env, "env", nil, "environment variable KEY=VALUE (repeatable)")
 	f.StringVar(&spec.Executor, "executor", "", "pool (default: start from a warm runtime instance when one is free) or deploy (always its own process)")

@@ -80,6 +80,7 @@ func NewRoot() *cobra.Command {
 		newLogsCmd(o),
 		newUsageCmd(o),
 		newTopCmd(o),
+		newImageCmd(o),
 		newVersionCmd(o),
 	)
 	return root

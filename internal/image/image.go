@@ -12,9 +12,11 @@
 package image
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
@@ -71,4 +73,14 @@ func (img *Image) clone() *Image {
 	c.Config.Env = append([]string(nil), img.Config.Env...)
 	c.Config.ExposedPorts = append([]string(nil), img.Config.ExposedPorts...)
 	return &c
+}
+
+// Pin returns ref's repository at digest ("registry/repo@sha256:..."): the reference that
+// keeps naming the same image when the tag moves.
+func Pin(ref, digest string) (string, error) {
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return "", fmt.Errorf("image %q: %w", ref, err)
+	}
+	return r.Context().Name() + "@" + digest, nil
 }

@@ -55,6 +55,7 @@ type Driver struct {
 	rebind Rebinder
 	log    *slog.Logger
 	client *http.Client
+	stops  sync.WaitGroup // instances being stopped in the background; Close waits for them
 
 	mu    sync.Mutex
 	pools map[string]*warm
@@ -150,7 +151,7 @@ func (d *Driver) Resize(name string, size int, idleReap time.Duration) bool {
 	d.refillLocked(w)
 	d.mu.Unlock()
 	for _, inst := range extra {
-		go d.inner.Stop(context.Background(), inst, time.Second)
+		d.stopLater(inst)
 	}
 	return true
 }
@@ -183,7 +184,7 @@ func (d *Driver) reapLoop() {
 			}
 			d.mu.Unlock()
 			for _, inst := range old {
-				go d.inner.Stop(context.Background(), inst, time.Second)
+				d.stopLater(inst)
 			}
 		}
 	}
@@ -288,7 +289,7 @@ func (d *Driver) giveBack(w *warm, inst *runtime.Instance) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed || len(w.ready)+w.starting >= w.size || inst.Exited() {
-		go d.inner.Stop(context.Background(), inst, time.Second)
+		d.stopLater(inst)
 		return
 	}
 	w.ready = append(w.ready, inst)
@@ -379,6 +380,15 @@ func (d *Driver) Stop(ctx context.Context, inst *runtime.Instance, grace time.Du
 	return d.inner.Stop(ctx, inst, grace)
 }
 
+// stopLater stops an instance off the caller's path.
+func (d *Driver) stopLater(inst *runtime.Instance) {
+	d.stops.Add(1)
+	go func() {
+		defer d.stops.Done()
+		d.inner.Stop(context.Background(), inst, time.Second)
+	}()
+}
+
 // Close stops every warm instance.
 func (d *Driver) Close(ctx context.Context) {
 	d.mu.Lock()
@@ -396,6 +406,7 @@ func (d *Driver) Close(ctx context.Context) {
 		go func() { defer wg.Done(); d.inner.Stop(ctx, inst, time.Second) }()
 	}
 	wg.Wait()
+	d.stops.Wait()
 }
 
 // Status is one runtime's pool.

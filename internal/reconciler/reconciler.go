@@ -82,7 +82,9 @@ type workload struct {
 	observed   int64
 	conditions []apis.Condition
 	artifact   string
-	deployed   bool
+	// imageDigest pins an image workload ("repo@sha256:..."), kept in status across restarts.
+	imageDigest string
+	deployed    bool
 	// initial > 0: readiness needs a started instance (a revision with initial scale).
 	initial int
 	ready   string // last Ready status written, to notice transitions
@@ -275,6 +277,7 @@ func (r *Reconciler) handleWorkload(ctx context.Context, plural string, ev store
 			w.service = rev.ServiceName()
 			w.config = rev.Metadata.Labels[apis.LabelConfiguration]
 			w.function = rev.Metadata.Labels[apis.LabelFunction]
+			w.imageDigest = rev.Status.ImageDigest()
 			if wasReady(res) {
 				// Proven before this restart: no need to start instances just to prove it
 				// again (a revision without traffic would otherwise idle for a window), and
@@ -322,12 +325,14 @@ func (r *Reconciler) prepare(ctx context.Context, key string, obj apis.Object, c
 	var err error
 	switch o := obj.(type) {
 	case *apis.Function:
-		art, err = r.builder.Function(ctx, o, func(msg string) { r.progress(key, gen, msg) })
+		art, err = r.builder.Function(ctx, o, o.Status.ImageDigest(), func(msg string) { r.progress(key, gen, msg) })
 	case *apis.Revision:
+		// A revision's image stays pinned to the digest it first resolved to.
+		pin := o.Status.ImageDigest()
 		if o.Spec.Function != nil {
-			art, err = r.builder.Function(ctx, o.AsFunction(), func(msg string) { r.progress(key, gen, msg) })
+			art, err = r.builder.Function(ctx, o.AsFunction(), pin, func(msg string) { r.progress(key, gen, msg) })
 		} else {
-			art, err = r.builder.Revision(ctx, o)
+			art, err = r.builder.Revision(ctx, o, pin)
 		}
 	}
 	if ctx.Err() != nil {
@@ -359,6 +364,7 @@ func (r *Reconciler) prepare(ctx context.Context, key string, obj apis.Object, c
 		return
 	}
 	w.artifact = art.Version
+	w.imageDigest = art.ImageDigest
 	w.deployed = true
 	ready := apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionTrue, Reason: "Deployed", Message: art.Note}
 	if w.initial > 0 {

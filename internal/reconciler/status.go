@@ -53,6 +53,9 @@ func (r *Reconciler) flush() {
 			Artifact:           w.artifact,
 			Isolation:          r.Isolation,
 		}
+		if w.imageDigest != "" {
+			st.ContainerStatuses = []apis.ContainerStatus{{Name: "user-container", ImageDigest: w.imageDigest}}
+		}
 		if w.plural == "functions" {
 			st.URL = r.URL(w.ns, w.name)
 		}

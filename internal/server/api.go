@@ -108,6 +108,9 @@ func (s *Server) apiHandler() http.Handler {
 	mux.HandleFunc("POST /apis/flick.dev/v1/archives", s.uploadArchive)
 	mux.HandleFunc("GET /apis/flick.dev/v1/usage", s.usage)
 	mux.HandleFunc("GET /apis/flick.dev/v1/top", s.top)
+	mux.HandleFunc("GET /apis/flick.dev/v1/images", s.listImages)
+	mux.HandleFunc("POST /apis/flick.dev/v1/images/prune", s.pruneImages)
+	mux.HandleFunc("POST /apis/flick.dev/v1/images/pull", s.pullImage)
 	// Profiles of the running server (token required), to see what a request costs.
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)

@@ -22,6 +22,7 @@ import (
 	"github.com/flickdev/flick/internal/autoscaler"
 	"github.com/flickdev/flick/internal/builder"
 	"github.com/flickdev/flick/internal/engine"
+	"github.com/flickdev/flick/internal/image"
 	"github.com/flickdev/flick/internal/logs"
 	"github.com/flickdev/flick/internal/pool"
 	"github.com/flickdev/flick/internal/reconciler"
@@ -71,6 +72,8 @@ type Server struct {
 	reconciler *reconciler.Reconciler
 	router     *router.Router
 	pools      *pool.Driver
+	images     *image.Store // nil when instances cannot run images (no sandbox)
+	noImages   string
 	meter      *usage.Meter
 	topRing    statsRing
 }
@@ -123,6 +126,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer driver.Close()
+	// Images run only in sandboxes: an image's root filesystem needs a mount namespace.
+	if isolation == "none" || strings.HasPrefix(isolation, "none ") {
+		s.noImages = "instances are not sandboxed (" + isolation + ")"
+		b.NoImages = s.noImages
+	} else {
+		if s.images, err = image.Open(filepath.Join(cfg.DataDir, "images")); err != nil {
+			return err
+		}
+		b.Images = s.images
+	}
 
 	s.reconciler = reconciler.New(s.store, b, nil, log)
 	s.reconciler.Isolation = isolation

@@ -363,8 +363,9 @@ func TestPrepareServiceErrors(t *testing.T) {
 	tests := []struct {
 		name, spec, field, msg string
 	}{
-		{"image without command", "      containers:\n      - image: ghcr.io/acme/web:1\n", c0 + ".command", "images are not supported yet"},
-		{"no command", "      containers:\n      - name: web\n", c0 + ".command", "is required"},
+		{"bad image", "      containers:\n      - image: ghcr.io/Acme/web:1\n", c0 + ".image", "is not an image reference"},
+		{"no image nor command", "      containers:\n      - env: [{name: A, value: b}]\n", c0 + ".image", "is required"},
+		{"no command", "      containers:\n      - name: web\n", c0 + ".image", "is required"},
 		{"no containers", "      containerConcurrency: 1\n", "spec.template.spec.containers", "needs one container"},
 		{"two containers", "      containers:\n      - command: [a]\n      - command: [b]\n", "spec.template.spec.containers", "only one"},
 		{"env PORT", "      containers:\n      - command: [a]\n        env: [{name: PORT, value: '1'}]\n", c0 + ".env[0].name", "PORT"},

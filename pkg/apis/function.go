@@ -11,6 +11,8 @@ const (
 	RuntimePython = "python"
 	RuntimeNode   = "node"
 	RuntimeBinary = "binary"
+	// RuntimeImage runs an OCI image (spec.image) instead of code in a language runtime.
+	RuntimeImage = "image"
 )
 
 // Runtimes lists the runtimes a Function may name.
@@ -40,6 +42,9 @@ type Function struct {
 type FunctionSpec struct {
 	Runtime string  `json:"runtime"`
 	Source  *Source `json:"source,omitempty"`
+	// Image is the OCI image of runtime "image" functions; its entrypoint serves HTTP on
+	// $PORT.
+	Image string `json:"image,omitempty"`
 	// Handler names the entry point: Python "module.function" (default main.handle), Node
 	// "file[:export]" (default index.js), binary the executable's path in the source (default:
 	// the only file). Go functions use the package's Handle function and take no handler.
@@ -104,6 +109,9 @@ type WorkloadStatus struct {
 	ObservedRPS         float64          `json:"observedRPS,omitempty"`
 	Instances           []InstanceStatus `json:"instances,omitempty"`
 	LastExit            *ExitStatus      `json:"lastExit,omitempty"`
+	// ContainerStatuses pins a revision's image to the digest its tag resolved to when the
+	// revision was made (Knative's status.containerStatuses).
+	ContainerStatuses []ContainerStatus `json:"containerStatuses,omitempty"`
 	// Isolation says how instances are isolated on this server ("none" where the host
 	// allows no sandbox).
 	Isolation string `json:"isolation,omitempty"`
@@ -116,6 +124,20 @@ type InstanceStatus struct {
 	Address string    `json:"address"`
 	Ready   bool      `json:"ready"`
 	Started time.Time `json:"started"`
+}
+
+// ContainerStatus is Knative's: the image digest a revision runs.
+type ContainerStatus struct {
+	Name        string `json:"name,omitempty"`
+	ImageDigest string `json:"imageDigest"`
+}
+
+// ImageDigest is the pinned image of a revision ("repo@sha256:..."), if any.
+func (s *WorkloadStatus) ImageDigest() string {
+	if len(s.ContainerStatuses) > 0 {
+		return s.ContainerStatuses[0].ImageDigest
+	}
+	return ""
 }
 
 // ExitStatus records why an instance stopped unexpectedly.
@@ -157,16 +179,28 @@ func (f *Function) Validate() error {
 	s := &f.Spec
 	switch s.Runtime {
 	case "":
-		errs.add("spec.runtime", "is required (one of go, python, node, binary)")
-	case RuntimeGo, RuntimePython, RuntimeNode, RuntimeBinary:
+		errs.add("spec.runtime", "is required (one of go, python, node, binary, image)")
+	case RuntimeGo, RuntimePython, RuntimeNode, RuntimeBinary, RuntimeImage:
 	default:
-		errs.add("spec.runtime", "unknown runtime "+quote(s.Runtime)+" (one of go, python, node, binary)")
+		errs.add("spec.runtime", "unknown runtime "+quote(s.Runtime)+" (one of go, python, node, binary, image)")
 	}
-	if s.Source == nil || (s.Source.Path == "" && s.Source.Archive == "") {
+	switch {
+	case s.Runtime == RuntimeImage:
+		if s.Image == "" {
+			errs.add("spec.image", "is required for runtime image (an image reference, e.g. registry.example.com/app:1)")
+		} else if err := validImageRef(s.Image); err != nil {
+			errs.add("spec.image", err.Error())
+		}
+		if s.Source != nil {
+			errs.add("spec.source", "is not used by runtime image: the image holds the code")
+		}
+	case s.Image != "":
+		errs.add("spec.image", "is only for runtime image")
+	case s.Source == nil || (s.Source.Path == "" && s.Source.Archive == ""):
 		errs.add("spec.source", "is required: a directory or archive with the function's code")
-	} else if s.Source.Archive == "" {
+	case s.Source.Archive == "":
 		errs.add("spec.source.archive", "is missing: deploy with the flick CLI, which uploads "+quote(s.Source.Path)+" and fills it in")
-	} else if !validDigest(s.Source.Archive) {
+	case !validDigest(s.Source.Archive):
 		errs.add("spec.source.archive", "must be a digest of the form sha256:<64 hex digits>")
 	}
 	if s.Runtime == RuntimeGo && s.Handler != "" && s.Handler != "Handle" {

@@ -208,12 +208,12 @@ func validateRevisionSpec(errs *FieldErrors, prefix string, rs *RevisionSpec, ho
 	case 1:
 		c := rs.Containers[0]
 		f := prefix + ".containers[0]"
-		if len(c.Command) == 0 && !hostCommand {
-			if c.Image != "" {
-				errs.add(f+".command", "is required: images are not supported yet in the embedded mode; give a host command here or in the annotation "+AnnotationCommand)
-			} else {
-				errs.add(f+".command", "is required (the host command that serves HTTP on $PORT)")
+		if c.Image != "" {
+			if err := validImageRef(c.Image); err != nil {
+				errs.add(f+".image", err.Error())
 			}
+		} else if len(c.Command) == 0 && !hostCommand {
+			errs.add(f+".image", "is required: an image, or a host command (command, or the annotation "+AnnotationCommand+") that serves HTTP on $PORT")
 		}
 		validateEnv(errs, f+".env", c.Env)
 		validateResources(errs, f+".resources", c.Resources)

@@ -1,6 +1,7 @@
 package apis
 
 import (
+	"fmt"
 	"regexp"
 	"strconv"
 )
@@ -69,3 +70,13 @@ func validateScale(errs *FieldErrors, field string, s Scale) {
 func validDigest(s string) bool { return digestRE.MatchString(s) }
 
 func quote(s string) string { return strconv.Quote(s) }
+
+// imageRE is an image reference: [registry[:port]/]path[:tag][@sha256:digest].
+var imageRE = regexp.MustCompile(`^([a-zA-Z0-9.-]+(:[0-9]+)?/)?[a-z0-9]+([._-]+[a-z0-9]+)*(/[a-z0-9]+([._-]+[a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$`)
+
+func validImageRef(ref string) error {
+	if !imageRE.MatchString(ref) {
+		return fmt.Errorf("%s is not an image reference (e.g. registry.example.com/team/app:1.2 or app@sha256:...)", quote(ref))
+	}
+	return nil
+}

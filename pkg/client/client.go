@@ -365,3 +365,24 @@ func (c *Client) Top(ctx context.Context, namespace string) (*TopReport, error) 
 	_, err := c.doJSON(ctx, http.MethodGet, path, nil, &out)
 	return &out, err
 }
+
+// Images lists the images the server has cached.
+func (c *Client) Images(ctx context.Context) (*apis.ImageList, error) {
+	var out apis.ImageList
+	_, err := c.doJSON(ctx, http.MethodGet, "/apis/flick.dev/v1/images", nil, &out)
+	return &out, err
+}
+
+// PruneImages removes the cached images no revision or function pins.
+func (c *Client) PruneImages(ctx context.Context) (*apis.ImageList, error) {
+	var out apis.ImageList
+	_, err := c.doJSON(ctx, http.MethodPost, "/apis/flick.dev/v1/images/prune", struct{}{}, &out)
+	return &out, err
+}
+
+// PullImage fetches an image into the server's cache.
+func (c *Client) PullImage(ctx context.Context, ref string) (*apis.ImageInfo, error) {
+	var out apis.ImageInfo
+	_, err := c.doJSON(ctx, http.MethodPost, "/apis/flick.dev/v1/images/pull", map[string]string{"image": ref}, &out)
+	return &out, err
+}

@@ -86,6 +86,26 @@ func New(stateDir string, logStore *logs.Store, log *slog.Logger) (*Driver, erro
 	return &Driver{stateDir: stateDir, logs: logStore, log: log, baseEnv: baseEnv(), live: map[string]*output{}, boxes: map[string]*sandbox.Sandbox{}}, nil
 }
 
+// mergeEnv keeps the last value of each variable, in first-seen order: later layers (the
+// workload's env over an image's, PORT over both) win, where getenv would see the first.
+func mergeEnv(env []string) []string {
+	last := make(map[string]int, len(env))
+	for i, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		last[k] = i
+	}
+	out := make([]string, 0, len(last))
+	seen := make(map[string]bool, len(last))
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, env[last[k]])
+		}
+	}
+	return out
+}
+
 // baseEnv is the part of the server's environment an instance inherits: enough to find
 // interpreters and a home, nothing of the server's own configuration or secrets.
 func baseEnv() []string {
@@ -184,7 +204,7 @@ func (d *Driver) openOutput(workload, id string) (*output, error) {
 func (d *Driver) startProcess(id string, port int, spec runtime.InstanceSpec, out *output) (*runtime.Instance, func() string, error) {
 	cmd := exec.Command(spec.Command[0], spec.Command[1:]...)
 	cmd.Dir = spec.Dir
-	cmd.Env = append(append(append([]string{}, d.baseEnv...), spec.Env...), "PORT="+strconv.Itoa(port), "FLICK_INSTANCE="+id)
+	cmd.Env = mergeEnv(append(append(append([]string{}, d.baseEnv...), spec.Env...), "PORT="+strconv.Itoa(port), "FLICK_INSTANCE="+id))
 	cmd.Stdout, cmd.Stderr = out.stdout, out.stderr
 	// Own process group so Stop reaches the instance's children too; Pdeathsig so a server
 	// killed with SIGKILL takes its instances with it (the record sweep covers the rest).

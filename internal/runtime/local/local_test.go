@@ -336,3 +336,10 @@ func TestMemoryLimitKillsInstanceAsOOMKilled(t *testing.T) {
 		t.Errorf("logs do not say OOMKilled:\n%s", joined)
 	}
 }
+
+func TestMergeEnvLastWins(t *testing.T) {
+	got := strings.Join(mergeEnv([]string{"PATH=/image", "A=1", "HOME=/tmp", "PATH=/workload", "B", "A=2"}), " ")
+	if want := "PATH=/workload A=2 HOME=/tmp B"; got != want {
+		t.Errorf("mergeEnv = %q, want %q", got, want)
+	}
+}

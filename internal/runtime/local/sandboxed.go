@@ -180,7 +180,7 @@ func (d *Driver) startSandboxed(ctx context.Context, id string, port int, spec r
 		sb.Kill()
 		return nil, nil, fmt.Errorf("start instance %s: %w", id, err)
 	}
-	env := append(append(d.sandboxEnv(spec.Image != ""), spec.Env...), "PORT="+strconv.Itoa(port), "FLICK_INSTANCE="+id)
+	env := mergeEnv(append(append(d.sandboxEnv(spec.Image != ""), spec.Env...), "PORT="+strconv.Itoa(port), "FLICK_INSTANCE="+id))
 	p := sandbox.Process{Argv: spec.Command, Env: env, Dir: spec.Dir, UID: uid, GID: gid, Hostname: id}
 	if spec.Image == "" {
 		p.Binds = d.binds(spec)
