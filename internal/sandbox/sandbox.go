@@ -127,11 +127,13 @@ type Sandbox struct {
 	ID  string
 	PID int // the init's pid on the host
 
-	cmd   *exec.Cmd
-	group *group
-	ctl   *os.File
+	m      *Manager
+	limits Limits // as written to its group
+	cmd    *exec.Cmd
+	group  *group
+	ctl    *os.File
 
-	mu      sync.Mutex // one request on the control socket at a time
+	mu      sync.Mutex // one request on the control socket at a time; guards limits
 	replies chan initproc.Reply
 	exit    chan string // the workload's exit, from the init
 	done    chan struct{}
@@ -140,7 +142,23 @@ type Sandbox struct {
 
 // Create starts a sandbox's init, places it in its group and builds its root. Nothing runs
 // in it until Run.
-func (m *Manager) Create(ctx context.Context, cfg Config) (sb *Sandbox, err error) {
+func (m *Manager) Create(ctx context.Context, cfg Config) (*Sandbox, error) {
+	sb, err := m.Start(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := sb.Setup(ctx, cfg.Image); err != nil {
+		sb.Kill()
+		<-sb.done
+		return nil, err
+	}
+	return sb, nil
+}
+
+// Start starts a sandbox's init in its namespaces and places it in its group, with no root
+// yet (Setup builds it): a sandbox made ahead of time for a workload not known yet, an image
+// among them.
+func (m *Manager) Start(ctx context.Context, cfg Config) (sb *Sandbox, err error) {
 	g, err := m.cg.create(cfg.ID)
 	if err != nil {
 		return nil, err
@@ -193,7 +211,7 @@ func (m *Manager) Create(ctx context.Context, cfg Config) (sb *Sandbox, err erro
 		ours.Close()
 		return nil, fmt.Errorf("start sandbox init: %w", err)
 	}
-	sb = &Sandbox{ID: cfg.ID, PID: cmd.Process.Pid, cmd: cmd, group: g, ctl: ours,
+	sb = &Sandbox{ID: cfg.ID, PID: cmd.Process.Pid, m: m, limits: cfg.Limits, cmd: cmd, group: g, ctl: ours,
 		replies: make(chan initproc.Reply, 1), exit: make(chan string, 1), done: make(chan struct{})}
 	go sb.read()
 	go sb.wait()
@@ -208,17 +226,23 @@ func (m *Manager) Create(ctx context.Context, cfg Config) (sb *Sandbox, err erro
 			return fail(err)
 		}
 	}
-	setup := &initproc.Setup{MountPoint: m.mountPoint, Hostname: cfg.ID}
-	if cfg.Image != "" {
-		setup.Image = cfg.Image
+	return sb, nil
+}
+
+// Setup builds the sandbox's root: the image's (an unpacked root filesystem), read-only, or
+// for "" one that shows the host's system directories read-only.
+func (sb *Sandbox) Setup(ctx context.Context, image string) error {
+	setup := &initproc.Setup{MountPoint: sb.m.mountPoint, Hostname: sb.ID}
+	if image != "" {
+		setup.Image = image
 		setup.Files = map[string]string{"/etc/resolv.conf": "/etc/resolv.conf", "/etc/hosts": "/etc/hosts"}
 	} else {
-		setup.HostPaths = m.opts.HostPaths
+		setup.HostPaths = sb.m.opts.HostPaths
 	}
 	if _, err := sb.call(ctx, initproc.Message{Setup: setup}, nil); err != nil {
-		return fail(fmt.Errorf("sandbox %s setup: %w", cfg.ID, err))
+		return fmt.Errorf("sandbox %s setup: %w", sb.ID, err)
 	}
-	return sb, nil
+	return nil
 }
 
 // read turns packets from the init into replies and the exit report.
@@ -416,8 +440,20 @@ func closeFDs(fds []int) {
 	}
 }
 
-// SetLimits changes the limits of a running sandbox.
-func (sb *Sandbox) SetLimits(l Limits) error { return sb.group.set(l) }
+// SetLimits changes the limits of a running sandbox (nothing to write when they are the
+// ones it has: the common handoff of a warm instance).
+func (sb *Sandbox) SetLimits(l Limits) error {
+	sb.mu.Lock()
+	defer sb.mu.Unlock()
+	if l == sb.limits {
+		return nil
+	}
+	if err := sb.group.set(l); err != nil {
+		return err
+	}
+	sb.limits = l
+	return nil
+}
 
 // Signal sends sig to the init, which passes it to every process of the sandbox.
 func (sb *Sandbox) Signal(sig syscall.Signal) { _ = syscall.Kill(sb.PID, sig) }

@@ -135,6 +135,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return err
 		}
 		b.Images = s.images
+		// Bare spare sandboxes: an image instance's cold start builds only its root.
+		driver.SetImageSpares(cfg.PoolSize)
 	}
 
 	s.reconciler = reconciler.New(s.store, b, nil, log)

@@ -282,7 +282,7 @@ func TestSpareSandboxIsUsed(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	d.mu.Lock()
-	sparePID := d.spares.ready[0].sb.PID
+	sparePID := d.spares.sets[hostView].ready[0].sb.PID
 	d.mu.Unlock()
 	inst, err := d.Start(context.Background(), spec("whoami"))
 	if err != nil {

@@ -29,13 +29,24 @@ func (d *Driver) UseSandbox(m *sandbox.Manager, defaults runtime.Limits) {
 	d.sandboxes, d.defaults = m, defaults
 }
 
-// spares are pre-created host-view sandboxes: namespaces made, cgroup placed, root built,
-// waiting for a command.
+// spares are sandboxes made ahead of time: namespaces made, cgroup placed, waiting for a
+// command. Host-view spares have their root built too; bare ones get theirs when an image
+// instance takes them.
 type spares struct {
-	want     int
-	starting int
-	ready    []*spare
-	closed   bool
+	sets   [2]spareSet // by spareKind
+	closed bool
+}
+
+type spareKind int
+
+const (
+	hostView spareKind = iota
+	bare
+)
+
+type spareSet struct {
+	want, starting int
+	ready          []*spare
 }
 
 type spare struct {
@@ -48,15 +59,21 @@ type nopCloser struct{ io.Writer }
 
 func (nopCloser) Close() error { return nil }
 
-// SetSpares sets how many spare sandboxes are kept ready.
-func (d *Driver) SetSpares(n int) {
+// SetSpares sets how many host-view spare sandboxes are kept ready (the Go and binary pool).
+func (d *Driver) SetSpares(n int) { d.setSpares(hostView, n) }
+
+// SetImageSpares sets how many bare spare sandboxes are kept for image instances.
+func (d *Driver) SetImageSpares(n int) { d.setSpares(bare, n) }
+
+func (d *Driver) setSpares(kind spareKind, n int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.spares.want = n
+	set := &d.spares.sets[kind]
+	set.want = n
 	var extra []*spare
-	for len(d.spares.ready) > n {
-		extra = append(extra, d.spares.ready[len(d.spares.ready)-1])
-		d.spares.ready = d.spares.ready[:len(d.spares.ready)-1]
+	for len(set.ready) > n {
+		extra = append(extra, set.ready[len(set.ready)-1])
+		set.ready = set.ready[:len(set.ready)-1]
 	}
 	d.refillSparesLocked()
 	for _, sp := range extra {
@@ -64,39 +81,51 @@ func (d *Driver) SetSpares(n int) {
 	}
 }
 
-// Spares reports the spare sandboxes ready and being made.
+// Spares reports the host-view spare sandboxes ready and being made.
 func (d *Driver) Spares() (ready, starting int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return len(d.spares.ready), d.spares.starting
+	set := d.spares.sets[hostView]
+	return len(set.ready), set.starting
 }
 
 func (d *Driver) refillSparesLocked() {
-	for d.sandboxes != nil && !d.spares.closed && len(d.spares.ready)+d.spares.starting < d.spares.want {
-		d.spares.starting++
-		go d.makeSpare()
+	for kind := range d.spares.sets {
+		set := &d.spares.sets[kind]
+		for d.sandboxes != nil && !d.spares.closed && len(set.ready)+set.starting < set.want {
+			set.starting++
+			go d.makeSpare(spareKind(kind))
+		}
 	}
 }
 
-func (d *Driver) makeSpare() {
+func (d *Driver) makeSpare(kind spareKind) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	id := instanceID("spare")
 	sp := &spare{id: id, stdout: &switchWriter{w: nopCloser{io.Discard}}, stderr: &switchWriter{w: nopCloser{io.Discard}}}
-	sb, err := d.sandboxes.Create(ctx, sandbox.Config{ID: id, Limits: toSandbox(d.defaults), Stdout: sp.stdout, Stderr: sp.stderr})
+	cfg := sandbox.Config{ID: id, Limits: toSandbox(d.defaults), Stdout: sp.stdout, Stderr: sp.stderr}
+	var sb *sandbox.Sandbox
+	var err error
+	if kind == bare {
+		sb, err = d.sandboxes.Start(ctx, cfg)
+	} else {
+		sb, err = d.sandboxes.Create(ctx, cfg)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.spares.starting--
+	set := &d.spares.sets[kind]
+	set.starting--
 	if err != nil {
 		d.log.Warn("spare sandbox failed", "err", err)
 		return
 	}
-	if d.spares.closed || len(d.spares.ready) >= d.spares.want {
+	if d.spares.closed || len(set.ready) >= set.want {
 		sb.Kill()
 		return
 	}
 	sp.sb = sb
-	d.spares.ready = append(d.spares.ready, sp)
+	set.ready = append(set.ready, sp)
 	if err := d.writeRecord(record{ID: id, Workload: "flick-system/sandbox", PID: sb.PID, StartTick: startTick(sb.PID)}); err != nil {
 		d.log.Warn("cannot record spare sandbox", "err", err)
 	}
@@ -105,9 +134,10 @@ func (d *Driver) makeSpare() {
 		os.Remove(d.recordPath(id))
 		d.mu.Lock()
 		defer d.mu.Unlock()
-		for i, x := range d.spares.ready {
+		set := &d.spares.sets[kind]
+		for i, x := range set.ready {
 			if x == sp {
-				d.spares.ready = append(d.spares.ready[:i], d.spares.ready[i+1:]...)
+				set.ready = append(set.ready[:i], set.ready[i+1:]...)
 				d.refillSparesLocked()
 				return
 			}
@@ -115,13 +145,14 @@ func (d *Driver) makeSpare() {
 	}()
 }
 
-// takeSpare hands out a ready spare, or nil.
-func (d *Driver) takeSpare() *spare {
+// takeSpare hands out a ready spare of the kind, or nil.
+func (d *Driver) takeSpare(kind spareKind) *spare {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for len(d.spares.ready) > 0 {
-		sp := d.spares.ready[0]
-		d.spares.ready = d.spares.ready[1:]
+	set := &d.spares.sets[kind]
+	for len(set.ready) > 0 {
+		sp := set.ready[0]
+		set.ready = set.ready[1:]
 		if sp.sb.Exited() {
 			continue
 		}
@@ -136,12 +167,15 @@ func (d *Driver) takeSpare() *spare {
 	return nil
 }
 
-// closeSpares stops making spares and kills the ready ones.
-func (d *Driver) closeSpares() {
+// Close stops making spares and kills the ready ones.
+func (d *Driver) Close() {
 	d.mu.Lock()
 	d.spares.closed = true
-	ready := d.spares.ready
-	d.spares.ready = nil
+	var ready []*spare
+	for kind := range d.spares.sets {
+		ready = append(ready, d.spares.sets[kind].ready...)
+		d.spares.sets[kind].ready = nil
+	}
 	d.mu.Unlock()
 	for _, sp := range ready {
 		sp.sb.Kill()
@@ -149,23 +183,26 @@ func (d *Driver) closeSpares() {
 	}
 }
 
-// Close kills the spare sandboxes.
-func (d *Driver) Close() { d.closeSpares() }
-
 // startSandboxed runs the instance in a sandbox: a spare one when the instance uses the
 // host's view, a new one for an image.
 func (d *Driver) startSandboxed(ctx context.Context, id string, port int, spec runtime.InstanceSpec, out *output) (*runtime.Instance, func() string, error) {
 	limits := toSandbox(spec.Limits.Or(d.defaults))
 	var sb *sandbox.Sandbox
-	if spec.Image == "" {
-		if sp := d.takeSpare(); sp != nil {
-			sb = sp.sb
-			sp.stdout.swap(nopCloser{out.stdout})
-			sp.stderr.swap(nopCloser{out.stderr})
-			if err := sb.SetLimits(limits); err != nil {
-				sb.Kill()
-				return nil, nil, fmt.Errorf("start instance %s: %w", id, err)
-			}
+	kind := hostView
+	if spec.Image != "" {
+		kind = bare
+	}
+	if sp := d.takeSpare(kind); sp != nil {
+		sb = sp.sb
+		sp.stdout.swap(nopCloser{out.stdout})
+		sp.stderr.swap(nopCloser{out.stderr})
+		err := sb.SetLimits(limits)
+		if err == nil && kind == bare {
+			err = sb.Setup(ctx, spec.Image)
+		}
+		if err != nil {
+			sb.Kill()
+			return nil, nil, fmt.Errorf("start instance %s: %w", id, err)
 		}
 	}
 	if sb == nil {

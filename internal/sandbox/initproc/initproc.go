@@ -88,6 +88,7 @@ func serve() int {
 	// per thread).
 	runtime.LockOSThread()
 	c := &conn{fd: ControlFD}
+	st := newStarter()
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, syscall.SIGCHLD, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
 	for {
@@ -112,9 +113,10 @@ func serve() int {
 					continue
 				}
 			}
-			pid, err := start(msg.Run)
+			pid, err := st.start(msg.Run)
 			if err != nil {
 				c.reply(Reply{Error: err.Error()})
+				st = newStarter() // that thread is spent
 				continue
 			}
 			c.reply(Reply{PID: pid})
@@ -174,20 +176,35 @@ func describe(ws unix.WaitStatus) string {
 	return fmt.Sprintf("exit status %d", ws.ExitStatus())
 }
 
-// start runs the workload from a thread that gives up privileges first; the thread is thrown
-// away afterwards so the init keeps what it needs to attach mounts later.
-func start(r *Run) (int, error) {
-	type result struct {
-		pid int
-		err error
-	}
-	done := make(chan result, 1)
+// starter is a thread kept for starting the workload: it gives up privileges first and is
+// thrown away afterwards (a goroutine that exits while locked takes its thread along), so
+// the init keeps what it needs to attach mounts later. It is made while the sandbox waits,
+// so a cold start does not pay for creating a thread.
+type starter struct {
+	runs    chan *Run
+	results chan startResult
+}
+
+type startResult struct {
+	pid int
+	err error
+}
+
+func newStarter() *starter {
+	s := &starter{runs: make(chan *Run), results: make(chan startResult)}
 	go func() {
-		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
+		runtime.LockOSThread() // never unlocked
+		r := <-s.runs
 		pid, err := startLocked(r)
-		done <- result{pid, err}
+		s.results <- startResult{pid, err}
 	}()
-	res := <-done
+	return s
+}
+
+// start runs the workload on the starter's thread.
+func (s *starter) start(r *Run) (int, error) {
+	s.runs <- r
+	res := <-s.results
 	return res.pid, res.err
 }
 
