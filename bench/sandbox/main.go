@@ -135,10 +135,32 @@ func run(runs int) error {
 		}
 		fmt.Printf("%-36s %10s %10s %11.2fx\n", mode.name, loadgen.FmtDur(p50), loadgen.FmtDur(p99), float64(p50)/float64(floor))
 	}
-	for _, oci := range []string{"crun", "runc"} {
-		if _, err := exec.LookPath(oci); err != nil {
-			fmt.Printf("%-36s %s\n", oci, "not installed")
+	for _, name := range []string{"crun", "runc"} {
+		if _, err := exec.LookPath(name); err != nil {
+			fmt.Printf("%-36s %s\n", name+" (OCI runtime)", "not installed")
+			continue
 		}
+		o, err := sandbox.NewOCI(name, filepath.Join(dir, name), nil)
+		if err != nil {
+			return err
+		}
+		d, err := local.New(filepath.Join(dir, name+"-instances"), ls, log)
+		if err != nil {
+			return err
+		}
+		d.UseOCI(o, runtime.Limits{Pids: 1024})
+		for _, m := range []struct {
+			label string
+			spec  runtime.InstanceSpec
+		}{{name + " (OCI runtime)", spec}, {name + ", image (OCI runtime)", imageSpec}} {
+			lat, err := measure(d, m.spec, runs, 0)
+			if err != nil {
+				return fmt.Errorf("%s: %w", m.label, err)
+			}
+			p50, p99 := lat[len(lat)/2], lat[len(lat)*99/100]
+			fmt.Printf("%-36s %10s %10s %11.2fx\n", m.label, loadgen.FmtDur(p50), loadgen.FmtDur(p99), float64(p50)/float64(floor))
+		}
+		d.Close()
 	}
 	return nil
 }

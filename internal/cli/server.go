@@ -34,6 +34,14 @@ func newServerCmd(o *options) *cobra.Command {
 			default:
 				return fmt.Errorf("--sandbox %q: use auto, on or off", cfg.Sandbox)
 			}
+			switch cfg.OCIRuntime {
+			case "", "runc", "crun":
+			default:
+				return fmt.Errorf("--oci-runtime %q: use runc or crun", cfg.OCIRuntime)
+			}
+			if cfg.OCIRuntime != "" && cfg.Sandbox == "off" {
+				return fmt.Errorf("--oci-runtime %s and --sandbox off exclude each other", cfg.OCIRuntime)
+			}
 			if configFile != "" {
 				fc, err := server.LoadConfig(configFile)
 				if err != nil {
@@ -62,6 +70,7 @@ func newServerCmd(o *options) *cobra.Command {
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.IntVar(&cfg.PoolSize, "pool-size", 3, "warm generic instances kept per language runtime (python, node); 0 disables the pool")
 	f.StringVar(&cfg.Sandbox, "sandbox", "auto", "isolate instances in sandboxes (namespaces, cgroups, read-only root): auto (when the host allows it), on (refuse to start without), off")
+	f.StringVar(&cfg.OCIRuntime, "oci-runtime", "", "run instances through this OCI runtime (runc or crun) from generated runtime-spec bundles instead of Flick's own sandbox; no warm pools then")
 	f.StringVar(&configFile, "config", "", "config file (YAML): autoscaler defaults with Knative's config-autoscaler keys, see docs/config.md")
 	return cmd
 }

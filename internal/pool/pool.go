@@ -24,9 +24,10 @@ import (
 	"github.com/flickdev/flick/internal/runtime"
 )
 
-// Rebinder moves an instance's output to another workload's log.
+// Rebinder moves an instance's output to another workload's log, and notes a line there.
 type Rebinder interface {
 	Rebind(inst *runtime.Instance, workload string) error
+	Note(inst *runtime.Instance, workload, line string)
 }
 
 // Preparer readies a running instance for the workload it is handed to: a sandboxing driver
@@ -333,7 +334,10 @@ func (d *Driver) Start(ctx context.Context, spec runtime.InstanceSpec) (*runtime
 	var failed *specializeError
 	if errors.As(err, &failed) {
 		// The function's own error (a SyntaxError, a missing handler): the instance is still
-		// generic and goes back to serve the next function.
+		// generic and goes back to serve the next function. The error is noted in the
+		// function's log first: the shim's own output of it may still be in the pipe when
+		// the output moves back to the pool's log.
+		d.rebind.Note(inst, spec.Workload, failed.msg)
 		_ = d.rebind.Rebind(inst, Workload)
 		d.giveBack(w, inst)
 		return nil, err

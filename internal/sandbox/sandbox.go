@@ -368,7 +368,10 @@ func (sb *Sandbox) Run(ctx context.Context, p Process) (int, error) {
 
 // Hidden returns the paths a host-view sandbox does not show already: not under its host
 // paths nor under another of the paths, without duplicates.
-func (m *Manager) Hidden(paths []string) []string {
+func (m *Manager) Hidden(paths []string) []string { return HiddenFrom(m.opts.HostPaths, paths) }
+
+// HiddenFrom is Hidden for a sandbox showing hostPaths.
+func HiddenFrom(hostPaths, paths []string) []string {
 	var out []string
 	covered := func(p string, by []string) bool {
 		for _, b := range by {
@@ -386,7 +389,7 @@ func (m *Manager) Hidden(paths []string) []string {
 	}
 	sort.Strings(clean) // a parent sorts before its children
 	for _, p := range clean {
-		if !covered(p, m.opts.HostPaths) && !covered(p, out) {
+		if !covered(p, hostPaths) && !covered(p, out) {
 			out = append(out, p)
 		}
 	}

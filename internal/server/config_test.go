@@ -41,3 +41,22 @@ func TestLoadConfig(t *testing.T) {
 		t.Errorf("missing file: %v", err)
 	}
 }
+
+func TestConfigLimits(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	os.WriteFile(good, []byte("limits:\n  memory: 256Mi\n  cpu: 500m\n"), 0o644)
+	fc, err := LoadConfig(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := fc.InstanceLimits()
+	if err != nil || l.MemoryBytes != 256<<20 || l.CPUMillis != 500 || l.Pids != 1024 {
+		t.Errorf("limits = %+v, %v; want the file's memory and cpu over the default pids", l, err)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("limits:\n  memory: lots\n"), 0o644)
+	if _, err := LoadConfig(bad); err == nil || !strings.Contains(err.Error(), "limits.memory") || !strings.Contains(err.Error(), bad) {
+		t.Errorf("bad limit: %v, want an error naming the file and limits.memory", err)
+	}
+}

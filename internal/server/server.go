@@ -54,7 +54,10 @@ type Config struct {
 	PoolSize int
 	// Sandbox is auto (isolate instances when the host allows), on (required) or off.
 	Sandbox string
-	Version string
+	// OCIRuntime, when set (runc, crun), runs instances through that OCI runtime instead of
+	// Flick's own sandbox.
+	OCIRuntime string
+	Version    string
 	// UsageMemoryMB is the memory each instance is metered with (GB-seconds) until workloads
 	// have memory limits.
 	UsageMemoryMB int
@@ -121,13 +124,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 
-	isolation, err := s.useSandbox(driver, tools)
+	mode, isolation, err := s.useSandbox(driver, tools)
 	if err != nil {
 		return err
 	}
 	defer driver.Close()
 	// Images run only in sandboxes: an image's root filesystem needs a mount namespace.
-	if isolation == "none" || strings.HasPrefix(isolation, "none ") {
+	if mode == isolationNone {
 		s.noImages = "instances are not sandboxed (" + isolation + ")"
 		b.NoImages = s.noImages
 	} else {
@@ -135,6 +138,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return err
 		}
 		b.Images = s.images
+	}
+	if mode == isolationSandbox {
 		// Bare spare sandboxes: an image instance's cold start builds only its root.
 		driver.SetImageSpares(cfg.PoolSize)
 	}
@@ -145,17 +150,20 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	// Warm pools of generic Python and Node instances in front of the local driver.
+	// Warm pools of generic Python and Node instances in front of the local driver (not
+	// under an OCI runtime: a running container cannot be shown a function's code later).
 	generic := map[string]runtime.InstanceSpec{}
 	poolLimits := runtime.Limits{}
-	if tools.Python != "" {
+	if mode == isolationOCI {
+		log.Info("no warm pools under an OCI runtime: every cold start starts a container")
+	} else if tools.Python != "" {
 		generic["python"] = runtime.InstanceSpec{Command: []string{tools.Python, shims["python"]}, Dir: runtimesDir, Env: []string{"PYTHONUNBUFFERED=1"}, Limits: poolLimits}
 	}
-	if tools.Node != "" {
+	if tools.Node != "" && mode != isolationOCI {
 		generic["node"] = runtime.InstanceSpec{Command: []string{tools.Node, shims["node"]}, Dir: runtimesDir, Limits: poolLimits}
 	}
 	s.pools = pool.New(driver, driver, generic, cfg.PoolSize, log)
-	if isolation != "none" {
+	if mode == isolationSandbox {
 		// Go and binary functions' pool: spare sandboxes, made ahead of time.
 		s.pools.UseSpares(driver, []string{apis.RuntimeGo, apis.RuntimeBinary}, cfg.PoolSize)
 	}
@@ -300,18 +308,26 @@ func findPython(configured string) string {
 	return p
 }
 
-// useSandbox turns on instance isolation when the host allows it (and the --sandbox flag
-// does), and says once which isolation instances get. It returns that description, or
-// "none".
-func (s *Server) useSandbox(driver *local.Driver, tools builder.Tools) (string, error) {
+// How instances are isolated.
+const (
+	isolationNone    = "none"
+	isolationSandbox = "sandbox"
+	isolationOCI     = "oci"
+)
+
+// useSandbox turns on instance isolation when the host allows it (and the --sandbox and
+// --oci-runtime flags do), and says once which isolation instances get. It returns the mode
+// and its description.
+func (s *Server) useSandbox(driver *local.Driver, tools builder.Tools) (mode, desc string, err error) {
 	if s.cfg.Sandbox == "off" {
 		s.log.Warn("instances run without isolation: --sandbox=off")
-		return "none", nil
+		return isolationNone, "none", nil
 	}
 	defaults, err := s.cfg.File.InstanceLimits()
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
+	limits := runtime.Limits{MemoryBytes: defaults.MemoryBytes, CPUMillis: defaults.CPUMillis, Pids: defaults.Pids}
 	// Interpreters installed outside the system directories (pyenv's under /root) and the
 	// runtime shims are shown read-only in every sandbox.
 	hostPaths := append([]string{}, sandbox.DefaultHostPaths...)
@@ -321,17 +337,26 @@ func (s *Server) useSandbox(driver *local.Driver, tools builder.Tools) (string, 
 		}
 	}
 	hostPaths = append(hostPaths, filepath.Join(s.cfg.DataDir, "runtimes"))
+	if s.cfg.OCIRuntime != "" {
+		o, err := sandbox.NewOCI(s.cfg.OCIRuntime, filepath.Join(s.cfg.DataDir, "oci"), hostPaths)
+		if err != nil {
+			return "", "", err
+		}
+		driver.UseOCI(o, limits)
+		s.log.Info("instances are isolated", "isolation", o.Describe())
+		return isolationOCI, o.Describe(), nil
+	}
 	m, err := sandbox.New(sandbox.Options{StateDir: filepath.Join(s.cfg.DataDir, "sandbox"), HostPaths: hostPaths})
 	if err != nil {
 		if s.cfg.Sandbox == "on" {
-			return "", fmt.Errorf("--sandbox=on: %w", err)
+			return "", "", fmt.Errorf("--sandbox=on: %w", err)
 		}
 		s.log.Warn("instances run WITHOUT isolation: this host allows no sandbox", "reason", err.Error())
-		return "none (" + err.Error() + ")", nil
+		return isolationNone, "none (" + err.Error() + ")", nil
 	}
-	driver.UseSandbox(m, runtime.Limits{MemoryBytes: defaults.MemoryBytes, CPUMillis: defaults.CPUMillis, Pids: defaults.Pids})
+	driver.UseSandbox(m, limits)
 	s.log.Info("instances are isolated", "isolation", m.Describe())
-	return m.Describe(), nil
+	return isolationSandbox, m.Describe(), nil
 }
 
 // installPrefix is the installation an interpreter belongs to (its bin directory's parent),

@@ -1,11 +1,19 @@
 package e2e
 
 import (
+	"io"
+	"log"
+	"net/http/httptest"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/registry"
 )
 
 // needRoot skips sandbox tests where the host cannot isolate; CI runs as root.
@@ -143,4 +151,45 @@ func Handle(w http.ResponseWriter, r *http.Request) {
 	}
 	eventually(t, 10*time.Second, "the instance in status", func() bool { return len(s.status("fn", "gofn").Instances) == 1 })
 	eventually(t, 20*time.Second, "the spares to refill", func() bool { return pools(t, s)["go"].Ready == 2 })
+}
+
+// TestOCIRuntime: with --oci-runtime runc, functions, a service from an image and the memory
+// limit work through runc's containers (generated bundles, explicit cgroupsPath).
+func TestOCIRuntime(t *testing.T) {
+	needRoot(t)
+	if _, err := exec.LookPath("runc"); err != nil {
+		t.Skip("runc is not installed (scripts/deps.sh installs it)")
+	}
+	s := startServer(t, "", "--oci-runtime", "runc")
+	code := writeFiles(t, map[string]string{"main.py": "import os\ndef handle(req):\n    if req.path.endswith('/grow'):\n        return str(len(bytearray(400 * 1024 * 1024)))\n    return 'uid %d' % os.getuid()\n"})
+	s.mustFlick("fn", "deploy", "inrunc", "--runtime", "python", "--code", code, "--memory", "64Mi")
+	if r := s.get("inrunc.default.localhost", "/"); r.code != 200 || r.body != "uid 65534" {
+		t.Fatalf("python under runc: %d %q", r.code, r.body)
+	}
+	if st := s.status("fn", "inrunc"); !strings.HasPrefix(st.Isolation, "oci runtime runc") {
+		t.Errorf("status.isolation = %q", st.Isolation)
+	}
+	if r := s.get("inrunc.default.localhost", "/grow"); r.code != 502 || !strings.Contains(r.body, "OOMKilled") {
+		t.Errorf("past the memory limit under runc: %d %s", r.code, r.body)
+	}
+	if r := s.get("inrunc.default.localhost", "/"); r.code != 200 {
+		t.Errorf("after the OOM kill: %d %s", r.code, r.body)
+	}
+
+	os.Setenv("DOCKER_CONFIG", t.TempDir())
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer reg.Close()
+	ref := strings.TrimPrefix(reg.URL, "http://") + "/knative/helloworld-go:oci"
+	pushHelloworld(t, ref, "oci")
+	s.mustFlick("fn", "deploy", "imgrunc", "--image", ref, "--env", "TARGET=runc")
+	if r := s.get("imgrunc.default.localhost", "/"); r.code != 200 || r.body != "Hello runc! (oci)\n" {
+		t.Errorf("image under runc: %d %q", r.code, r.body)
+	}
+	if r := s.get("imgrunc.default.localhost", "/probe"); r.body != "uid=65534 write-root=false write-tmp=true wd=/app" {
+		t.Errorf("inside the image under runc: %q", r.body)
+	}
+	s.stop(syscall.SIGTERM)
+	if out, err := exec.Command("runc", "--root", filepath.Join(s.dataDir, "oci", "state"), "list", "-q").CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "" {
+		t.Errorf("containers left after shutdown: %v %q", err, out)
+	}
 }

@@ -43,6 +43,9 @@ type Driver struct {
 	defaults  runtime.Limits
 	boxes     map[string]*sandbox.Sandbox // instance id -> its sandbox
 	spares    spares
+	// oci, when set, runs instances through an OCI runtime instead (see oci.go).
+	oci        *sandbox.OCI
+	containers map[string]*sandbox.OCIInstance
 }
 
 // output is an instance's log destination, which a warm pool rebinds to the function an
@@ -83,7 +86,7 @@ func New(stateDir string, logStore *logs.Store, log *slog.Logger) (*Driver, erro
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("local driver: %w", err)
 	}
-	return &Driver{stateDir: stateDir, logs: logStore, log: log, baseEnv: baseEnv(), live: map[string]*output{}, boxes: map[string]*sandbox.Sandbox{}}, nil
+	return &Driver{stateDir: stateDir, logs: logStore, log: log, baseEnv: baseEnv(), live: map[string]*output{}, boxes: map[string]*sandbox.Sandbox{}, containers: map[string]*sandbox.OCIInstance{}}, nil
 }
 
 // mergeEnv keeps the last value of each variable, in first-seen order: later layers (the
@@ -147,9 +150,12 @@ func (d *Driver) Start(ctx context.Context, spec runtime.InstanceSpec) (*runtime
 
 	var inst *runtime.Instance
 	var wait func() string
-	if d.sandboxes != nil {
+	switch {
+	case d.oci != nil:
+		inst, wait, err = d.startOCI(ctx, id, port, spec, out)
+	case d.sandboxes != nil:
 		inst, wait, err = d.startSandboxed(ctx, id, port, spec, out)
-	} else {
+	default:
 		inst, wait, err = d.startProcess(id, port, spec, out)
 	}
 	if err != nil {
@@ -170,6 +176,7 @@ func (d *Driver) Start(ctx context.Context, spec runtime.InstanceSpec) (*runtime
 		d.mu.Lock()
 		delete(d.live, id)
 		delete(d.boxes, id)
+		delete(d.containers, id)
 		workload := out.workload
 		d.mu.Unlock()
 		out.stdout.Close()
@@ -245,6 +252,11 @@ func (d *Driver) Rebind(inst *runtime.Instance, workload string) error {
 	return nil
 }
 
+// Note writes a line of the server's about an instance into a workload's log.
+func (d *Driver) Note(inst *runtime.Instance, workload, line string) {
+	_ = d.logs.Append(workload, inst.ID, "flick", line)
+}
+
 // startError explains an instance that never became ready, with its last output.
 func (d *Driver) startError(workload string, inst *runtime.Instance, err error) error {
 	var b strings.Builder
@@ -315,6 +327,13 @@ func (d *Driver) Stop(ctx context.Context, inst *runtime.Instance, grace time.Du
 		return nil
 	case <-timer.C:
 	case <-ctx.Done():
+	}
+	d.mu.Lock()
+	container := d.containers[inst.ID]
+	d.mu.Unlock()
+	if container != nil {
+		// Killing the runtime would leave its container running.
+		container.Kill()
 	}
 	_ = syscall.Kill(-inst.PID, syscall.SIGKILL)
 	select {

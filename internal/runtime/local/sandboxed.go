@@ -167,8 +167,11 @@ func (d *Driver) takeSpare(kind spareKind) *spare {
 	return nil
 }
 
-// Close stops making spares and kills the ready ones.
+// Close stops making spares and kills the ready ones, and waits for OCI teardowns.
 func (d *Driver) Close() {
+	if d.oci != nil {
+		defer d.oci.Wait()
+	}
 	d.mu.Lock()
 	d.spares.closed = true
 	var ready []*spare
@@ -252,9 +255,14 @@ func (d *Driver) sandboxEnv(image bool) []string {
 	return env
 }
 
-// binds lists the host paths an instance reads: its directory, the paths its spec names,
-// and the host paths on its command line (its executable, a host command's script).
+// binds lists the host paths an instance reads that its sandbox does not show already.
 func (d *Driver) binds(spec runtime.InstanceSpec) []string {
+	return d.sandboxes.Hidden(d.bindCandidates(spec))
+}
+
+// bindCandidates are the host paths an instance reads: its directory, the paths its spec
+// names, and the host paths on its command line (its executable, a host command's script).
+func (d *Driver) bindCandidates(spec runtime.InstanceSpec) []string {
 	paths := append([]string{spec.Dir}, spec.Paths...)
 	for _, arg := range spec.Command {
 		if filepath.IsAbs(arg) {
@@ -263,7 +271,7 @@ func (d *Driver) binds(spec runtime.InstanceSpec) []string {
 			}
 		}
 	}
-	return d.sandboxes.Hidden(paths)
+	return paths
 }
 
 // Prepare readies a running instance for the workload a warm pool hands it to: the
@@ -357,8 +365,11 @@ func lookupID(file, name string) (id, gid int, ok bool) {
 func (d *Driver) Isolation() string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.sandboxes == nil {
-		return "none"
+	switch {
+	case d.oci != nil:
+		return d.oci.Describe()
+	case d.sandboxes != nil:
+		return d.sandboxes.Describe()
 	}
-	return d.sandboxes.Describe()
+	return "none"
 }
