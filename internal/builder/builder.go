@@ -93,7 +93,7 @@ func (b *Builder) Function(ctx context.Context, f *apis.Function, pin string, pr
 	if err != nil {
 		return Artifact{}, err
 	}
-	inst := runtime.InstanceSpec{Workload: key, Dir: src, Env: env, Limits: limits(f.Spec.Resources)}
+	inst := runtime.InstanceSpec{Workload: key, Dir: src, Env: env, Limits: limits(f.Spec.Resources), NoNetwork: f.Spec.Network == apis.NetworkNone}
 	switch f.Spec.Runtime {
 	case apis.RuntimePython, apis.RuntimeNode:
 		interp := b.tools.Python
@@ -111,7 +111,8 @@ func (b *Builder) Function(ctx context.Context, f *apis.Function, pin string, pr
 			k, v, _ := strings.Cut(kv, "=")
 			spec.Env[k] = v
 		}
-		if f.Spec.Executor != apis.ExecutorDeploy {
+		// Warm instances share the host's network: a function without one starts its own.
+		if f.Spec.Executor != apis.ExecutorDeploy && !inst.NoNetwork {
 			inst.Specialize = spec
 		}
 		inst.Env = append(inst.Env, "FLICK_CODE_DIR="+src, "FLICK_HANDLER="+f.Spec.Handler, "PYTHONUNBUFFERED=1")
@@ -308,7 +309,7 @@ func binaryPath(src, handler string) (string, error) {
 // version hashes everything that decides what an instance runs.
 func version(inst runtime.InstanceSpec) string {
 	h := sha256.New()
-	limits := fmt.Sprint(inst.Limits.MemoryBytes, inst.Limits.CPUMillis, inst.Limits.Pids)
+	limits := fmt.Sprint(inst.Limits.MemoryBytes, inst.Limits.CPUMillis, inst.Limits.Pids, inst.NoNetwork)
 	for _, part := range [][]string{inst.Command, {inst.Dir}, inst.Env, {inst.Image, inst.User, limits}} {
 		for _, s := range part {
 			h.Write([]byte(s))

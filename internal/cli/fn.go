@@ -111,6 +111,7 @@ func newFnDeployCmd(o *options) *cobra.Command {
 	f.StringVar(limits["memory"], "memory", "", "memory limit of each instance (128Mi, 1Gi); past it the instance is OOMKilled")
 	f.StringVar(limits["cpu"], "cpu", "", "CPU limit of each instance in cores (500m, 1, 2)")
 	f.StringVar(limits["pids"], "pids", "", "most processes and threads in each instance")
+	f.StringVar(&spec.Network, "network", "", "host (default: the server's network) or none (a network of its own with only loopback: no outbound connections)")
 	f.IntVar(&spec.ContainerConcurrency, "concurrency", 0, "requests one instance serves at once (0: unlimited)")
 	f.DurationVar(&timeout, "timeout", 0, "request timeout (default 60s)")
 	f.DurationVar(&window, "window", 0, "idle time before scaling to zero (default 60s)")

@@ -157,6 +157,28 @@ func (d *Driver) Resize(name string, size int, idleReap time.Duration) bool {
 	return true
 }
 
+// SetLimits sets the limits warm instances of a runtime wait with (a Runtime resource's
+// spec.resources.limits); the ready ones are recycled so every warm instance has them. It
+// reports false for a runtime that has no pool.
+func (d *Driver) SetLimits(name string, l runtime.Limits) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	w := d.pools[name]
+	if w == nil {
+		return false
+	}
+	if w.spec.Limits == l {
+		return true
+	}
+	w.spec.Limits = l
+	for _, inst := range w.ready {
+		d.stopLater(inst)
+	}
+	w.ready = nil
+	d.refillLocked(w)
+	return true
+}
+
 // reapLoop recycles warm instances that waited longer than their runtime's idle reap time.
 func (d *Driver) reapLoop() {
 	t := time.NewTicker(time.Second)

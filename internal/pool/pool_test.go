@@ -95,3 +95,30 @@ func TestResizeAndIdleReap(t *testing.T) {
 		return st.Ready == 1 && st.ReadyPIDs[0] != before
 	})
 }
+
+func TestSetLimitsRecyclesWarmInstances(t *testing.T) {
+	p := newPool(t, 2)
+	waitReady(t, p, 2)
+	before := map[int]bool{}
+	for _, pid := range status(p).ReadyPIDs {
+		before[pid] = true
+	}
+	if !p.SetLimits("test", runtime.Limits{Pids: 100}) {
+		t.Fatal("SetLimits of a known runtime reported false")
+	}
+	testinstance.WaitFor(t, 30*time.Second, "the pool refilled with new instances", func() bool {
+		st := status(p)
+		if st.Ready != 2 {
+			return false
+		}
+		for _, pid := range st.ReadyPIDs {
+			if before[pid] {
+				return false
+			}
+		}
+		return true
+	})
+	if p.SetLimits("cobol", runtime.Limits{}) {
+		t.Error("SetLimits of an unknown runtime reported true")
+	}
+}

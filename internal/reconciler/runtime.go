@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/flickdev/flick/internal/pool"
+	"github.com/flickdev/flick/internal/runtime"
 	"github.com/flickdev/flick/internal/store"
 	"github.com/flickdev/flick/pkg/apis"
 )
@@ -14,6 +15,7 @@ import (
 // Pools is the part of the warm pool the reconciler drives.
 type Pools interface {
 	Resize(runtime string, size int, idleReap time.Duration) bool
+	SetLimits(runtime string, l runtime.Limits) bool
 	Status() []pool.Status
 }
 
@@ -76,6 +78,8 @@ func (r *Reconciler) handleRuntime(ev store.Event) {
 	}
 	rt := obj.(*apis.Runtime)
 	r.Pools.Resize(rt.Metadata.Name, rt.Spec.Pool.Size, rt.Spec.Pool.IdleReap.Duration)
+	l, _ := apis.ParseLimits("", rt.Spec.Resources.Limits) // validated on apply
+	r.Pools.SetLimits(rt.Metadata.Name, runtime.Limits{MemoryBytes: l.MemoryBytes, CPUMillis: l.CPUMillis, Pids: l.Pids})
 }
 
 // runtimeStatusLoop writes each Runtime's pool state every second (a write only when it

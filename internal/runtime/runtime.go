@@ -32,6 +32,9 @@ type InstanceSpec struct {
 	// User is the uid:gid to run as, from an image's config; empty: a driver's default.
 	User   string
 	Limits Limits
+	// NoNetwork gives the instance a network namespace of its own (loopback only); it
+	// serves on a listening socket the driver hands it as fd 3 ($FLICK_LISTEN_FD).
+	NoNetwork bool
 }
 
 // Limits bound one instance; zero fields take the driver's defaults.

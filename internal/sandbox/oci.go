@@ -128,6 +128,12 @@ func Spec(id, image string, hostPaths []string, limits Limits, p Process, uid, g
 	if hostname == "" {
 		hostname = id
 	}
+	namespaces := []specs.LinuxNamespace{{Type: specs.PIDNamespace}, {Type: specs.MountNamespace}, {Type: specs.UTSNamespace}, {Type: specs.IPCNamespace}}
+	if p.Listener != nil {
+		// Served through the handed-in socket: a network of its own (the runtime brings up
+		// its loopback).
+		namespaces = append(namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace})
+	}
 	return &specs.Spec{
 		Version:  specs.Version,
 		Hostname: hostname,
@@ -142,9 +148,7 @@ func Spec(id, image string, hostPaths []string, limits Limits, p Process, uid, g
 		Linux: &specs.Linux{
 			CgroupsPath: cgroupsPath(id),
 			Resources:   res,
-			Namespaces: []specs.LinuxNamespace{
-				{Type: specs.PIDNamespace}, {Type: specs.MountNamespace}, {Type: specs.UTSNamespace}, {Type: specs.IPCNamespace},
-			},
+			Namespaces:  namespaces,
 			MaskedPaths: []string{"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
 				"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"},
 			ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
@@ -219,8 +223,15 @@ func (o *OCI) Run(ctx context.Context, id, image string, limits Limits, p Proces
 	if err := os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o600); err != nil {
 		return nil, fmt.Errorf("bundle %s: %w", id, err)
 	}
-	cmd := exec.Command(o.runtime, "--root", filepath.Join(o.stateDir, "state"), "run", "--keep", "--bundle", bundle, id)
+	args := []string{"--root", filepath.Join(o.stateDir, "state"), "run", "--keep", "--bundle", bundle}
+	if p.Listener != nil {
+		args = append(args, "--preserve-fds", "1") // the listener, fd 3
+	}
+	cmd := exec.Command(o.runtime, append(args, id)...)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if p.Listener != nil {
+		cmd.ExtraFiles = []*os.File{p.Listener}
+	}
 	// Pdeathsig: a server killed with SIGKILL takes the runtime along, and the runtime its
 	// container (the sweep of records handles the rest).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

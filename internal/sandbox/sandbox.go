@@ -127,11 +127,12 @@ type Sandbox struct {
 	ID  string
 	PID int // the init's pid on the host
 
-	m      *Manager
-	limits Limits // as written to its group
-	cmd    *exec.Cmd
-	group  *group
-	ctl    *os.File
+	m       *Manager
+	network bool   // a network namespace of its own
+	limits  Limits // as written to its group
+	cmd     *exec.Cmd
+	group   *group
+	ctl     *os.File
 
 	mu      sync.Mutex // one request on the control socket at a time; guards limits
 	replies chan initproc.Reply
@@ -211,7 +212,7 @@ func (m *Manager) Start(ctx context.Context, cfg Config) (sb *Sandbox, err error
 		ours.Close()
 		return nil, fmt.Errorf("start sandbox init: %w", err)
 	}
-	sb = &Sandbox{ID: cfg.ID, PID: cmd.Process.Pid, m: m, limits: cfg.Limits, cmd: cmd, group: g, ctl: ours,
+	sb = &Sandbox{ID: cfg.ID, PID: cmd.Process.Pid, m: m, network: cfg.Network, limits: cfg.Limits, cmd: cmd, group: g, ctl: ours,
 		replies: make(chan initproc.Reply, 1), exit: make(chan string, 1), done: make(chan struct{})}
 	go sb.read()
 	go sb.wait()
@@ -232,7 +233,7 @@ func (m *Manager) Start(ctx context.Context, cfg Config) (sb *Sandbox, err error
 // Setup builds the sandbox's root: the image's (an unpacked root filesystem), read-only, or
 // for "" one that shows the host's system directories read-only.
 func (sb *Sandbox) Setup(ctx context.Context, image string) error {
-	setup := &initproc.Setup{MountPoint: sb.m.mountPoint, Hostname: sb.ID}
+	setup := &initproc.Setup{MountPoint: sb.m.mountPoint, Hostname: sb.ID, Network: sb.network}
 	if image != "" {
 		setup.Image = image
 		setup.Files = map[string]string{"/etc/resolv.conf": "/etc/resolv.conf", "/etc/hosts": "/etc/hosts"}
@@ -349,6 +350,9 @@ type Process struct {
 	Hostname string
 	// Binds are host paths the workload reads, shown read-only at the same path.
 	Binds []string
+	// Listener, when set, is a listening socket the workload gets as fd 3 (a sandbox with a
+	// network of its own is reached through it).
+	Listener *os.File
 }
 
 // Run starts the workload. It returns its pid inside the sandbox.
@@ -358,7 +362,12 @@ func (sb *Sandbox) Run(ctx context.Context, p Process) (int, error) {
 		return 0, err
 	}
 	defer closeFDs(fds)
-	msg := initproc.Message{Run: &initproc.Run{Argv: p.Argv, Env: p.Env, Dir: p.Dir, UID: p.UID, GID: p.GID, Hostname: p.Hostname, Targets: targets}}
+	run := &initproc.Run{Argv: p.Argv, Env: p.Env, Dir: p.Dir, UID: p.UID, GID: p.GID, Hostname: p.Hostname, Targets: targets}
+	if p.Listener != nil {
+		run.Listener = true
+		fds = append(fds[:len(fds):len(fds)], int(p.Listener.Fd()))
+	}
+	msg := initproc.Message{Run: run}
 	r, err := sb.call(ctx, msg, fds)
 	if err != nil {
 		return 0, fmt.Errorf("sandbox %s: %w", sb.ID, err)

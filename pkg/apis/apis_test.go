@@ -674,3 +674,31 @@ func TestResourceLimitsValidation(t *testing.T) {
 		}
 	}
 }
+
+func TestFunctionNetworkValidation(t *testing.T) {
+	cases := []struct {
+		runtime, network, field string
+	}{
+		{"python", "", ""},
+		{"python", "host", ""},
+		{"go", "none", ""},
+		{"binary", "none", "spec.network"},
+		{"python", "bridge", "spec.network"},
+	}
+	for _, c := range cases {
+		f := &apis.Function{Metadata: apis.ObjectMeta{Name: "f"}, Spec: apis.FunctionSpec{Runtime: c.runtime, Network: c.network, Source: &apis.Source{Archive: digest}}}
+		f.Default()
+		err := f.Validate()
+		var fe apis.FieldErrors
+		errors.As(err, &fe)
+		got := ""
+		for _, e := range fe {
+			if e.Field == "spec.network" {
+				got = e.Field
+			}
+		}
+		if got != c.field {
+			t.Errorf("%s network %q: %v, want an error on %q", c.runtime, c.network, err, c.field)
+		}
+	}
+}

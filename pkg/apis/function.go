@@ -59,7 +59,17 @@ type FunctionSpec struct {
 	// Resources limit each instance (memory, cpu, pids); unset limits take the server's
 	// defaults.
 	Resources *Resources `json:"resources,omitempty"`
+	// Network is "host" (default: the instance shares the server's network) or "none": a
+	// network namespace of its own with only loopback, so the function cannot connect
+	// anywhere; it is served through a socket the server hands in (go, python, node).
+	Network string `json:"network,omitempty"`
 }
+
+// Network modes of a function.
+const (
+	NetworkHost = "host"
+	NetworkNone = "none"
+)
 
 // Scale bounds a workload's instance count.
 type Scale struct {
@@ -218,6 +228,15 @@ func (f *Function) Validate() error {
 	}
 	validateScale(&errs, "spec.scale", s.Scale)
 	validateResources(&errs, "spec.resources", s.Resources)
+	switch s.Network {
+	case "", NetworkHost:
+	case NetworkNone:
+		if s.Runtime != RuntimeGo && s.Runtime != RuntimePython && s.Runtime != RuntimeNode {
+			errs.add("spec.network", "none needs a runtime that takes its listening socket from Flick (go, python, node)")
+		}
+	default:
+		errs.add("spec.network", quote(s.Network)+" is not a network mode: use host or none")
+	}
 	_, aerrs := AutoscalingFromAnnotations(metaAnnotations(f.Metadata.Annotations))
 	errs = append(errs, aerrs...)
 	return errs.OrNil()

@@ -4,6 +4,7 @@
 //
 // Environment:
 //   PORT            port to listen on (required)
+//   FLICK_LISTEN_FD a listening socket to serve on instead (an instance without a network)
 //   FLICK_HOST      listen host (default 127.0.0.1)
 //   FLICK_CODE_DIR  directory with the user's code; if unset, start in generic
 //                   mode and wait for POST /_flick/specialize
@@ -297,10 +298,16 @@ async function main() {
     process.exit(1);
   });
   if (!handler) warmLoader();
-  server.listen(port, host, () => {
+  const listening = () => {
     const mode = handler ? '' : ` (generic, waiting for ${SPECIALIZE_PATH})`;
     process.stderr.write(`flick node runtime listening on ${host}:${server.address().port}${mode}\n`);
-  });
+  };
+  if (process.env.FLICK_LISTEN_FD) {
+    // No network of its own: Flick handed in the listening socket.
+    server.listen({ fd: Number(process.env.FLICK_LISTEN_FD) }, listening);
+  } else {
+    server.listen(port, host, listening);
+  }
 }
 
 // warmLoader runs the module loader and the response path once while the instance waits in

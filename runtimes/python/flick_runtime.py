@@ -6,6 +6,7 @@ path of every function instance.
 
 Environment:
   PORT            port to listen on (required)
+  FLICK_LISTEN_FD a listening socket to serve on instead (an instance without a network)
   FLICK_HOST      listen host (default 127.0.0.1)
   FLICK_CODE_DIR  directory with the user's code; if unset, start in generic
                   mode and wait for POST /_flick/specialize
@@ -334,10 +335,19 @@ def main():
             sys.stderr.write("flick: failed to load handler\n")
             sys.exit(1)
 
+    listen_fd = os.environ.get("FLICK_LISTEN_FD")
     if ":" in host:
         Server.address_family = socket.AF_INET6
     try:
-        server = Server((host, port), Handler)
+        if listen_fd:
+            # No network of its own: Flick handed in the listening socket.
+            server = Server((host, port), Handler, bind_and_activate=False)
+            server.socket.close()
+            server.socket = socket.socket(fileno=int(listen_fd))
+            server.server_address = server.socket.getsockname()
+            server.server_name, server.server_port = server.server_address[:2]
+        else:
+            server = Server((host, port), Handler)
     except OSError as e:
         sys.stderr.write("flick: cannot listen on %s:%d: %s\n" % (host, port, e))
         sys.exit(1)

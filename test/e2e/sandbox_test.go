@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"bytes"
 	"io"
 	"log"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -191,5 +193,102 @@ func TestOCIRuntime(t *testing.T) {
 	s.stop(syscall.SIGTERM)
 	if out, err := exec.Command("runc", "--root", filepath.Join(s.dataDir, "oci", "state"), "list", "-q").CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "" {
 		t.Errorf("containers left after shutdown: %v %q", err, out)
+	}
+}
+
+// TestNoIsolationIsSaid: a server that may not isolate (here: not root) still runs, says so
+// once at start, and every workload's status says "none".
+func TestNoIsolationIsSaid(t *testing.T) {
+	needRoot(t) // to start the server as another user
+	// Not t.TempDir: its parent is root's alone.
+	dir, err := os.MkdirTemp("", "flick-nobody-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o777)
+	dataDir := filepath.Join(dir, "data")
+	data, api := freeAddr(t), freeAddr(t)
+	cmd := exec.Command(flickBin, "server", "--data-dir", dataDir, "--listen", data, "--api-listen", api, "--pool-size", "0")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	cmd.Env = append(os.Environ(), "HOME="+dir)
+	var log syncBuffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &server{t: t, dataDir: dataDir, data: data, api: api, log: &bytes.Buffer{}}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); <-exited }()
+	eventually(t, 30*time.Second, "the server as nobody to be ready", func() bool {
+		select {
+		case <-exited:
+			t.Fatalf("the server exited:\n%s", log.String())
+		default:
+		}
+		resp, err := http.Get("http://" + api + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	if n := strings.Count(log.String(), "WITHOUT isolation"); n != 1 {
+		t.Errorf("the server should say once that instances are not isolated; it said so %d times:\n%s", n, log.String())
+	}
+	code := writeFiles(t, map[string]string{"hello": "#!/bin/sh\nexec sleep 1000\n"})
+	os.Chmod(filepath.Join(code, "hello"), 0o755)
+	s.mustFlick("fn", "deploy", "plain", "--runtime", "binary", "--code", code, "--no-wait")
+	eventually(t, 10*time.Second, "status.isolation", func() bool {
+		return strings.HasPrefix(s.status("fn", "plain").Isolation, "none (the server is not running as root")
+	})
+}
+
+// TestNetworkNone: a function with network none serves requests through the socket the
+// server hands in, and cannot connect anywhere, not even to the server on loopback.
+func TestNetworkNone(t *testing.T) {
+	needRoot(t)
+	s := startServer(t, "")
+	_, apiPort, _ := strings.Cut(s.api, ":")
+	code := writeFiles(t, map[string]string{"main.py": `import socket
+def handle(req):
+    try:
+        socket.create_connection(("127.0.0.1", ` + apiPort + `), timeout=2).close()
+        return "reached the server"
+    except OSError as e:
+        return "isolated: " + type(e).__name__
+`})
+	s.mustFlick("fn", "deploy", "offline", "--runtime", "python", "--code", code, "--network", "none")
+	if r := s.get("offline.default.localhost", "/"); r.code != 200 || !strings.HasPrefix(r.body, "isolated: ") {
+		t.Errorf("network none: %d %q, want it served and unable to connect", r.code, r.body)
+	}
+	s.mustFlick("fn", "deploy", "online", "--runtime", "python", "--code", code)
+	if r := s.get("online.default.localhost", "/"); r.code != 200 || r.body != "reached the server" {
+		t.Errorf("network host: %d %q", r.code, r.body)
+	}
+	goCode := writeFiles(t, map[string]string{"go.mod": "module fn\n\ngo 1.22\n", "fn.go": `package function
+
+import (
+	"net"
+	"net/http"
+	"time"
+)
+
+func Handle(w http.ResponseWriter, r *http.Request) {
+	if _, err := net.DialTimeout("tcp", "127.0.0.1:` + apiPort + `", 2*time.Second); err != nil {
+		w.Write([]byte("isolated"))
+		return
+	}
+	w.Write([]byte("reached the server"))
+}
+`})
+	s.mustFlick("fn", "deploy", "gooffline", "--runtime", "go", "--code", goCode, "--network", "none")
+	if r := s.get("gooffline.default.localhost", "/"); r.code != 200 || r.body != "isolated" {
+		t.Errorf("go with network none: %d %q", r.code, r.body)
+	}
+	_, errOut, code2 := s.flick("fn", "deploy", "bad", "--runtime", "binary", "--code", code, "--network", "none")
+	if code2 == 0 || !strings.Contains(errOut, "spec.network") {
+		t.Errorf("network none for a binary: exit %d, %s", code2, errOut)
 	}
 }

@@ -28,6 +28,15 @@ func (d *Driver) startOCI(ctx context.Context, id string, port int, spec runtime
 	}
 	env := mergeEnv(append(append(d.sandboxEnv(spec.Image != ""), spec.Env...), "PORT="+strconv.Itoa(port), "FLICK_INSTANCE="+id))
 	p := sandbox.Process{Argv: spec.Command, Env: env, Dir: spec.Dir, Hostname: id}
+	if spec.NoNetwork {
+		listener, err := listenFile(port)
+		if err != nil {
+			return nil, nil, fmt.Errorf("start instance %s: %w", id, err)
+		}
+		defer listener.Close() // the container holds its own copy once it runs
+		p.Listener = listener
+		p.Env = append(p.Env, "FLICK_LISTEN_FD=3")
+	}
 	if spec.Image == "" {
 		p.Binds = sandbox.HiddenFrom(d.oci.HostPaths(), d.bindCandidates(spec))
 	}

@@ -195,7 +195,21 @@ func (d *Driver) startSandboxed(ctx context.Context, id string, port int, spec r
 	if spec.Image != "" {
 		kind = bare
 	}
-	if sp := d.takeSpare(kind); sp != nil {
+	// No network of its own: a new sandbox (spares share the host's network), served
+	// through a listening socket made here.
+	var listener *os.File
+	if spec.NoNetwork {
+		var err error
+		if listener, err = listenFile(port); err != nil {
+			return nil, nil, fmt.Errorf("start instance %s: %w", id, err)
+		}
+		defer listener.Close() // the instance holds its own copy once it runs
+	}
+	var sp *spare
+	if !spec.NoNetwork {
+		sp = d.takeSpare(kind)
+	}
+	if sp != nil {
 		sb = sp.sb
 		sp.stdout.swap(nopCloser{out.stdout})
 		sp.stderr.swap(nopCloser{out.stderr})
@@ -210,7 +224,7 @@ func (d *Driver) startSandboxed(ctx context.Context, id string, port int, spec r
 	}
 	if sb == nil {
 		var err error
-		sb, err = d.sandboxes.Create(ctx, sandbox.Config{ID: id, Image: spec.Image, Limits: limits, Stdout: out.stdout, Stderr: out.stderr})
+		sb, err = d.sandboxes.Create(ctx, sandbox.Config{ID: id, Image: spec.Image, Limits: limits, Network: spec.NoNetwork, Stdout: out.stdout, Stderr: out.stderr})
 		if err != nil {
 			return nil, nil, fmt.Errorf("start instance %s: %w", id, err)
 		}
@@ -221,7 +235,10 @@ func (d *Driver) startSandboxed(ctx context.Context, id string, port int, spec r
 		return nil, nil, fmt.Errorf("start instance %s: %w", id, err)
 	}
 	env := mergeEnv(append(append(d.sandboxEnv(spec.Image != ""), spec.Env...), "PORT="+strconv.Itoa(port), "FLICK_INSTANCE="+id))
-	p := sandbox.Process{Argv: spec.Command, Env: env, Dir: spec.Dir, UID: uid, GID: gid, Hostname: id}
+	p := sandbox.Process{Argv: spec.Command, Env: env, Dir: spec.Dir, UID: uid, GID: gid, Hostname: id, Listener: listener}
+	if listener != nil {
+		p.Env = append(p.Env, "FLICK_LISTEN_FD=3")
+	}
 	if spec.Image == "" {
 		p.Binds = d.binds(spec)
 	}
@@ -237,6 +254,16 @@ func (d *Driver) startSandboxed(ctx context.Context, id string, port int, spec r
 	d.mu.Unlock()
 	inst := runtime.NewInstance(id, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), sb.PID, time.Now())
 	return inst, sb.Reason, nil
+}
+
+// listenFile opens the loopback listening socket an instance without a network serves on.
+func listenFile(port int) (*os.File, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return nil, err
+	}
+	defer ln.Close() // the file is a copy that keeps the socket
+	return ln.(*net.TCPListener).File()
 }
 
 // sandboxEnv is the base environment inside a sandbox: the host's PATH and locale, a home

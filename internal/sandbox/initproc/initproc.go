@@ -45,6 +45,8 @@ type Setup struct {
 	Hostname  string   `json:"hostname"`
 	// Files are host files copied into an image's /etc (resolv.conf, hosts).
 	Files map[string]string `json:"files,omitempty"`
+	// Network: the sandbox has a network namespace of its own, whose loopback is brought up.
+	Network bool `json:"network,omitempty"`
 }
 
 // Mount attaches detached mounts (open_tree clones the server made, passed as descriptors in
@@ -65,6 +67,9 @@ type Run struct {
 	Hostname string `json:"hostname,omitempty"`
 	// Targets, as for Mount: paths the workload reads, attached before it starts.
 	Targets []string `json:"targets,omitempty"`
+	// Listener: the packet's last descriptor is a listening socket, the workload's fd 3.
+	Listener bool `json:"listener,omitempty"`
+	listener int
 }
 
 // Reply answers every message. After Run, one more Reply with Exit set says how the
@@ -103,7 +108,13 @@ func serve() int {
 		case msg.Mount != nil:
 			c.reply(Reply{Error: errString(attach(msg.Mount.Targets, fds))})
 		case msg.Run != nil:
+			listener := -1
+			if msg.Run.Listener && len(fds) > 0 {
+				listener, fds = fds[len(fds)-1], fds[:len(fds)-1]
+				msg.Run.listener = listener
+			}
 			if err := attach(msg.Run.Targets, fds); err != nil {
+				closeAll([]int{listener})
 				c.reply(Reply{Error: err.Error()})
 				continue
 			}
@@ -114,6 +125,9 @@ func serve() int {
 				}
 			}
 			pid, err := st.start(msg.Run)
+			if listener >= 0 {
+				unix.Close(listener) // the workload has its own copy
+			}
 			if err != nil {
 				c.reply(Reply{Error: err.Error()})
 				st = newStarter() // that thread is spent
@@ -240,6 +254,9 @@ func startLocked(r *Run) (int, error) {
 			// once. The workload dies with the namespace when PID 1 does.
 			Credential: &syscall.Credential{Uid: uint32(r.UID), Gid: uint32(r.GID), Groups: []uint32{}},
 		},
+	}
+	if r.Listener {
+		attr.Files = append(attr.Files, uintptr(r.listener))
 	}
 	pid, err := syscall.ForkExec(path, r.Argv, attr)
 	if err != nil {
