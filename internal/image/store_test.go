@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"io/fs"
@@ -21,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -754,5 +756,52 @@ func TestOpenDiscardsUnfinished(t *testing.T) {
 	assertTmpEmpty(t, dir)
 	if left, _ := os.ReadDir(filepath.Join(dir, "sha256")); len(left) != 0 {
 		t.Errorf("left in sha256: %v", left)
+	}
+}
+
+// TestPullWithDockerConfigCredentials: a registry that wants a login answers 401 without
+// one (the error names the image and says UNAUTHORIZED); with the login in the Docker config
+// file ($DOCKER_CONFIG/config.json) the pull succeeds.
+func TestPullWithDockerConfigCredentials(t *testing.T) {
+	h := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	const user, pass = "flick", "s3cret"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if u, p, ok := req.BasicAuth(); !ok || u != user || p != pass {
+			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			io.WriteString(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`)
+			return
+		}
+		h.ServeHTTP(w, req)
+	}))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	ref := host + "/private/app:1"
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, smallImage(t, "secret"), remote.WithAuth(&authn.Basic{Username: user, Password: pass})); err != nil {
+		t.Fatalf("push: %v", err)
+	}
+
+	cfgDir := t.TempDir()
+	t.Setenv("DOCKER_CONFIG", cfgDir)
+	s := openStore(t, t.TempDir())
+	_, err = s.Pull(context.Background(), ref)
+	if err == nil || !strings.HasPrefix(err.Error(), "pull "+ref+": ") || !strings.Contains(err.Error(), "UNAUTHORIZED") {
+		t.Fatalf("pull without a login: %v, want UNAUTHORIZED naming the image", err)
+	}
+	auth := base64.StdEncoding.EncodeToString([]byte(user + ":" + pass))
+	if err := os.WriteFile(filepath.Join(cfgDir, "config.json"), []byte(`{"auths":{"`+host+`":{"auth":"`+auth+`"}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	img, err := s.Pull(context.Background(), ref)
+	if err != nil {
+		t.Fatalf("pull with the Docker config's login: %v", err)
+	}
+	if img.Digest == "" {
+		t.Errorf("no digest: %+v", img)
 	}
 }

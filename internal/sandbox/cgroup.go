@@ -23,6 +23,9 @@ type Limits struct {
 // per controller, as on hybrid hosts).
 type cgroups struct {
 	v2 bool
+	// enabled are the v2 controllers instance groups have (a v2 tree may lack some: then
+	// only the limits of the others can be set).
+	enabled map[string]bool
 	// base is where instance groups are created: one directory per controller on v1
 	// (memory, cpu, pids), one on v2.
 	base map[string]string
@@ -85,10 +88,11 @@ func detectCgroups(mountRoot string) (*cgroups, error) {
 	}
 	if _, err := os.Stat(filepath.Join(mountRoot, "cgroup.controllers")); err == nil {
 		base := filepath.Join(mountRoot, own[""], "flick")
-		if err := enableV2(filepath.Dir(base), base); err != nil {
+		enabled, err := enableV2(filepath.Dir(base), base)
+		if err != nil {
 			return nil, err
 		}
-		return &cgroups{v2: true, base: map[string]string{"": base}}, nil
+		return &cgroups{v2: true, enabled: enabled, base: map[string]string{"": base}}, nil
 	}
 	cg := &cgroups{base: map[string]string{}}
 	for _, c := range v1Controllers {
@@ -105,33 +109,48 @@ func detectCgroups(mountRoot string) (*cgroups, error) {
 	return cg, nil
 }
 
-// enableV2 turns on the memory, cpu and pids controllers for base's children. The "no
-// processes in inner groups" rule means the server must first leave its own group if it is
-// in it: it moves to a leaf beside base.
-func enableV2(parent, base string) error {
+// enableV2 turns on the memory, cpu and pids controllers (those the tree has) for base's
+// children. The "no processes in inner groups" rule means the server must first leave its
+// own group if it is in it: it moves to a leaf beside base.
+func enableV2(parent, base string) (map[string]bool, error) {
 	if err := os.MkdirAll(base, 0o755); err != nil {
-		return fmt.Errorf("cgroup: %w", err)
+		return nil, fmt.Errorf("cgroup: %w", err)
 	}
-	const want = "+memory +cpu +pids"
-	if err := os.WriteFile(filepath.Join(parent, "cgroup.subtree_control"), []byte(want), 0); err != nil {
+	have, err := os.ReadFile(filepath.Join(parent, "cgroup.controllers"))
+	if err != nil {
+		return nil, fmt.Errorf("cgroup: %w", err)
+	}
+	enabled := map[string]bool{}
+	var want []string
+	for _, c := range strings.Fields(string(have)) {
+		if c == "memory" || c == "cpu" || c == "pids" {
+			enabled[c] = true
+			want = append(want, "+"+c)
+		}
+	}
+	if len(want) == 0 {
+		return enabled, nil // placement only (CLONE_INTO_CGROUP), no limits
+	}
+	line := []byte(strings.Join(want, " "))
+	if err := os.WriteFile(filepath.Join(parent, "cgroup.subtree_control"), line, 0); err != nil {
 		if !errors.Is(err, syscall.EBUSY) {
-			return fmt.Errorf("cgroup: enable controllers in %s: %w", parent, err)
+			return nil, fmt.Errorf("cgroup: enable controllers in %s: %w", parent, err)
 		}
 		leaf := filepath.Join(parent, "flick-server")
 		if err := os.MkdirAll(leaf, 0o755); err != nil {
-			return fmt.Errorf("cgroup: %w", err)
+			return nil, fmt.Errorf("cgroup: %w", err)
 		}
 		if err := os.WriteFile(filepath.Join(leaf, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0); err != nil {
-			return fmt.Errorf("cgroup: move the server to %s: %w", leaf, err)
+			return nil, fmt.Errorf("cgroup: move the server to %s: %w", leaf, err)
 		}
-		if err := os.WriteFile(filepath.Join(parent, "cgroup.subtree_control"), []byte(want), 0); err != nil {
-			return fmt.Errorf("cgroup: enable controllers in %s: %w", parent, err)
+		if err := os.WriteFile(filepath.Join(parent, "cgroup.subtree_control"), line, 0); err != nil {
+			return nil, fmt.Errorf("cgroup: enable controllers in %s: %w", parent, err)
 		}
 	}
-	if err := os.WriteFile(filepath.Join(base, "cgroup.subtree_control"), []byte(want), 0); err != nil {
-		return fmt.Errorf("cgroup: enable controllers in %s: %w", base, err)
+	if err := os.WriteFile(filepath.Join(base, "cgroup.subtree_control"), line, 0); err != nil {
+		return nil, fmt.Errorf("cgroup: enable controllers in %s: %w", base, err)
 	}
-	return nil
+	return enabled, nil
 }
 
 // ownGroups parses /proc/self/cgroup: controller -> path ("" for the v2 tree).
@@ -185,6 +204,15 @@ func (g *group) dir(controller string) string {
 // limit below the current use, and says so.
 func (g *group) set(l Limits) error {
 	for _, f := range limitFiles(g.cg.v2, l) {
+		if g.cg.v2 {
+			controller, _, _ := strings.Cut(f.name, ".")
+			if !g.cg.enabled[controller] {
+				if unlimited(f.value) {
+					continue
+				}
+				return fmt.Errorf("cgroup limit %s=%s: this host's cgroup v2 tree has no %s controller", f.name, f.value, controller)
+			}
+		}
 		path := filepath.Join(g.dir(f.controller), f.name)
 		if err := os.WriteFile(path, []byte(f.value), 0); err != nil {
 			if os.IsNotExist(err) && (f.name == "memory.swap.max" || f.name == "memory.swappiness") {
@@ -194,6 +222,11 @@ func (g *group) set(l Limits) error {
 		}
 	}
 	return nil
+}
+
+// unlimited reports whether a limit file's value sets no limit.
+func unlimited(v string) bool {
+	return v == "max" || v == "-1" || v == "0" || strings.HasPrefix(v, "max ")
 }
 
 // place moves a process (and, on v1, each controller) into the group.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -212,5 +213,43 @@ func TestParseOOMKills(t *testing.T) {
 	}
 	if n := parseOOMKills("low 0\nhigh 0\nmax 2\noom 1\noom_kill 1\n"); n != 1 {
 		t.Errorf("v2: %d", n)
+	}
+}
+
+// TestCgroupV2BornInGroup runs the v2 path where this host has a v2 tree (the unified
+// mount of a hybrid host, which has no memory, cpu or pids controller: placement only): the
+// init is born in its group with CLONE_INTO_CGROUP.
+func TestCgroupV2BornInGroup(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("sandboxes need root")
+	}
+	root := "/sys/fs/cgroup/unified"
+	if _, err := os.Stat(filepath.Join(root, "cgroup.controllers")); err != nil {
+		root = "/sys/fs/cgroup"
+		if _, err := os.Stat(filepath.Join(root, "cgroup.controllers")); err != nil {
+			t.Skip("no cgroup v2 tree on this host")
+		}
+	}
+	m, err := New(Options{StateDir: t.TempDir(), CgroupRoot: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.cg.v2 {
+		t.Fatal("not in v2 mode")
+	}
+	ctx := context.Background()
+	sb, err := m.Create(ctx, Config{ID: "v2born", Stdout: io.Discard, Stderr: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { sb.Kill(); <-sb.Done() }()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", sb.PID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, _ := ownGroups("/proc/self/cgroup")
+	want := "0::" + filepath.Join(own[""], "flick", "v2born") + "\n"
+	if !strings.Contains(string(b), want) {
+		t.Errorf("the init's groups:\n%s\nwant the line %q", b, want)
 	}
 }
