@@ -62,7 +62,10 @@ func (r *Reconciler) flush() {
 		if es, ok := r.engine.Status(key); ok {
 			st.Replicas, st.Desired, st.Instances, st.LastExit = es.Ready, es.Desired, es.Instances, es.LastExit
 			st.Panic, st.ObservedConcurrency, st.ObservedRPS = es.Panic, round2(es.Concurrency), round2(es.RPS)
-			if w.plural == "revisions" && w.deployed && w.initial > 0 {
+			// A revision with an initial scale is Ready once an instance is; any revision whose
+			// instance failed before it was ever ready (a function whose code does not load)
+			// is not Ready, with the reason, until one is.
+			if w.plural == "revisions" && w.deployed && (w.initial > 0 || (es.LastExit != nil && !es.EverReady)) {
 				w.conditions = revisionReadiness(w.conditions, es.EverReady, es.LastExit)
 				st.Conditions = append([]apis.Condition(nil), w.conditions...)
 			}
