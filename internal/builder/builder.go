@@ -86,14 +86,18 @@ func (b *Builder) Function(ctx context.Context, f *apis.Function, pin string, pr
 		env = append(env, e.Name+"="+e.Value)
 	}
 	if f.Spec.Runtime == apis.RuntimeImage {
-		inst := runtime.InstanceSpec{Workload: key, Limits: limits(f.Spec.Resources)}
+		inst := runtime.InstanceSpec{Workload: key, Limits: limits(f.Spec.Resources), Runtime: apis.RuntimeImage, Executor: apis.ExecutorDeploy}
 		return b.image(ctx, inst, f.Spec.Image, pin, nil, nil, "", env, progress)
 	}
 	src, err := b.source(f.Spec.Source.Archive)
 	if err != nil {
 		return Artifact{}, err
 	}
-	inst := runtime.InstanceSpec{Workload: key, Dir: src, Env: env, Limits: limits(f.Spec.Resources), NoNetwork: f.Spec.Network == apis.NetworkNone}
+	inst := runtime.InstanceSpec{Workload: key, Dir: src, Env: env, Limits: limits(f.Spec.Resources), NoNetwork: f.Spec.Network == apis.NetworkNone,
+		Runtime: f.Spec.Runtime, Executor: f.Spec.Executor}
+	if inst.NoNetwork {
+		inst.Executor = apis.ExecutorDeploy // no warm instance or spare has no network
+	}
 	switch f.Spec.Runtime {
 	case apis.RuntimePython, apis.RuntimeNode:
 		interp := b.tools.Python
@@ -178,6 +182,8 @@ func (b *Builder) Revision(ctx context.Context, rev *apis.Revision, pin string) 
 		Dir:      dir,
 		Env:      env,
 		Limits:   limits(c.Resources),
+		Runtime:  "command",
+		Executor: apis.ExecutorDeploy,
 	}
 	if c.Image != "" && rev.Metadata.Annotations[apis.AnnotationCommand] == "" {
 		return b.image(ctx, inst, c.Image, pin, c.Command, c.Args, c.WorkingDir, env, nil)
@@ -222,6 +228,7 @@ func (b *Builder) image(ctx context.Context, inst runtime.InstanceSpec, ref, pin
 	}
 	inst.Command = argv
 	inst.Image = img.RootFS
+	inst.Runtime = apis.RuntimeImage
 	inst.User = img.Config.User
 	inst.Dir = workingDir
 	if inst.Dir == "" {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/flickdev/flick/internal/autoscaler"
+	"github.com/flickdev/flick/internal/coldstart"
 	"github.com/flickdev/flick/internal/histogram"
 	"github.com/flickdev/flick/internal/runtime"
 	"github.com/flickdev/flick/pkg/apis"
@@ -56,6 +57,8 @@ type Options struct {
 	Tick time.Duration
 	// Autoscaler holds the server's autoscaling defaults (Knative's when zero).
 	Autoscaler autoscaler.Config
+	// ColdStarts, when set, receives the first-byte phase of cold starts.
+	ColdStarts *coldstart.Recorder
 }
 
 func (o *Options) defaults() {
@@ -280,6 +283,8 @@ type Status struct {
 	Desired     int
 	Instances   []apis.InstanceStatus
 	LastExit    *apis.ExitStatus
+	// Executor is how the workload's instances start (pool, deploy), for metrics.
+	Executor string
 }
 
 // Keys lists every workload the engine knows.
@@ -302,7 +307,7 @@ func (e *Engine) Status(key string) (Status, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	st := Status{EverReady: w.everReady, Ready: len(w.instances), Desired: w.desired, Panic: w.panic, Concurrency: w.stableValue, RPS: w.rps,
-		InFlight: w.inflight, Waiting: w.waiting, ColdStarts: w.coldStarts, ColdWait: w.coldWait.Snapshot()}
+		InFlight: w.inflight, Waiting: w.waiting, ColdStarts: w.coldStarts, ColdWait: w.coldWait.Snapshot(), Executor: w.spec.Instance.Executor}
 	for _, in := range w.instances {
 		st.Instances = append(st.Instances, apis.InstanceStatus{
 			ID: in.rt.ID, PID: in.rt.PID, Address: in.rt.Addr, Ready: true, Started: in.rt.Started.UTC(),

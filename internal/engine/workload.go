@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/flickdev/flick/internal/autoscaler"
+	"github.com/flickdev/flick/internal/coldstart"
 	"github.com/flickdev/flick/internal/histogram"
 	"github.com/flickdev/flick/internal/runtime"
 	"github.com/flickdev/flick/pkg/apis"
@@ -77,6 +78,20 @@ type Lease struct {
 	w       *Workload
 	inst    *instance
 	timeout time.Duration
+	// coldSince is when a request that waited for a new instance got it (zero otherwise).
+	coldSince         time.Time
+	runtime, executor string
+}
+
+// Cold reports whether the request waited for a new instance (a cold start).
+func (l *Lease) Cold() bool { return !l.coldSince.IsZero() }
+
+// FirstByte records, for a cold start, the time from the instance being handed over to the
+// first byte of its answer (the router calls it when that byte goes out).
+func (l *Lease) FirstByte() {
+	if l.Cold() {
+		l.w.e.opts.ColdStarts.Observe(l.runtime, l.executor, coldstart.FirstByte, time.Since(l.coldSince))
+	}
 }
 
 // Timeout is the workload's request timeout when the lease was taken.
@@ -160,12 +175,15 @@ func (w *Workload) Acquire(ctx context.Context) (*Lease, error) {
 			in.inflight++
 			w.inflight++
 			w.leaveLocked(queued)
+			lease := &Lease{w: w, inst: in, timeout: w.spec.Config.Timeout}
 			if cold {
 				w.coldStarts++
 				w.coldWait.Observe(now.Sub(arrived))
+				lease.coldSince = now
+				lease.runtime, lease.executor = w.spec.Instance.Runtime, w.spec.Instance.Executor
 			}
 			w.mu.Unlock()
-			return &Lease{w: w, inst: in, timeout: w.spec.Config.Timeout}, nil
+			return lease, nil
 		}
 		if len(w.instances) == 0 && w.starting == 0 {
 			// Fail fast on a workload that just crashed, or whose start failed while we waited.

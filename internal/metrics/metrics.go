@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/flickdev/flick/internal/coldstart"
 	"github.com/flickdev/flick/internal/engine"
 	"github.com/flickdev/flick/internal/histogram"
 	"github.com/flickdev/flick/internal/pool"
@@ -38,8 +39,9 @@ var (
 	panicMode       = desc("flick_autoscaler_panic", "1 while the autoscaler is in panic mode.")
 	concurrency     = desc("flick_autoscaler_observed_concurrency", "Concurrency (in flight plus waiting) averaged over the stable window.")
 	rps             = desc("flick_autoscaler_observed_rps", "Requests per second in the last second.")
-	coldStarts      = desc("flick_cold_starts_total", "Requests that arrived when no instance was ready.")
-	coldStartWait   = desc("flick_cold_start_duration_seconds", "How long a cold-start request waited for its instance.")
+	coldStarts      = desc("flick_cold_starts_total", "Requests that arrived when no instance was ready, by executor (pool or deploy).", "executor")
+	coldStartWait   = desc("flick_cold_start_duration_seconds", "How long a cold-start request waited for its instance, by executor.", "executor")
+	coldStartPhase  = prometheus.NewDesc("flick_cold_start_phase_seconds", "Where instance starts spend their time, by runtime, executor and phase: wait_for_pool (taking a warm instance), specialize (it loading the function), start (an instance's own start: no warm one, the deploy executor, a Go or binary exec in a spare sandbox), first_byte (instance handed over to the first byte of the answer).", []string{"runtime", "executor", "phase"}, nil)
 
 	usageInvocations     = desc("flick_usage_invocations_total", "Metered invocations since the server's usage data began (kept across restarts).")
 	usageInstanceSeconds = desc("flick_usage_instance_seconds_total", "Metered instance-seconds (ready instances × time) since the server's usage data began.")
@@ -55,6 +57,8 @@ type Collector struct {
 	Usage interface{ Totals() []usage.Record }
 	// Pools reports the warm pools; nil leaves the flick_pool_* metrics out.
 	Pools func() []pool.Status
+	// ColdStarts has the phases of instance starts; nil leaves them out.
+	ColdStarts *coldstart.Recorder
 }
 
 var (
@@ -82,6 +86,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- poolSpecialized
 	ch <- poolMisses
 	ch <- poolSpecialize
+	ch <- coldStartPhase
 	for _, d := range []*prometheus.Desc{requestsTotal, requestDuration, inFlight, queueDepth, desired, ready, panicMode, concurrency, rps, coldStarts, coldStartWait,
 		usageInvocations, usageInstanceSeconds, usageGBSeconds} {
 		ch <- d
@@ -91,6 +96,11 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 // Collect sends the current values.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.collectPools(ch)
+	if c.ColdStarts != nil {
+		for _, s := range c.ColdStarts.Snapshot() {
+			ch <- constHistogram(coldStartPhase, s.Snapshot, []string{s.Runtime, s.Executor, s.Phase})
+		}
+	}
 	for key, st := range c.Router.AllStats() {
 		ns, kind, name, rev, ok := c.Label(key)
 		if !ok {
@@ -128,8 +138,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(panicMode, p)
 		gauge(concurrency, st.Concurrency)
 		gauge(rps, st.RPS)
-		ch <- prometheus.MustNewConstMetric(coldStarts, prometheus.CounterValue, float64(st.ColdStarts), lv...)
-		ch <- constHistogram(coldStartWait, st.ColdWait, lv)
+		ex := append(lv[:len(lv):len(lv)], st.Executor)
+		ch <- prometheus.MustNewConstMetric(coldStarts, prometheus.CounterValue, float64(st.ColdStarts), ex...)
+		ch <- constHistogram(coldStartWait, st.ColdWait, ex)
 	}
 	if c.Usage != nil {
 		for _, r := range c.Usage.Totals() {

@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flickdev/flick/internal/coldstart"
 	"github.com/flickdev/flick/internal/histogram"
 	"github.com/flickdev/flick/internal/runtime"
 )
@@ -57,6 +58,8 @@ type Driver struct {
 	log    *slog.Logger
 	client *http.Client
 	stops  sync.WaitGroup // instances being stopped in the background; Close waits for them
+	// Phases, when set, receives how long instance starts took, by phase.
+	Phases *coldstart.Recorder
 
 	mu    sync.Mutex
 	pools map[string]*warm
@@ -322,12 +325,16 @@ func (d *Driver) giveBack(w *warm, inst *runtime.Instance) {
 // there, from scratch otherwise.
 func (d *Driver) Start(ctx context.Context, spec runtime.InstanceSpec) (*runtime.Instance, error) {
 	if spec.Specialize == nil {
-		return d.inner.Start(ctx, spec)
+		return d.startOwn(ctx, spec)
 	}
+	began := time.Now()
 	w, inst := d.take(spec.Specialize.Runtime)
+	d.Phases.Observe(spec.Runtime, spec.Executor, coldstart.WaitForPool, time.Since(began))
 	if inst == nil {
-		return d.inner.Start(ctx, spec)
+		return d.startOwn(ctx, spec)
 	}
+	// The handoff: output moved, code shown in the sandbox, the shim loading it.
+	began = time.Now()
 	if err := d.rebind.Rebind(inst, spec.Workload); err != nil {
 		d.inner.Stop(context.Background(), inst, 0)
 		return nil, err
@@ -338,12 +345,14 @@ func (d *Driver) Start(ctx context.Context, spec runtime.InstanceSpec) (*runtime
 			return nil, fmt.Errorf("prepare %s instance %s: %w", spec.Specialize.Runtime, inst.ID, err)
 		}
 	}
-	began := time.Now()
 	d.mu.Lock()
 	w.specializing++
 	d.mu.Unlock()
 	err := d.specialize(ctx, inst, spec.Specialize)
 	w.specializeTime.Observe(time.Since(began))
+	if err == nil {
+		d.Phases.Observe(spec.Runtime, spec.Executor, coldstart.Specialize, time.Since(began))
+	}
 	d.mu.Lock()
 	w.specializing--
 	d.mu.Unlock()
@@ -366,6 +375,16 @@ func (d *Driver) Start(ctx context.Context, spec runtime.InstanceSpec) (*runtime
 	}
 	d.inner.Stop(context.Background(), inst, 0)
 	return nil, fmt.Errorf("specialize %s instance %s: %w", spec.Specialize.Runtime, inst.ID, err)
+}
+
+// startOwn starts an instance of its own (no warm one serves it), timing the start.
+func (d *Driver) startOwn(ctx context.Context, spec runtime.InstanceSpec) (*runtime.Instance, error) {
+	began := time.Now()
+	inst, err := d.inner.Start(ctx, spec)
+	if err == nil {
+		d.Phases.Observe(spec.Runtime, spec.Executor, coldstart.Start, time.Since(began))
+	}
+	return inst, err
 }
 
 // specializeError is a specialization the function's code refused.

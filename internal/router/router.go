@@ -45,6 +45,34 @@ func (s *statusRecorder) WriteHeader(code int) {
 // Unwrap lets http.ResponseController reach Flush and Hijack underneath.
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
+// firstByteWriter tells a cold start's lease when the first byte of the answer goes out
+// (only cold starts pay for the wrapper).
+type firstByteWriter struct {
+	http.ResponseWriter
+	lease *engine.Lease
+	sent  bool
+}
+
+func (f *firstByteWriter) first() {
+	if !f.sent {
+		f.sent = true
+		f.lease.FirstByte()
+	}
+}
+
+func (f *firstByteWriter) WriteHeader(code int) {
+	f.first()
+	f.ResponseWriter.WriteHeader(code)
+}
+
+func (f *firstByteWriter) Write(b []byte) (int, error) {
+	f.first()
+	return f.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach Flush and Hijack underneath.
+func (f *firstByteWriter) Unwrap() http.ResponseWriter { return f.ResponseWriter }
+
 // New returns a router for workloads under domain, rejecting bodies over maxBody bytes.
 func New(e *engine.Engine, domain string, maxBody int64, log *slog.Logger) *Router {
 	rt := &Router{engine: e, domain: domain, maxBody: maxBody, log: log}
@@ -131,6 +159,9 @@ func (rt *Router) serve(w http.ResponseWriter, r *http.Request, wl *engine.Workl
 		}
 	}
 	defer lease.Release()
+	if lease.Cold() {
+		w = &firstByteWriter{ResponseWriter: w, lease: lease}
+	}
 	timeout := lease.Timeout()
 	if needsReverseProxy(r) {
 		return rt.reverseProxy(w, r, lease, target, timeout)

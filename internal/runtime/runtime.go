@@ -32,6 +32,9 @@ type InstanceSpec struct {
 	// User is the uid:gid to run as, from an image's config; empty: a driver's default.
 	User   string
 	Limits Limits
+	// Runtime and Executor label the instance's cold starts in metrics: go, python, node,
+	// binary, image, or command (a service's host command); pool or deploy.
+	Runtime, Executor string
 	// NoNetwork gives the instance a network namespace of its own (loopback only); it
 	// serves on a listening socket the driver hands it as fd 3 ($FLICK_LISTEN_FD).
 	NoNetwork bool

@@ -21,6 +21,7 @@ import (
 	"github.com/flickdev/flick/internal/archive"
 	"github.com/flickdev/flick/internal/autoscaler"
 	"github.com/flickdev/flick/internal/builder"
+	"github.com/flickdev/flick/internal/coldstart"
 	"github.com/flickdev/flick/internal/engine"
 	"github.com/flickdev/flick/internal/image"
 	"github.com/flickdev/flick/internal/logs"
@@ -75,6 +76,7 @@ type Server struct {
 	reconciler *reconciler.Reconciler
 	router     *router.Router
 	pools      *pool.Driver
+	coldStarts *coldstart.Recorder
 	images     *image.Store // nil when instances cannot run images (no sandbox)
 	noImages   string
 	meter      *usage.Meter
@@ -163,6 +165,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		generic["node"] = runtime.InstanceSpec{Command: []string{tools.Node, shims["node"]}, Dir: runtimesDir, Limits: poolLimits}
 	}
 	s.pools = pool.New(driver, driver, generic, cfg.PoolSize, log)
+	s.coldStarts = coldstart.New()
+	s.pools.Phases = s.coldStarts
 	if mode == isolationSandbox {
 		// Go and binary functions' pool: spare sandboxes, made ahead of time.
 		s.pools.UseSpares(driver, []string{apis.RuntimeGo, apis.RuntimeBinary}, cfg.PoolSize)
@@ -178,7 +182,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		defer cancel()
 		s.pools.Close(ctx)
 	}()
-	s.engine = engine.New(s.pools, log, engine.Options{Autoscaler: asDefaults}, s.reconciler.MarkChanged)
+	s.engine = engine.New(s.pools, log, engine.Options{Autoscaler: asDefaults, ColdStarts: s.coldStarts}, s.reconciler.MarkChanged)
 	s.router = router.New(s.engine, cfg.Domain, cfg.MaxBodyBytes, log)
 	s.reconciler.SetEngine(s.engine, s.router)
 	s.reconciler.URL = s.workloadURL

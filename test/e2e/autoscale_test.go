@@ -180,6 +180,8 @@ func TestQueueOverflow(t *testing.T) {
 // TestMetrics scrapes /metrics after a few requests and checks the documented names.
 func TestMetrics(t *testing.T) {
 	s := startServer(t, "")
+	// A full pool, so the cold start is a specialization.
+	eventually(t, 20*time.Second, "a full python pool", func() bool { return pools(t, s)["python"].Ready == 3 })
 	code := writeFiles(t, map[string]string{"main.py": "def handle(req):\n    return 'ok'\n"})
 	s.mustFlick("fn", "deploy", "counted", "--runtime", "python", "--code", code)
 	for i := 0; i < 3; i++ {
@@ -193,7 +195,10 @@ func TestMetrics(t *testing.T) {
 	for _, want := range []string{
 		`flick_requests_total{code="2xx",kind="function",name="counted",namespace="default",revision="counted-00001"} 3`,
 		"flick_request_duration_seconds_count" + labels + "} 3",
-		"flick_cold_starts_total" + labels + "} 1",
+		`flick_cold_starts_total{executor="pool",kind="function",name="counted",namespace="default",revision="counted-00001"} 1`,
+		`flick_cold_start_phase_seconds_count{executor="pool",phase="first_byte",runtime="python"} 1`,
+		`flick_cold_start_phase_seconds_count{executor="pool",phase="specialize",runtime="python"} 1`,
+		`flick_cold_start_phase_seconds_count{executor="pool",phase="wait_for_pool",runtime="python"} 1`,
 		"flick_instances_ready" + labels + "} 1",
 		"flick_requests_in_flight" + labels + "} 0",
 		"flick_activator_queue_depth" + labels + "} 0",

@@ -109,7 +109,7 @@ func TestDeployExecutor(t *testing.T) {
 		t.Errorf("the deploy executor touched the pool: %+v", p)
 	}
 	r := s.apiDo("GET", "/metrics", "-", "")
-	if !strings.Contains(r.body, `flick_cold_starts_total{kind="function",name="dx",namespace="default",revision="dx-00001"} 0`) {
+	if !strings.Contains(r.body, `flick_cold_starts_total{executor="deploy",kind="function",name="dx",namespace="default",revision="dx-00001"} 0`) {
 		t.Errorf("a min-scale function should never cold-start")
 	}
 	if out := s.mustFlick("get", "fn", "dx", "-o", "yaml"); !strings.Contains(out, "executor: deploy") {
