@@ -74,7 +74,7 @@ func cgroupsPath(id string) string { return "/flick-oci/" + id }
 
 // Spec is the runtime-spec config of one instance: a pure function of the instance, so
 // tests read it without a runtime.
-func Spec(id, image string, hostPaths []string, limits Limits, p Process, uid, gid int) *specs.Spec {
+func Spec(id, image string, hostPaths []string, limits Limits, p Process) *specs.Spec {
 	noSuid := []string{"nosuid", "noexec", "nodev"}
 	mounts := []specs.Mount{
 		{Destination: "/proc", Type: "proc", Source: "proc", Options: noSuid},
@@ -103,7 +103,7 @@ func Spec(id, image string, hostPaths []string, limits Limits, p Process, uid, g
 		mounts = append(mounts, specs.Mount{Destination: b, Type: "bind", Source: b, Options: ro})
 	}
 	var caps []string
-	if uid == 0 {
+	if p.UID == 0 {
 		caps = []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL"}
 	}
 	res := &specs.LinuxResources{}
@@ -140,7 +140,7 @@ func Spec(id, image string, hostPaths []string, limits Limits, p Process, uid, g
 		Root:     &specs.Root{Path: "rootfs", Readonly: true},
 		Process: &specs.Process{
 			Args: p.Argv, Env: p.Env, Cwd: cwd,
-			User:            specs.User{UID: uint32(uid), GID: uint32(gid)},
+			User:            specs.User{UID: uint32(p.UID), GID: uint32(p.GID)},
 			NoNewPrivileges: true,
 			Capabilities:    &specs.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps},
 		},
@@ -190,7 +190,7 @@ type OCIInstance struct {
 
 // Run writes the instance's bundle and starts `RUNTIME run --keep`. image is an unpacked
 // root filesystem, or "" for a root that shows the host's system directories read-only.
-func (o *OCI) Run(ctx context.Context, id, image string, limits Limits, p Process, uid, gid int, stdout, stderr io.Writer) (*OCIInstance, error) {
+func (o *OCI) Run(ctx context.Context, id, image string, limits Limits, p Process, stdout, stderr io.Writer) (*OCIInstance, error) {
 	bundle := filepath.Join(o.stateDir, "bundles", id)
 	rootfs := filepath.Join(bundle, "rootfs")
 	if image != "" {
@@ -214,7 +214,7 @@ func (o *OCI) Run(ctx context.Context, id, image string, limits Limits, p Proces
 			}
 		}
 	}
-	spec := Spec(id, image, o.hostPaths, limits, p, uid, gid)
+	spec := Spec(id, image, o.hostPaths, limits, p)
 	spec.Root.Path = rootfs
 	b, err := json.MarshalIndent(spec, "", "  ")
 	if err != nil {
@@ -247,7 +247,7 @@ func (o *OCI) Run(ctx context.Context, id, image string, limits Limits, p Proces
 
 func (i *OCIInstance) wait() {
 	err := i.cmd.Wait()
-	reason := exitReason(i.cmd.ProcessState, err)
+	reason := ExitReason(i.cmd.ProcessState, err)
 	if i.oomKills() > 0 {
 		reason = "OOMKilled"
 	}

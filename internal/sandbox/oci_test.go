@@ -10,8 +10,8 @@ import (
 )
 
 func TestOCISpec(t *testing.T) {
-	p := Process{Argv: []string{"/app/server"}, Env: []string{"PORT=8080"}, Dir: "/app", Binds: []string{"/data/code"}}
-	s := Spec("web-1", "", []string{"/usr", "/etc"}, Limits{MemoryBytes: 64 << 20, CPUMillis: 250, Pids: 32}, p, Nobody, Nobody)
+	p := Process{Argv: []string{"/app/server"}, Env: []string{"PORT=8080"}, Dir: "/app", UID: Nobody, GID: Nobody, Binds: []string{"/data/code"}}
+	s := Spec("web-1", "", []string{"/usr", "/etc"}, Limits{MemoryBytes: 64 << 20, CPUMillis: 250, Pids: 32}, p)
 	if s.Linux.CgroupsPath != "/flick-oci/web-1" {
 		t.Errorf("cgroupsPath %q, want an explicit path", s.Linux.CgroupsPath)
 	}
@@ -34,7 +34,8 @@ func TestOCISpec(t *testing.T) {
 	if s.Process.User.UID != Nobody || s.Hostname != "web-1" {
 		t.Errorf("user %+v hostname %q", s.Process.User, s.Hostname)
 	}
-	root := Spec("img-1", "/images/x/rootfs", nil, Limits{}, p, 0, 0)
+	p.UID, p.GID = 0, 0
+	root := Spec("img-1", "/images/x/rootfs", nil, Limits{}, p)
 	if len(root.Process.Capabilities.Bounding) == 0 || root.Linux.Resources.Memory != nil {
 		t.Errorf("an image running as root keeps the default capabilities and no limits were asked: %+v", root.Process.Capabilities)
 	}
@@ -59,7 +60,7 @@ func newOCI(t *testing.T) *OCI {
 func runOCI(t *testing.T, o *OCI, id string, limits Limits, script string) (string, string) {
 	t.Helper()
 	out := &syncBuffer{}
-	ci, err := o.Run(context.Background(), id, "", limits, Process{Argv: []string{"/bin/sh", "-c", script}, Env: []string{"PATH=/usr/bin:/bin"}}, Nobody, Nobody, out, out)
+	ci, err := o.Run(context.Background(), id, "", limits, Process{Argv: []string{"/bin/sh", "-c", script}, Env: []string{"PATH=/usr/bin:/bin"}, UID: Nobody, GID: Nobody}, out, out)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -274,7 +274,7 @@ func (sb *Sandbox) wait() {
 	select {
 	case reason = <-sb.exit:
 	default:
-		reason = exitReason(sb.cmd.ProcessState, err)
+		reason = ExitReason(sb.cmd.ProcessState, err)
 	}
 	if sb.group.oomKills() > 0 {
 		reason = "OOMKilled"
@@ -285,7 +285,8 @@ func (sb *Sandbox) wait() {
 	go sb.group.remove()
 }
 
-func exitReason(ps *os.ProcessState, err error) string {
+// ExitReason says how a process ended: "exit status 1", "killed by signal killed".
+func ExitReason(ps *os.ProcessState, err error) string {
 	if ps == nil {
 		if err != nil {
 			return err.Error()

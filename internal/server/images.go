@@ -38,54 +38,59 @@ func imageInfo(img image.Image, inUse map[string]bool) apis.ImageInfo {
 	return apis.ImageInfo{Digest: img.Digest, Refs: refs, Size: img.Size, Pulled: img.Pulled, InUse: inUse[img.Digest]}
 }
 
+// cachedImages lists the cache, each image marked in use or not.
+func (s *Server) cachedImages(inUse map[string]bool) ([]apis.ImageInfo, error) {
+	items := []apis.ImageInfo{}
+	if s.images == nil {
+		return items, nil
+	}
+	list, err := s.images.List()
+	if err != nil {
+		return nil, err
+	}
+	for _, img := range list {
+		items = append(items, imageInfo(img, inUse))
+	}
+	return items, nil
+}
+
 // listImages answers GET /apis/flick.dev/v1/images.
 func (s *Server) listImages(w http.ResponseWriter, r *http.Request) {
-	if s.images == nil {
-		writeJSON(w, http.StatusOK, apis.ImageList{Items: []apis.ImageInfo{}})
-		return
-	}
 	inUse, err := s.imagesInUse()
 	if err != nil {
 		writeErr(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	list, err := s.images.List()
+	items, err := s.cachedImages(inUse)
 	if err != nil {
 		writeErr(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	out := apis.ImageList{Items: []apis.ImageInfo{}}
-	for _, img := range list {
-		out.Items = append(out.Items, imageInfo(img, inUse))
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, apis.ImageList{Items: items})
 }
 
 // pruneImages answers POST /apis/flick.dev/v1/images/prune: cached images no revision or
 // function pins are removed.
 func (s *Server) pruneImages(w http.ResponseWriter, r *http.Request) {
-	if s.images == nil {
-		writeJSON(w, http.StatusOK, apis.ImageList{Items: []apis.ImageInfo{}})
-		return
-	}
 	inUse, err := s.imagesInUse()
 	if err != nil {
 		writeErr(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	removed, err := s.images.Prune(inUse)
-	if err != nil {
-		writeErr(w, http.StatusInternalServerError, "prune images: "+err.Error())
-		return
-	}
-	out := apis.ImageList{Items: []apis.ImageInfo{}, Removed: []apis.ImageInfo{}}
-	for _, img := range removed {
-		out.Removed = append(out.Removed, imageInfo(img, inUse))
-	}
-	if list, err := s.images.List(); err == nil {
-		for _, img := range list {
-			out.Items = append(out.Items, imageInfo(img, inUse))
+	out := apis.ImageList{Removed: []apis.ImageInfo{}}
+	if s.images != nil {
+		removed, err := s.images.Prune(inUse)
+		if err != nil {
+			writeErr(w, http.StatusInternalServerError, "prune images: "+err.Error())
+			return
 		}
+		for _, img := range removed {
+			out.Removed = append(out.Removed, imageInfo(img, inUse))
+		}
+	}
+	if out.Items, err = s.cachedImages(inUse); err != nil {
+		writeErr(w, http.StatusInternalServerError, err.Error())
+		return
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -222,7 +222,7 @@ func (d *Driver) startProcess(id string, port int, spec runtime.InstanceSpec, ou
 	inst := runtime.NewInstance(id, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), cmd.Process.Pid, time.Now())
 	return inst, func() string {
 		err := cmd.Wait()
-		return exitReason(cmd.ProcessState, err)
+		return sandbox.ExitReason(cmd.ProcessState, err)
 	}, nil
 }
 
@@ -396,19 +396,6 @@ func startTick(pid int) uint64 {
 	}
 	v, _ := strconv.ParseUint(fields[19], 10, 64)
 	return v
-}
-
-func exitReason(ps *os.ProcessState, err error) string {
-	if ps == nil {
-		if err != nil {
-			return err.Error()
-		}
-		return "unknown"
-	}
-	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return "killed by signal " + ws.Signal().String()
-	}
-	return ps.String()
 }
 
 func freePort() (int, error) {

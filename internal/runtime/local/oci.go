@@ -22,25 +22,12 @@ func (d *Driver) UseOCI(o *sandbox.OCI, defaults runtime.Limits) {
 
 // startOCI runs the instance as an OCI container.
 func (d *Driver) startOCI(ctx context.Context, id string, port int, spec runtime.InstanceSpec, out *output) (*runtime.Instance, func() string, error) {
-	uid, gid, err := resolveUser(spec.Image, spec.User)
+	p, release, err := d.process(id, port, spec, func(paths []string) []string { return sandbox.HiddenFrom(d.oci.HostPaths(), paths) })
 	if err != nil {
 		return nil, nil, fmt.Errorf("start instance %s: %w", id, err)
 	}
-	env := mergeEnv(append(append(d.sandboxEnv(spec.Image != ""), spec.Env...), "PORT="+strconv.Itoa(port), "FLICK_INSTANCE="+id))
-	p := sandbox.Process{Argv: spec.Command, Env: env, Dir: spec.Dir, Hostname: id}
-	if spec.NoNetwork {
-		listener, err := listenFile(port)
-		if err != nil {
-			return nil, nil, fmt.Errorf("start instance %s: %w", id, err)
-		}
-		defer listener.Close() // the container holds its own copy once it runs
-		p.Listener = listener
-		p.Env = append(p.Env, "FLICK_LISTEN_FD=3")
-	}
-	if spec.Image == "" {
-		p.Binds = sandbox.HiddenFrom(d.oci.HostPaths(), d.bindCandidates(spec))
-	}
-	ci, err := d.oci.Run(ctx, id, spec.Image, toSandbox(spec.Limits.Or(d.defaults)), p, uid, gid, out.stdout, out.stderr)
+	defer release()
+	ci, err := d.oci.Run(ctx, id, spec.Image, toSandbox(spec.Limits.Or(d.defaults)), p, out.stdout, out.stderr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("start instance of %s: %w", spec.Workload, err)
 	}

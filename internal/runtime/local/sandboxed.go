@@ -189,61 +189,38 @@ func (d *Driver) Close() {
 // startSandboxed runs the instance in a sandbox: a spare one when the instance uses the
 // host's view, a new one for an image.
 func (d *Driver) startSandboxed(ctx context.Context, id string, port int, spec runtime.InstanceSpec, out *output) (*runtime.Instance, func() string, error) {
+	p, release, err := d.process(id, port, spec, d.sandboxes.Hidden)
+	if err != nil {
+		return nil, nil, fmt.Errorf("start instance %s: %w", id, err)
+	}
+	defer release()
 	limits := toSandbox(spec.Limits.Or(d.defaults))
-	var sb *sandbox.Sandbox
 	kind := hostView
 	if spec.Image != "" {
 		kind = bare
 	}
-	// No network of its own: a new sandbox (spares share the host's network), served
-	// through a listening socket made here.
-	var listener *os.File
-	if spec.NoNetwork {
-		var err error
-		if listener, err = listenFile(port); err != nil {
-			return nil, nil, fmt.Errorf("start instance %s: %w", id, err)
-		}
-		defer listener.Close() // the instance holds its own copy once it runs
-	}
-	var sp *spare
+	var sb *sandbox.Sandbox
+	// An instance without a network gets a new sandbox: spares share the host's.
 	if !spec.NoNetwork {
-		sp = d.takeSpare(kind)
-	}
-	if sp != nil {
-		sb = sp.sb
-		sp.stdout.swap(nopCloser{out.stdout})
-		sp.stderr.swap(nopCloser{out.stderr})
-		err := sb.SetLimits(limits)
-		if err == nil && kind == bare {
-			err = sb.Setup(ctx, spec.Image)
-		}
-		if err != nil {
-			sb.Kill()
-			return nil, nil, fmt.Errorf("start instance %s: %w", id, err)
+		if sp := d.takeSpare(kind); sp != nil {
+			sb = sp.sb
+			sp.stdout.swap(nopCloser{out.stdout})
+			sp.stderr.swap(nopCloser{out.stderr})
+			err := sb.SetLimits(limits)
+			if err == nil && kind == bare {
+				err = sb.Setup(ctx, spec.Image)
+			}
+			if err != nil {
+				sb.Kill()
+				return nil, nil, fmt.Errorf("start instance %s: %w", id, err)
+			}
 		}
 	}
 	if sb == nil {
-		var err error
 		sb, err = d.sandboxes.Create(ctx, sandbox.Config{ID: id, Image: spec.Image, Limits: limits, Network: spec.NoNetwork, Stdout: out.stdout, Stderr: out.stderr})
 		if err != nil {
 			return nil, nil, fmt.Errorf("start instance %s: %w", id, err)
 		}
-	}
-	uid, gid, err := resolveUser(spec.Image, spec.User)
-	if err != nil {
-		sb.Kill()
-		return nil, nil, fmt.Errorf("start instance %s: %w", id, err)
-	}
-	env := mergeEnv(append(append(d.sandboxEnv(spec.Image != ""), spec.Env...), "PORT="+strconv.Itoa(port), "FLICK_INSTANCE="+id))
-	p := sandbox.Process{Argv: spec.Command, Env: env, Dir: spec.Dir, UID: uid, GID: gid, Hostname: id, Listener: listener}
-	if listener != nil {
-		p.Env = append(p.Env, "FLICK_LISTEN_FD=3")
-	}
-	if spec.Image == "" {
-		p.Binds = d.binds(spec)
-	}
-	if p.Dir == "" {
-		p.Dir = "/"
 	}
 	if _, err := sb.Run(ctx, p); err != nil {
 		sb.Kill()
@@ -254,6 +231,34 @@ func (d *Driver) startSandboxed(ctx context.Context, id string, port int, spec r
 	d.mu.Unlock()
 	inst := runtime.NewInstance(id, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), sb.PID, time.Now())
 	return inst, sb.Reason, nil
+}
+
+// process is what an instance runs in a sandbox or a container: its command, environment,
+// user, the host paths it reads that hidden says are not shown already, and, without a
+// network, the listening socket it serves on. release closes the server's copy of the
+// socket once the instance holds its own.
+func (d *Driver) process(id string, port int, spec runtime.InstanceSpec, hidden func([]string) []string) (sandbox.Process, func(), error) {
+	uid, gid, err := resolveUser(spec.Image, spec.User)
+	if err != nil {
+		return sandbox.Process{}, nil, err
+	}
+	env := mergeEnv(append(append(d.sandboxEnv(spec.Image != ""), spec.Env...), "PORT="+strconv.Itoa(port), "FLICK_INSTANCE="+id))
+	p := sandbox.Process{Argv: spec.Command, Env: env, Dir: spec.Dir, UID: uid, GID: gid, Hostname: id}
+	if p.Dir == "" {
+		p.Dir = "/"
+	}
+	if spec.Image == "" {
+		p.Binds = hidden(d.bindCandidates(spec))
+	}
+	release := func() {}
+	if spec.NoNetwork {
+		if p.Listener, err = listenFile(port); err != nil {
+			return sandbox.Process{}, nil, err
+		}
+		p.Env = append(p.Env, "FLICK_LISTEN_FD=3")
+		release = func() { p.Listener.Close() }
+	}
+	return p, release, nil
 }
 
 // listenFile opens the loopback listening socket an instance without a network serves on.
@@ -280,11 +285,6 @@ func (d *Driver) sandboxEnv(image bool) []string {
 		}
 	}
 	return env
-}
-
-// binds lists the host paths an instance reads that its sandbox does not show already.
-func (d *Driver) binds(spec runtime.InstanceSpec) []string {
-	return d.sandboxes.Hidden(d.bindCandidates(spec))
 }
 
 // bindCandidates are the host paths an instance reads: its directory, the paths its spec
