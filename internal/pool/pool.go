@@ -260,7 +260,7 @@ func (d *Driver) startGeneric(w *warm) {
 func (d *Driver) warmUp(inst *runtime.Instance) {
 	for i := 0; i < 3; i++ {
 		// A POST with a JSON body, like the specialization that will follow.
-		resp, err := d.client.Post("http://"+inst.Addr+"/_flick/warmup", "application/json", strings.NewReader(`{"warmup":true}`))
+		resp, err := d.client.Post("http://"+inst.Addr+"/_flick/warmup?name=warm", "application/json", strings.NewReader(`{"warmup":true}`))
 		if err != nil {
 			return
 		}

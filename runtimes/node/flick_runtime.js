@@ -228,14 +228,14 @@ async function generic(req, res, body) {
   const q = req.url.indexOf('?');
   const p = q >= 0 ? req.url.slice(0, q) : req.url;
   if (p === WARMUP_PATH && warmHandler) {
-    // Runs the whole user request path once on a throwaway handler, so the first real
-    // request after specialization finds it compiled. Answers 503 like any generic request.
+    // Runs the whole user request path once on a throwaway handler, down to writing its
+    // answer, so the first real request after specialization finds it compiled.
     try {
-      buildResponse(await warmHandler(makeRequest(req, body)));
+      const out = buildResponse(await warmHandler(makeRequest(req, body)));
+      return send(res, out.status, out.headers, out.body);
     } catch (_) {
-      // best effort
+      return sendJSON(res, 503, { error: 'runtime is not specialized yet' });
     }
-    return sendJSON(res, 503, { error: 'runtime is not specialized yet' });
   }
   if (req.method !== 'POST' || p !== SPECIALIZE_PATH) {
     return sendJSON(res, 503, { error: 'runtime is not specialized yet' });
@@ -312,17 +312,22 @@ async function main() {
 
 // warmLoader runs the module loader and the response path once while the instance waits in
 // the pool, so a specialization does not pay for compiling them (several ms in Node).
-function warmLoader() {
+async function warmLoader() {
   const os = require('os');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-warm-'));
   const file = path.join(dir, 'index.js');
+  const cwd = process.cwd();
   try {
-    fs.writeFileSync(file, 'module.exports = async (req) => ({ statusCode: 200, headers: {}, body: req.json() });\n');
-    warmHandler = require(file);
+    // A handler that answers a text body and a full response in turn, as user code does.
+    fs.writeFileSync(file, 'let n = 0;\nmodule.exports = async (req) => (n++ % 2 ? ' +
+      '{ statusCode: 200, headers: { "X-Warm": "1" }, body: req.json() } : `warm ${req.query.name}`);\n');
+    // Through loadHandler, as a specialization will go.
+    warmHandler = await loadHandler(dir, 'index.js');
     delete require.cache[file];
   } catch (_) {
     // warming is best effort
   } finally {
+    process.chdir(cwd);
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
