@@ -66,7 +66,7 @@ func newServerCmd(o *options) *cobra.Command {
 	f.StringVar(&cfg.Python, "python", "", "Python interpreter for python functions (default: the real python3 behind any shim)")
 	f.StringVar(&cfg.Node, "node", "", "Node.js for node functions (default: node on PATH)")
 	f.StringVar(&cfg.Go, "go", "", "go command that builds Go functions (default: go on PATH)")
-	f.IntVar(&cfg.UsageMemoryMB, "usage-memory-mb", 256, "memory (MiB) each instance is metered with for GB-seconds, assumed until workloads have memory limits")
+	f.IntVar(&cfg.UsageMemoryMB, "usage-memory-mb", 256, "memory (MiB) an instance is metered with for GB-seconds when neither its workload nor the config file sets a memory limit")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.IntVar(&cfg.PoolSize, "pool-size", 3, "warm generic instances kept per language runtime (python, node); 0 disables the pool")
 	f.StringVar(&cfg.Sandbox, "sandbox", "auto", "isolate instances in sandboxes (namespaces, cgroups, read-only root): auto (when the host allows it), on (refuse to start without), off")

@@ -37,7 +37,7 @@ func newUsageCmd(o *options) *cobra.Command {
 		Short: "Show metered usage: invocations, instance-seconds and GB-seconds per function and service",
 		Long: `Show what each function and service used, as the server metered it: invocations (requests
 answered), instance-seconds (instances alive × time) and GB-seconds (instance-seconds × the memory
-of an instance, --usage-memory-mb on the server until workloads have memory limits), with a
+of an instance: its memory limit, or --usage-memory-mb on the server where none is set), with a
 total per namespace. Usage is kept by the UTC hour: --since is rounded down to its hour.`,
 		Example: `  flick usage                       # namespace default, last 24 hours
   flick usage -A --since 7d

@@ -285,6 +285,8 @@ type Status struct {
 	LastExit    *apis.ExitStatus
 	// Executor is how the workload's instances start (pool, deploy), for metrics.
 	Executor string
+	// MemoryLimit is an instance's memory limit in bytes (0: the workload sets none).
+	MemoryLimit int64
 }
 
 // Keys lists every workload the engine knows.
@@ -307,7 +309,8 @@ func (e *Engine) Status(key string) (Status, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	st := Status{EverReady: w.everReady, Ready: len(w.instances), Desired: w.desired, Panic: w.panic, Concurrency: w.stableValue, RPS: w.rps,
-		InFlight: w.inflight, Waiting: w.waiting, ColdStarts: w.coldStarts, ColdWait: w.coldWait.Snapshot(), Executor: w.spec.Instance.Executor}
+		InFlight: w.inflight, Waiting: w.waiting, ColdStarts: w.coldStarts, ColdWait: w.coldWait.Snapshot(), Executor: w.spec.Instance.Executor,
+		MemoryLimit: w.spec.Instance.Limits.MemoryBytes}
 	for _, in := range w.instances {
 		st.Instances = append(st.Instances, apis.InstanceStatus{
 			ID: in.rt.ID, PID: in.rt.PID, Address: in.rt.Addr, Ready: true, Started: in.rt.Started.UTC(),

@@ -11,15 +11,29 @@ import (
 // openMeter starts metering usage into DATA_DIR/usage.db from the engine's instances and the
 // router's request counts.
 func (s *Server) openMeter() (*usage.Meter, error) {
-	memoryMB := float64(s.cfg.UsageMemoryMB)
-	if memoryMB <= 0 {
-		memoryMB = usage.DefaultMemoryMB
+	fallback := float64(s.cfg.UsageMemoryMB)
+	if fallback <= 0 {
+		fallback = usage.DefaultMemoryMB
+	}
+	defaults, err := s.cfg.File.InstanceLimits()
+	if err != nil {
+		return nil, err
 	}
 	return usage.Open(filepath.Join(s.cfg.DataDir, "usage.db"), usage.Options{
 		Read:  s.usageSample,
 		Label: s.usageLabel,
-		// Workloads have no memory limits yet: every instance is assumed to have the flag's.
-		MemoryMB: func(string) float64 { return memoryMB },
+		// An instance weighs its memory limit (the workload's, else the server's default);
+		// without either, the --usage-memory-mb flag's.
+		MemoryMB: func(key string) float64 {
+			limit := defaults.MemoryBytes
+			if st, ok := s.engine.Status(key); ok && st.MemoryLimit > 0 {
+				limit = st.MemoryLimit
+			}
+			if limit > 0 {
+				return float64(limit) / (1 << 20)
+			}
+			return fallback
+		},
 	})
 }
 

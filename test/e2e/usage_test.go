@@ -57,6 +57,7 @@ func TestUsageAndTop(t *testing.T) {
 	s := startServer(t, "")
 	code := writeFiles(t, map[string]string{"main.py": "def handle(req):\n    return 'metered'\n"})
 	s.mustFlick("fn", "deploy", "meter", "--runtime", "python", "--code", code, "--min-scale", "1")
+	s.mustFlick("fn", "deploy", "meter128", "--runtime", "python", "--code", code, "--min-scale", "1", "--memory", "128Mi")
 	eventually(t, 20*time.Second, "the min-scale instance", func() bool { return s.status("fn", "meter").Replicas == 1 })
 	for i := 0; i < 5; i++ {
 		if r := s.get("", "/function/meter"); r.code != 200 || r.body != "metered" {
@@ -79,6 +80,16 @@ func TestUsageAndTop(t *testing.T) {
 	})
 	if want := fn.InstanceSeconds * 256 / 1024; math.Abs(fn.GBSeconds-want) > 1e-6*want {
 		t.Errorf("gbSeconds %v, want instanceSeconds × 0.25 = %v", fn.GBSeconds, want)
+	}
+	// A function with a memory limit is weighed by it.
+	var small client.UsageCounters
+	eventually(t, 15*time.Second, "instance time of the 128Mi function", func() bool {
+		var ok bool
+		small, ok = usageRow(usageOf(t, s), "default", "function", "meter128", "")
+		return ok && small.InstanceSeconds >= 1
+	})
+	if want := small.InstanceSeconds * 128 / 1024; math.Abs(small.GBSeconds-want) > 1e-6*want {
+		t.Errorf("gbSeconds of the 128Mi function %v, want instanceSeconds × 0.125 = %v", small.GBSeconds, want)
 	}
 
 	// Every namespace, by revision: the service's revision and each namespace's total.
