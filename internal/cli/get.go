@@ -95,11 +95,14 @@ func newGetCmd(o *options) *cobra.Command {
 					fmt.Fprintf(cmd.ErrOrStderr(), "no %s found\n", k.RESTPlural())
 					return nil
 				}
-				if k.Kind == "Runtime" {
+				switch k.Kind {
+				case "Runtime":
 					printRuntimes(out, items)
-				} else if k.Kind == "Event" {
+				case "Event":
 					printEvents(out, items)
-				} else {
+				case "Broker", "Trigger":
+					printEventing(out, items, all)
+				default:
 					printTable(out, items, all)
 				}
 			}
@@ -126,6 +129,45 @@ func printTable(out io.Writer, items []*apis.Resource, withNS bool) {
 			fmt.Fprintf(tw, "%s\t", r.Metadata.Namespace)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", r.Metadata.Name, ready, reason, st.Replicas, st.URL, age)
+	}
+	tw.Flush()
+}
+
+// printEventing lists brokers (with their address) or triggers (with their broker and
+// subscriber).
+func printEventing(out io.Writer, items []*apis.Resource, withNS bool) {
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	if withNS {
+		fmt.Fprint(tw, "NAMESPACE\t")
+	}
+	trigger := len(items) > 0 && items[0].Kind == "Trigger"
+	if trigger {
+		fmt.Fprintln(tw, "NAME\tBROKER\tSUBSCRIBER\tREADY\tREASON\tAGE")
+	} else {
+		fmt.Fprintln(tw, "NAME\tURL\tREADY\tREASON\tAGE")
+	}
+	for _, r := range items {
+		var st struct {
+			Conditions    []apis.Condition  `json:"conditions"`
+			Address       *apis.Addressable `json:"address"`
+			SubscriberURI string            `json:"subscriberUri"`
+		}
+		_ = json.Unmarshal(r.Status, &st)
+		ready, reason := readiness(st.Conditions)
+		if withNS {
+			fmt.Fprintf(tw, "%s\t", r.Metadata.Namespace)
+		}
+		if trigger {
+			var spec apis.TriggerSpec
+			_ = json.Unmarshal(r.Spec, &spec)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Metadata.Name, spec.Broker, st.SubscriberURI, ready, reason, ageOf(r.Metadata))
+			continue
+		}
+		url := ""
+		if st.Address != nil {
+			url = st.Address.URL
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Metadata.Name, url, ready, reason, ageOf(r.Metadata))
 	}
 	tw.Flush()
 }

@@ -49,6 +49,9 @@ type Reconciler struct {
 	DefaultPoolSize int
 	// Isolation says how instances are isolated on this server, for workloads' status.
 	Isolation string
+	// Eventing, when set, runs brokers and triggers; BrokerURL is a broker's address.
+	Eventing  Eventing
+	BrokerURL func(ns, name string) string
 
 	mu        sync.Mutex // guards workloads; held while calling the engine, so calls stay in order
 	workloads map[string]*workload
@@ -167,7 +170,7 @@ func (r *Reconciler) wake() {
 func (r *Reconciler) Run(ctx context.Context) error {
 	watches := map[string]<-chan store.Event{}
 	initial := 0
-	for _, plural := range []string{"functions", "revisions", "services", "configurations", "serving-routes", "runtimes"} {
+	for _, plural := range []string{"functions", "revisions", "services", "configurations", "serving-routes", "runtimes", "brokers", "triggers"} {
 		ch, err := r.store.Watch(ctx, plural, "")
 		if err != nil {
 			return err
@@ -202,6 +205,10 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			plural = "serving-routes"
 		case ev, ok = <-watches["runtimes"]:
 			plural = "runtimes"
+		case ev, ok = <-watches["brokers"]:
+			plural = "brokers"
+		case ev, ok = <-watches["triggers"]:
+			plural = "triggers"
 		}
 		if !ok {
 			return errors.New(plural + " watch closed")
@@ -232,6 +239,16 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			continue
 		case "runtimes":
 			r.handleRuntime(ev)
+			continue
+		case "brokers":
+			if r.Eventing != nil {
+				r.handleBroker(ev)
+			}
+			continue
+		case "triggers":
+			if r.Eventing != nil {
+				r.handleTrigger(ev)
+			}
 			continue
 		}
 		r.handleWorkload(ctx, plural, ev)

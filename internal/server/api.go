@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/flickdev/flick/internal/archive"
+	"github.com/flickdev/flick/internal/eventing/broker"
 	"github.com/flickdev/flick/internal/logs"
 	"github.com/flickdev/flick/internal/metrics"
 	"github.com/flickdev/flick/internal/reconciler"
@@ -271,7 +272,23 @@ func (s *Server) decodeObject(w http.ResponseWriter, r *http.Request, k apis.Kin
 	if err := s.checkSources(out); err != nil {
 		return nil, nil, err
 	}
+	if err := checkFilters(out); err != nil {
+		return nil, nil, err
+	}
 	return out, warnings, nil
+}
+
+// checkFilters compiles a trigger's filters (CESQL included), so a bad one is refused with
+// its field path when applied rather than found by its dispatcher.
+func checkFilters(res *apis.Resource) error {
+	if res.Kind != "Trigger" {
+		return nil
+	}
+	obj, err := apis.Decode(res)
+	if err != nil {
+		return err
+	}
+	return broker.ValidateFilters(obj.(*apis.Trigger))
 }
 
 type badRequest struct{ msg string }

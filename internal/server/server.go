@@ -23,6 +23,7 @@ import (
 	"github.com/flickdev/flick/internal/builder"
 	"github.com/flickdev/flick/internal/coldstart"
 	"github.com/flickdev/flick/internal/engine"
+	"github.com/flickdev/flick/internal/eventing/broker"
 	"github.com/flickdev/flick/internal/image"
 	"github.com/flickdev/flick/internal/logs"
 	"github.com/flickdev/flick/internal/pool"
@@ -207,6 +208,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("API listener: %w", err)
 	}
 
+	brokers, err := s.openBrokers(dataLn.Addr().String())
+	if err != nil {
+		dataLn.Close()
+		apiLn.Close()
+		return err
+	}
+	defer brokers.Close()
+	s.reconciler.Eventing = brokers
+	s.reconciler.BrokerURL = func(ns, name string) string { return "http://" + dataLn.Addr().String() + broker.Address(ns, name) }
+
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()
 	go s.engine.Run(runCtx)
@@ -215,7 +226,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	recErr := make(chan error, 1)
 	go func() { recErr <- s.reconciler.Run(runCtx) }()
 
-	dataSrv := &http.Server{Handler: s.router, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	dataSrv := &http.Server{Handler: s.dataHandler(brokers), ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	// Watches and log follows never go idle on their own: their context ends at shutdown.
 	apiBase, endStreams := context.WithCancel(context.Background())
 	defer endStreams()

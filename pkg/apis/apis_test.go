@@ -598,7 +598,7 @@ func TestLookupTypeMeta(t *testing.T) {
 		{apis.TypeMeta{APIVersion: "flick.dev/v1", Kind: "Function"}, "Function", "", ""},
 		{apis.TypeMeta{APIVersion: "flick.dev/v1", Kind: "Service"}, "Service", "", ""},
 		{apis.TypeMeta{APIVersion: "serving.knative.dev/v1", Kind: "Service"}, "Service", "", ""},
-		{apis.TypeMeta{APIVersion: "flick.dev/v1", Kind: "Gizmo"}, "", "kind", `unknown kind "Gizmo" (known: Function, Service, Revision, Runtime, Event, Configuration, Route)`},
+		{apis.TypeMeta{APIVersion: "flick.dev/v1", Kind: "Gizmo"}, "", "kind", `unknown kind "Gizmo" (known: Function, Service, Revision, Runtime, Event, Configuration, Route, Broker, Trigger)`},
 		{apis.TypeMeta{APIVersion: "flick.dev/v1", Kind: "function"}, "", "kind", "unknown kind"},
 		{apis.TypeMeta{APIVersion: "serving.knative.dev/v1", Kind: "Function"}, "", "apiVersion", `Function is served as flick.dev/v1, not "serving.knative.dev/v1"`},
 		{apis.TypeMeta{APIVersion: "flick.dev/v2", Kind: "Service"}, "", "apiVersion", `not "flick.dev/v2"`},
@@ -699,6 +699,52 @@ func TestFunctionNetworkValidation(t *testing.T) {
 		}
 		if got != c.field {
 			t.Errorf("%s network %q: %v, want an error on %q", c.runtime, c.network, err, c.field)
+		}
+	}
+}
+
+func TestParseISODuration(t *testing.T) {
+	good := map[string]time.Duration{"PT0.2S": 200 * time.Millisecond, "PT10S": 10 * time.Second, "PT1M30S": 90 * time.Second, "P1DT2H": 26 * time.Hour, "PT1H": time.Hour, "P2D": 48 * time.Hour}
+	for in, want := range good {
+		if got, err := apis.ParseISODuration(in); err != nil || got != want {
+			t.Errorf("ParseISODuration(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "P", "PT", "1s", "PT1.S", "P1W", "PT-1S", "P1DT"} {
+		if _, err := apis.ParseISODuration(bad); err == nil {
+			t.Errorf("ParseISODuration(%q) accepted", bad)
+		}
+	}
+}
+
+func TestTriggerValidation(t *testing.T) {
+	retry := func(n int32) *int32 { return &n }
+	cases := []struct {
+		name  string
+		spec  apis.TriggerSpec
+		field string
+	}{
+		{"ref", apis.TriggerSpec{Subscriber: apis.Destination{Ref: &apis.KReference{Kind: "Function", Name: "fn"}}}, ""},
+		{"uri", apis.TriggerSpec{Subscriber: apis.Destination{URI: "http://127.0.0.1:9000/hook"}}, ""},
+		{"no subscriber", apis.TriggerSpec{}, "spec.subscriber"},
+		{"relative uri alone", apis.TriggerSpec{Subscriber: apis.Destination{URI: "/hook"}}, "spec.subscriber.uri"},
+		{"bad kind", apis.TriggerSpec{Subscriber: apis.Destination{Ref: &apis.KReference{Kind: "Pod", Name: "p"}}}, "spec.subscriber.ref.kind"},
+		{"bad retry", apis.TriggerSpec{Subscriber: apis.Destination{URI: "http://x/"}, Delivery: &apis.DeliverySpec{Retry: retry(-1)}}, "spec.delivery.retry"},
+		{"bad policy", apis.TriggerSpec{Subscriber: apis.Destination{URI: "http://x/"}, Delivery: &apis.DeliverySpec{BackoffPolicy: "random"}}, "spec.delivery.backoffPolicy"},
+		{"bad delay", apis.TriggerSpec{Subscriber: apis.Destination{URI: "http://x/"}, Delivery: &apis.DeliverySpec{BackoffDelay: "200ms"}}, "spec.delivery.backoffDelay"},
+		{"bad dls", apis.TriggerSpec{Subscriber: apis.Destination{URI: "http://x/"}, Delivery: &apis.DeliverySpec{DeadLetterSink: &apis.Destination{}}}, "spec.delivery.deadLetterSink"},
+	}
+	for _, c := range cases {
+		tr := &apis.Trigger{Metadata: apis.ObjectMeta{Name: "t"}, Spec: c.spec}
+		tr.Default()
+		err := tr.Validate()
+		var fe apis.FieldErrors
+		errors.As(err, &fe)
+		switch {
+		case c.field == "" && err != nil:
+			t.Errorf("%s: %v", c.name, err)
+		case c.field != "" && (len(fe) == 0 || fe[0].Field != c.field):
+			t.Errorf("%s: %v, want an error on %s", c.name, err, c.field)
 		}
 	}
 }

@@ -37,6 +37,8 @@ var kinds = []KindInfo{
 	{Kind: "Event", Plural: "events", Singular: "event", Short: []string{"ev"}, Groups: []string{"flick.dev/v1"}},
 	{Kind: "Configuration", Plural: "configurations", Singular: "configuration", Short: []string{"config", "cfg", "kcfg"}, Groups: []string{"serving.knative.dev/v1"}},
 	{Kind: "Route", Plural: "serving-routes", REST: "routes", Singular: "route", Short: []string{"rt", "kroute"}, Groups: []string{"serving.knative.dev/v1"}},
+	{Kind: "Broker", Plural: "brokers", Singular: "broker", Short: []string{"brokers"}, Groups: []string{"eventing.knative.dev/v1"}},
+	{Kind: "Trigger", Plural: "triggers", Singular: "trigger", Short: []string{"triggers"}, Groups: []string{"eventing.knative.dev/v1"}},
 }
 
 // Kinds returns every kind Flick knows.

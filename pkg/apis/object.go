@@ -37,6 +37,10 @@ func NewObject(kind string) (Object, error) {
 		return &Event{}, nil
 	case "Route":
 		return &Route{}, nil
+	case "Broker":
+		return &Broker{}, nil
+	case "Trigger":
+		return &Trigger{}, nil
 	}
 	return nil, fmt.Errorf("unknown kind %q", kind)
 }

@@ -1,0 +1,193 @@
+// Package broker runs Knative-style brokers on one server: each broker keeps the events it
+// accepted in a durable log (internal/eventlog) and acknowledges a producer only once they
+// are on disk; each trigger has a dispatcher that follows the log from its own durable
+// position, filters events (internal/eventing/filter), and delivers them to its subscriber
+// with retries, backoff and a dead-letter sink. Delivery is at least once: an event whose
+// delivery was not yet acknowledged when the server stopped is delivered again after a
+// restart. It must never import the engine or the reconciler.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/flickdev/flick/internal/eventlog"
+	"github.com/flickdev/flick/pkg/apis"
+)
+
+// Resolver turns a destination in a namespace into the URL events are POSTed to.
+type Resolver func(namespace string, d apis.Destination) (string, error)
+
+// Options configure a Manager.
+type Options struct {
+	// Dir holds one log directory per broker.
+	Dir     string
+	Resolve Resolver
+	// Client delivers events; it must reach the URLs Resolve returns.
+	Client *http.Client
+	Log    *slog.Logger
+	// Retention bounds each broker's log (0: keep everything).
+	MaxAge   time.Duration
+	MaxBytes int64
+}
+
+// Manager runs every broker and trigger.
+type Manager struct {
+	opts  Options
+	mu    sync.Mutex
+	bs    map[string]*broker   // namespace/name
+	ts    map[string]*dispatch // namespace/name of the trigger
+	stats managerStats
+}
+
+type managerStats struct {
+	accepted atomic.Uint64
+}
+
+// broker is one broker's log and triggers.
+type broker struct {
+	ns, name string
+	log      *eventlog.Log
+	spec     apis.BrokerSpec
+}
+
+// New returns a manager keeping broker logs under opts.Dir.
+func New(opts Options) (*Manager, error) {
+	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("brokers: %w", err)
+	}
+	if opts.Client == nil {
+		opts.Client = http.DefaultClient
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Manager{opts: opts, bs: map[string]*broker{}, ts: map[string]*dispatch{}}, nil
+}
+
+func key(ns, name string) string { return ns + "/" + name }
+
+func (m *Manager) broker(ns, name string) *broker {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.bs[key(ns, name)]
+}
+
+// UpsertBroker opens (or keeps) a broker's log.
+func (m *Manager) UpsertBroker(b *apis.Broker) error {
+	k := key(b.Metadata.Namespace, b.Metadata.Name)
+	m.mu.Lock()
+	if have := m.bs[k]; have != nil {
+		have.spec = b.Spec
+		m.mu.Unlock()
+		return nil
+	}
+	m.mu.Unlock()
+	dir := filepath.Join(m.opts.Dir, b.Metadata.Namespace, b.Metadata.Name)
+	l, err := eventlog.Open(dir, eventlog.Options{MaxAge: m.opts.MaxAge, MaxBytes: m.opts.MaxBytes})
+	if err != nil {
+		return fmt.Errorf("broker %s: %w", k, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.bs[k] != nil { // lost a race with another upsert
+		l.Close()
+		return nil
+	}
+	m.bs[k] = &broker{ns: b.Metadata.Namespace, name: b.Metadata.Name, log: l, spec: b.Spec}
+	return nil
+}
+
+// DeleteBroker stops a broker's triggers and removes its log.
+func (m *Manager) DeleteBroker(ns, name string) {
+	k := key(ns, name)
+	m.mu.Lock()
+	b := m.bs[k]
+	delete(m.bs, k)
+	var stop []*dispatch
+	for tk, d := range m.ts {
+		if d.b == b {
+			stop = append(stop, d)
+			delete(m.ts, tk)
+		}
+	}
+	m.mu.Unlock()
+	for _, d := range stop {
+		d.stop()
+	}
+	if b != nil {
+		b.log.Close()
+		os.RemoveAll(filepath.Join(m.opts.Dir, ns, name))
+	}
+}
+
+// ErrNoBroker: a trigger names a broker that does not exist (yet).
+var ErrNoBroker = errors.New("the broker does not exist")
+
+// UpsertTrigger starts (or restarts, with its new spec) a trigger's dispatcher. It returns
+// the subscriber's URL.
+func (m *Manager) UpsertTrigger(t *apis.Trigger) (string, error) {
+	ns := t.Metadata.Namespace
+	b := m.broker(ns, t.Spec.Broker)
+	if b == nil {
+		m.DeleteTrigger(ns, t.Metadata.Name)
+		return "", ErrNoBroker
+	}
+	d, err := m.newDispatch(b, t)
+	if err != nil {
+		return "", err
+	}
+	k := key(ns, t.Metadata.Name)
+	m.mu.Lock()
+	old := m.ts[k]
+	m.ts[k] = d
+	m.mu.Unlock()
+	if old != nil {
+		old.stop()
+	}
+	d.start()
+	return d.target, nil
+}
+
+// DeleteTrigger stops a trigger's dispatcher.
+func (m *Manager) DeleteTrigger(ns, name string) {
+	k := key(ns, name)
+	m.mu.Lock()
+	d := m.ts[k]
+	delete(m.ts, k)
+	m.mu.Unlock()
+	if d != nil {
+		d.stop()
+	}
+}
+
+// Close stops every dispatcher and closes every log.
+func (m *Manager) Close() {
+	m.mu.Lock()
+	ts, bs := m.ts, m.bs
+	m.ts, m.bs = map[string]*dispatch{}, map[string]*broker{}
+	m.mu.Unlock()
+	for _, d := range ts {
+		d.stop()
+	}
+	for _, b := range bs {
+		b.log.Close()
+	}
+}
+
+// publish appends events and returns once they are durable.
+func (b *broker) publish(ctx context.Context, payloads [][]byte) error {
+	_, err := b.log.AppendBatch(ctx, payloads)
+	return err
+}
+
+// Address is a broker's ingress path on the data plane.
+func Address(ns, name string) string { return "/brokers/" + ns + "/" + name }

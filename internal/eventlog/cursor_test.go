@@ -1,0 +1,146 @@
+package eventlog
+
+import (
+	"errors"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestCursorOutOfOrderAcks(t *testing.T) {
+	l := openLog(t, t.TempDir(), Options{})
+	appendN(t, l, 10)
+	c, err := l.Cursor("trigger-a", CursorOptions{FromStart: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		ack, pos uint64
+	}{
+		{3, 0}, {2, 0}, {1, 3}, // 1 closes the gap below 2 and 3
+		{5, 3}, {7, 3}, {4, 5}, // 4 joins 5, not 7
+		{3, 5},  // again: a no-op
+		{6, 7},  // joins 7
+		{10, 7}, // leaves a hole at 8 and 9
+	}
+	for _, s := range steps {
+		if err := c.Ack(s.ack); err != nil {
+			t.Fatalf("Ack(%d): %v", s.ack, err)
+		}
+		if got := c.Position(); got != s.pos {
+			t.Fatalf("after Ack(%d): position %d, want %d", s.ack, got, s.pos)
+		}
+	}
+	if err := c.Ack(11); err == nil {
+		t.Fatal("ack of an offset past the end of the log succeeded")
+	}
+	if err := c.Ack(0); err == nil {
+		t.Fatal("ack of offset 0 succeeded")
+	}
+}
+
+func TestCursorConcurrentAcks(t *testing.T) {
+	l := openLog(t, t.TempDir(), Options{})
+	appendN(t, l, 1000)
+	c, _ := l.Cursor("t", CursorOptions{FromStart: true})
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := range uint64(1000) {
+				off := i + 1
+				if w%2 == 1 {
+					off = 1000 - i // odd workers ack from the top down
+				}
+				if off%8 == uint64(w) {
+					if err := c.Ack(off); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if got := c.Position(); got != 1000 {
+		t.Fatalf("position %d after acking 1..1000", got)
+	}
+}
+
+func TestCursorStart(t *testing.T) {
+	l := openLog(t, t.TempDir(), Options{})
+	appendN(t, l, 5)
+	end, _ := l.Cursor("at-end", CursorOptions{})
+	start, _ := l.Cursor("at-start", CursorOptions{FromStart: true})
+	if end.Position() != 5 || start.Position() != 0 {
+		t.Fatalf("new cursors at %d and %d, want 5 and 0", end.Position(), start.Position())
+	}
+	again, _ := l.Cursor("at-end", CursorOptions{FromStart: true})
+	if again != end || again.Position() != 5 {
+		t.Fatal("Cursor of an existing name did not return it unchanged")
+	}
+	for _, bad := range []string{"", ".", "..", "a/b", "ns/trigger", "x y", string(make([]byte, 201))} {
+		if _, err := l.Cursor(bad, CursorOptions{}); err == nil {
+			t.Fatalf("cursor name %q accepted", bad)
+		}
+	}
+	l.Close()
+	if _, err := l.Cursor("late", CursorOptions{}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Cursor after Close: %v", err)
+	}
+	if err := end.Ack(5); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Ack after Close: %v", err)
+	}
+}
+
+func TestCursorSurvivesReopen(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, dir, Options{})
+	appendN(t, l, 10)
+	c, _ := l.Cursor("t", CursorOptions{FromStart: true})
+	// A new cursor is on disk at once: "at the end" must not move if we crash now.
+	if pos, _, found, _ := readCursorFile(c.path); !found || pos != 0 {
+		t.Fatalf("new cursor on disk: found %v at %d", found, pos)
+	}
+	for _, off := range []uint64{1, 2, 3, 5, 6, 9} {
+		c.Ack(off)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	l = openLog(t, dir, Options{})
+	c, _ = l.Cursor("t", CursorOptions{})
+	// The out-of-order acks above the position (5, 6, 9) were not kept: those records are
+	// delivered again (at least once).
+	if got := c.Position(); got != 3 {
+		t.Fatalf("position after reopen: %d, want 3", got)
+	}
+	if got, _ := l.Cursor("t", CursorOptions{}); got != c {
+		t.Fatal("second Cursor call returned another cursor")
+	}
+}
+
+func TestCursorBackgroundFlush(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, dir, Options{CursorSyncEvery: 5 * time.Millisecond})
+	appendN(t, l, 10)
+	c, _ := l.Cursor("t", CursorOptions{FromStart: true})
+	for off := uint64(1); off <= 7; off++ {
+		c.Ack(off)
+	}
+	path := filepath.Join(dir, cursorDir, "t.pos")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		pos, _, _, err := readCursorFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pos == 7 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("position on disk still %d", pos)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
