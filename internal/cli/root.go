@@ -81,6 +81,9 @@ func NewRoot() *cobra.Command {
 		newUsageCmd(o),
 		newTopCmd(o),
 		newImageCmd(o),
+		newBrokerCmd(o),
+		newTriggerCmd(o),
+		newEventCmd(o),
 		newVersionCmd(o),
 	)
 	return root

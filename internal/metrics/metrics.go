@@ -13,6 +13,7 @@ import (
 
 	"github.com/flickdev/flick/internal/coldstart"
 	"github.com/flickdev/flick/internal/engine"
+	"github.com/flickdev/flick/internal/eventing/broker"
 	"github.com/flickdev/flick/internal/histogram"
 	"github.com/flickdev/flick/internal/pool"
 	"github.com/flickdev/flick/internal/router"
@@ -59,6 +60,37 @@ type Collector struct {
 	Pools func() []pool.Status
 	// ColdStarts has the phases of instance starts; nil leaves them out.
 	ColdStarts *coldstart.Recorder
+	// Eventing reports brokers and triggers; nil leaves the flick_broker_* and
+	// flick_trigger_* metrics out.
+	Eventing func() ([]broker.BrokerStats, []broker.TriggerStats)
+}
+
+var (
+	brokerAccepted   = prometheus.NewDesc("flick_broker_events_accepted_total", "Events a broker acknowledged (202: durable in its log), replies included.", []string{"namespace", "broker"}, nil)
+	triggerLabels    = []string{"namespace", "trigger", "broker"}
+	triggerDelivered = prometheus.NewDesc("flick_trigger_events_delivered_total", "Events a trigger's subscriber accepted.", triggerLabels, nil)
+	triggerRetried   = prometheus.NewDesc("flick_trigger_events_retried_total", "Delivery attempts made again after a failure.", triggerLabels, nil)
+	triggerDead      = prometheus.NewDesc("flick_trigger_events_dead_lettered_total", "Events sent to the dead-letter sink after the last retry.", triggerLabels, nil)
+	triggerLag       = prometheus.NewDesc("flick_trigger_lag_events", "Events in the broker's log after the trigger's position (not yet done with).", triggerLabels, nil)
+	triggerLatency   = prometheus.NewDesc("flick_trigger_delivery_seconds", "From the broker accepting an event to the subscriber accepting it, retries included.", triggerLabels, nil)
+)
+
+func (c *Collector) collectEventing(ch chan<- prometheus.Metric) {
+	if c.Eventing == nil {
+		return
+	}
+	bs, ts := c.Eventing()
+	for _, b := range bs {
+		ch <- prometheus.MustNewConstMetric(brokerAccepted, prometheus.CounterValue, float64(b.Accepted), b.Namespace, b.Name)
+	}
+	for _, t := range ts {
+		lv := []string{t.Namespace, t.Name, t.Broker}
+		ch <- prometheus.MustNewConstMetric(triggerDelivered, prometheus.CounterValue, float64(t.Delivered), lv...)
+		ch <- prometheus.MustNewConstMetric(triggerRetried, prometheus.CounterValue, float64(t.Retried), lv...)
+		ch <- prometheus.MustNewConstMetric(triggerDead, prometheus.CounterValue, float64(t.DeadLettered), lv...)
+		ch <- prometheus.MustNewConstMetric(triggerLag, prometheus.GaugeValue, float64(t.Lag), lv...)
+		ch <- constHistogram(triggerLatency, t.Latency, lv)
+	}
 }
 
 var (
@@ -87,6 +119,9 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- poolMisses
 	ch <- poolSpecialize
 	ch <- coldStartPhase
+	for _, d := range []*prometheus.Desc{brokerAccepted, triggerDelivered, triggerRetried, triggerDead, triggerLag, triggerLatency} {
+		ch <- d
+	}
 	for _, d := range []*prometheus.Desc{requestsTotal, requestDuration, inFlight, queueDepth, desired, ready, panicMode, concurrency, rps, coldStarts, coldStartWait,
 		usageInvocations, usageInstanceSeconds, usageGBSeconds} {
 		ch <- d
@@ -96,6 +131,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 // Collect sends the current values.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.collectPools(ch)
+	c.collectEventing(ch)
 	if c.ColdStarts != nil {
 		for _, s := range c.ColdStarts.Snapshot() {
 			ch <- constHistogram(coldStartPhase, s.Snapshot, []string{s.Runtime, s.Executor, s.Phase})

@@ -139,7 +139,7 @@ func (s *Server) apiHandler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	// Prometheus scrapes without the admin token; the listener is loopback by default.
-	open.Handle("GET /metrics", metrics.Handler(&metrics.Collector{Engine: s.engine, Router: s.router, Label: s.reconciler.Labels, Usage: s.meter, Pools: s.pools.Status, ColdStarts: s.coldStarts}))
+	open.Handle("GET /metrics", metrics.Handler(&metrics.Collector{Engine: s.engine, Router: s.router, Label: s.reconciler.Labels, Usage: s.meter, Pools: s.pools.Status, ColdStarts: s.coldStarts, Eventing: s.eventingStats}))
 	open.Handle("/", requireToken(s.token, mux))
 	return open
 }

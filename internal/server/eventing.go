@@ -80,3 +80,11 @@ func (s *Server) dataHandler(brokers http.Handler) http.Handler {
 		s.router.ServeHTTP(w, r)
 	})
 }
+
+// eventingStats reports brokers and triggers for metrics (none before the data plane is up).
+func (s *Server) eventingStats() ([]broker.BrokerStats, []broker.TriggerStats) {
+	if s.brokers == nil {
+		return nil, nil
+	}
+	return s.brokers.Stats()
+}

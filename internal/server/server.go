@@ -78,6 +78,7 @@ type Server struct {
 	router     *router.Router
 	pools      *pool.Driver
 	coldStarts *coldstart.Recorder
+	brokers    *broker.Manager
 	images     *image.Store // nil when instances cannot run images (no sandbox)
 	noImages   string
 	meter      *usage.Meter
@@ -215,6 +216,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer brokers.Close()
+	s.brokers = brokers
 	s.reconciler.Eventing = brokers
 	s.reconciler.BrokerURL = func(ns, name string) string { return "http://" + dataLn.Addr().String() + broker.Address(ns, name) }
 
@@ -254,6 +256,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer cancel()
 	endStreams()
 	_ = apiSrv.Shutdown(drainCtx)
+	// Triggers first: their deliveries go through the data plane.
+	deliveryCtx, cancelDelivery := context.WithTimeout(drainCtx, 10*time.Second)
+	brokers.StopDelivery(deliveryCtx)
+	cancelDelivery()
 	if err := dataSrv.Shutdown(drainCtx); err != nil {
 		log.Warn("drain did not finish in time", "err", err)
 	}

@@ -15,11 +15,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/flickdev/flick/internal/eventlog"
+	"github.com/flickdev/flick/internal/histogram"
 	"github.com/flickdev/flick/pkg/apis"
 )
 
@@ -41,15 +43,10 @@ type Options struct {
 
 // Manager runs every broker and trigger.
 type Manager struct {
-	opts  Options
-	mu    sync.Mutex
-	bs    map[string]*broker   // namespace/name
-	ts    map[string]*dispatch // namespace/name of the trigger
-	stats managerStats
-}
-
-type managerStats struct {
-	accepted atomic.Uint64
+	opts Options
+	mu   sync.Mutex
+	bs   map[string]*broker   // namespace/name
+	ts   map[string]*dispatch // namespace/name of the trigger
 }
 
 // broker is one broker's log and triggers.
@@ -57,6 +54,7 @@ type broker struct {
 	ns, name string
 	log      *eventlog.Log
 	spec     apis.BrokerSpec
+	accepted atomic.Uint64
 }
 
 // New returns a manager keeping broker logs under opts.Dir.
@@ -169,6 +167,23 @@ func (m *Manager) DeleteTrigger(ns, name string) {
 	}
 }
 
+// StopDelivery stops every trigger taking new events and lets deliveries under way finish
+// until ctx ends (at shutdown, before the data plane they go through stops).
+func (m *Manager) StopDelivery(ctx context.Context) {
+	m.mu.Lock()
+	ts := make([]*dispatch, 0, len(m.ts))
+	for _, d := range m.ts {
+		ts = append(ts, d)
+	}
+	m.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, d := range ts {
+		wg.Add(1)
+		go func() { defer wg.Done(); d.drain(ctx) }()
+	}
+	wg.Wait()
+}
+
 // Close stops every dispatcher and closes every log.
 func (m *Manager) Close() {
 	m.mu.Lock()
@@ -183,10 +198,51 @@ func (m *Manager) Close() {
 	}
 }
 
-// publish appends events and returns once they are durable.
+// publish appends records and returns once they are durable.
 func (b *broker) publish(ctx context.Context, payloads [][]byte) error {
 	_, err := b.log.AppendBatch(ctx, payloads)
+	if err == nil {
+		b.accepted.Add(uint64(len(payloads)))
+	}
 	return err
+}
+
+// BrokerStats is one broker's counters since the server started.
+type BrokerStats struct {
+	Namespace, Name string
+	Accepted        uint64
+	LastOffset      uint64
+}
+
+// TriggerStats is one trigger's counters since the server started.
+type TriggerStats struct {
+	Namespace, Name, Broker          string
+	Delivered, Retried, DeadLettered uint64
+	Lag                              uint64 // events in the log after its position
+	Latency                          histogram.Snapshot
+}
+
+// Stats reports every broker and trigger, for metrics.
+func (m *Manager) Stats() ([]BrokerStats, []TriggerStats) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var bs []BrokerStats
+	for _, b := range m.bs {
+		bs = append(bs, BrokerStats{Namespace: b.ns, Name: b.name, Accepted: b.accepted.Load(), LastOffset: b.log.Stats().Last})
+	}
+	var ts []TriggerStats
+	for k, d := range m.ts {
+		ns, name, _ := strings.Cut(k, "/")
+		last := d.b.log.Stats().Last
+		lag := uint64(0)
+		if pos := d.cursor.Position(); last > pos {
+			lag = last - pos
+		}
+		ts = append(ts, TriggerStats{Namespace: ns, Name: name, Broker: d.b.name,
+			Delivered: d.delivered.Load(), Retried: d.retried.Load(), DeadLettered: d.deadLettered.Load(),
+			Lag: lag, Latency: d.latency.Snapshot()})
+	}
+	return bs, ts
 }
 
 // Address is a broker's ingress path on the data plane.

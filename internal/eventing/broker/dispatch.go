@@ -17,6 +17,7 @@ import (
 
 	"github.com/flickdev/flick/internal/eventing/filter"
 	"github.com/flickdev/flick/internal/eventlog"
+	"github.com/flickdev/flick/internal/histogram"
 	"github.com/flickdev/flick/pkg/apis"
 )
 
@@ -50,10 +51,12 @@ type dispatch struct {
 	target   string
 	delivery delivery
 	cursor   *eventlog.Cursor
-	cancel   context.CancelFunc
-	done     chan struct{}
+	// stopFetch ends the reading of new events; abort ends deliveries under way.
+	stopFetch, abort context.CancelFunc
+	done             chan struct{}
 
 	delivered, retried, deadLettered atomic.Uint64
+	latency                          *histogram.Histogram // accepted by the broker → delivered
 }
 
 // compileFilter is a trigger's filter.
@@ -97,7 +100,8 @@ func (m *Manager) newDispatch(b *broker, t *apis.Trigger) (*dispatch, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &dispatch{m: m, b: b, name: key(ns, t.Metadata.Name), filter: f, target: target, delivery: dl, cursor: cur, done: make(chan struct{})}, nil
+	return &dispatch{m: m, b: b, name: key(ns, t.Metadata.Name), filter: f, target: target, delivery: dl, cursor: cur,
+		done: make(chan struct{}), latency: histogram.New()}, nil
 }
 
 // filterSpecs converts the API's filters to the filter package's (the same JSON shape).
@@ -147,19 +151,31 @@ func (m *Manager) resolveDelivery(ns string, spec *apis.DeliverySpec) (delivery,
 }
 
 func (d *dispatch) start() {
-	ctx, cancel := context.WithCancel(context.Background())
-	d.cancel = cancel
-	go d.run(ctx)
+	deliverCtx, abort := context.WithCancel(context.Background())
+	fetchCtx, stopFetch := context.WithCancel(deliverCtx)
+	d.stopFetch, d.abort = stopFetch, abort
+	go d.run(fetchCtx, deliverCtx)
 }
 
-// stop ends the dispatcher; deliveries under way are abandoned and, not acknowledged, are
-// made again by the next dispatcher (at least once).
+// stop ends the dispatcher at once; deliveries under way are abandoned and, not
+// acknowledged, are made again by the next dispatcher (at least once).
 func (d *dispatch) stop() {
-	d.cancel()
+	d.abort()
 	<-d.done
 }
 
-func (d *dispatch) run(ctx context.Context) {
+// drain stops reading new events and lets deliveries under way finish until ctx ends.
+func (d *dispatch) drain(ctx context.Context) {
+	d.stopFetch()
+	select {
+	case <-d.done:
+	case <-ctx.Done():
+		d.abort()
+		<-d.done
+	}
+}
+
+func (d *dispatch) run(ctx, deliverCtx context.Context) {
 	defer close(d.done)
 	sem := make(chan struct{}, concurrency)
 	pos := d.cursor.Position()
@@ -190,7 +206,7 @@ func (d *dispatch) run(ctx context.Context) {
 			}
 			go func(rec eventlog.Record) {
 				defer func() { <-sem }()
-				if d.handle(ctx, rec.Payload) {
+				if d.handle(deliverCtx, rec.Payload) {
 					_ = d.cursor.Ack(rec.Offset)
 				}
 			}(rec)
@@ -205,8 +221,8 @@ func (d *dispatch) run(ctx context.Context) {
 // with (delivered, dead-lettered, filtered out or unreadable), false when the dispatcher
 // stopped in the middle.
 func (d *dispatch) handle(ctx context.Context, payload []byte) bool {
-	var e event.Event
-	if err := json.Unmarshal(payload, &e); err != nil {
+	accepted, e, err := decodeRecord(payload)
+	if err != nil {
 		d.m.opts.Log.Error("unreadable event in a broker's log", "trigger", d.name, "err", err)
 		return true
 	}
@@ -218,9 +234,10 @@ func (d *dispatch) handle(ctx context.Context, payload []byte) bool {
 		last = d.send(ctx, d.target, e)
 		if last.ok() {
 			d.delivered.Add(1)
+			d.latency.Observe(time.Since(accepted))
 			if last.reply != nil {
-				if b, err := last.reply.MarshalJSON(); err == nil {
-					_ = d.b.publish(ctx, [][]byte{b})
+				if rec, err := encodeRecord(time.Now(), last.reply); err == nil {
+					_ = d.b.publish(ctx, [][]byte{rec})
 				}
 			}
 			return true
