@@ -196,7 +196,7 @@ func deleteCmd(o *options, kind string) *cobra.Command {
 }
 
 func newEventCmd(o *options) *cobra.Command {
-	cmd := &cobra.Command{Use: "event", Short: "Send CloudEvents to a broker"}
+	cmd := &cobra.Command{Use: "event", Short: "Send CloudEvents to a broker, or watch what it accepts"}
 	var (
 		broker, typ, source, id, subject, data, contentType string
 		extensions                                          []string
@@ -279,6 +279,46 @@ func newEventCmd(o *options) *cobra.Command {
 	f.StringVar(&data, "data", "", "the event's data, or @file")
 	f.StringVar(&contentType, "content-type", "application/json", "the data's content type")
 	f.StringArrayVar(&extensions, "ext", nil, "extension attribute name=value (repeatable)")
-	cmd.AddCommand(send)
+	var tailBroker, tailOutput string
+	tail := &cobra.Command{
+		Use:   "tail",
+		Short: "Print the events a broker accepts from now on, as they come (Ctrl-C ends)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			return c.TailBroker(cmd.Context(), o.namespace, tailBroker, func(line []byte) error {
+				if tailOutput == "json" {
+					_, err := fmt.Fprintf(out, "%s\n", line)
+					return err
+				}
+				var rec struct {
+					Accepted string `json:"accepted"`
+					Event    struct {
+						ID     string          `json:"id"`
+						Type   string          `json:"type"`
+						Source string          `json:"source"`
+						Data   json.RawMessage `json:"data"`
+						Base64 string          `json:"data_base64"`
+					} `json:"event"`
+				}
+				if err := json.Unmarshal(line, &rec); err != nil {
+					return nil
+				}
+				data := string(rec.Event.Data)
+				if data == "" && rec.Event.Base64 != "" {
+					data = "(base64) " + rec.Event.Base64
+				}
+				_, err := fmt.Fprintf(out, "%s  %s  %s  %s  %s\n", rec.Accepted, rec.Event.Type, rec.Event.Source, rec.Event.ID, data)
+				return err
+			})
+		},
+	}
+	tail.Flags().StringVar(&tailBroker, "broker", "default", "the broker to watch")
+	tail.Flags().StringVarP(&tailOutput, "output", "o", "text", "text or json (one event a line)")
+	cmd.AddCommand(send, tail)
 	return cmd
 }

@@ -18,18 +18,21 @@ import (
 
 func newInvokeCmd(o *options) *cobra.Command {
 	var (
-		data    string
-		method  string
-		headers []string
-		path    string
-		verbose bool
+		data     string
+		method   string
+		headers  []string
+		path     string
+		verbose  bool
+		async    bool
+		callback string
 	)
 	cmd := &cobra.Command{
 		Use:   "invoke NAME",
 		Short: "Call a function or service and print its answer",
 		Example: `  flick invoke hello
   flick invoke hello -d '{"name":"Ada"}' -H 'Content-Type: application/json'
-  flick invoke hello -d @payload.json -X PUT --path /items/1`,
+  flick invoke hello -d @payload.json -X PUT --path /items/1
+  flick invoke resize -d @image.json --async --callback http://127.0.0.1:9000/done`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := o.client()
@@ -66,6 +69,17 @@ func newInvokeCmd(o *options) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if async {
+				if method == http.MethodGet {
+					method = http.MethodPost
+				}
+				id, err := c.InvokeAsync(cmd.Context(), k, o.namespace, args[0], method, path, h, body, callback)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "call %s accepted; flick calls get %s shows its result\n", id, id)
+				return nil
+			}
 			start := time.Now()
 			resp, err := c.Invoke(cmd.Context(), k, o.namespace, args[0], method, path, h, body)
 			if err != nil {
@@ -100,12 +114,17 @@ func newInvokeCmd(o *options) *cobra.Command {
 	f.StringArrayVarP(&headers, "header", "H", nil, "request header 'Name: value' (repeatable)")
 	f.StringVar(&path, "path", "/", "request path")
 	f.BoolVarP(&verbose, "verbose", "v", false, "print the status and headers to stderr")
+	f.BoolVar(&async, "async", false, "call asynchronously: the call is stored durably, invoked with retries, and its result kept (flick calls get)")
+	f.StringVar(&callback, "callback", "", "with --async, a URL the result is POSTed to (X-Call-Id, X-Function-Status headers)")
 	return cmd
 }
 
 // workloadKind finds whether NAME is a function or a service.
 func workloadKind(ctx context.Context, c *client.Client, ns, name string) (apis.KindInfo, error) {
 	for _, k := range apis.Kinds() {
+		if !k.Addressable() {
+			continue
+		}
 		_, err := c.Get(ctx, k, ns, name)
 		if err == nil {
 			return k, nil

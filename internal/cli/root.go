@@ -84,6 +84,7 @@ func NewRoot() *cobra.Command {
 		newBrokerCmd(o),
 		newTriggerCmd(o),
 		newEventCmd(o),
+		newCallsCmd(o),
 		newVersionCmd(o),
 	)
 	return root

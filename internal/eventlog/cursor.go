@@ -268,3 +268,25 @@ func readCursorFile(path string) (pos, skipped uint64, found bool, err error) {
 	}
 	return binary.LittleEndian.Uint64(b[8:]), binary.LittleEndian.Uint64(b[16:]), true, nil
 }
+
+// DeleteCursor forgets a consumer: its position is removed from memory and from disk, so a
+// cursor created later under the same name starts afresh. The Cursor must not be used after.
+func (l *Log) DeleteCursor(name string) error {
+	if err := checkCursorName(name); err != nil {
+		return err
+	}
+	l.cmu.Lock()
+	c := l.cursors[name]
+	delete(l.cursors, name)
+	l.cmu.Unlock()
+	if c != nil {
+		// A Flush under way finishes before the file goes.
+		c.fmu.Lock()
+		defer c.fmu.Unlock()
+	}
+	path := filepath.Join(l.dir, cursorDir, name+".pos")
+	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("eventlog: delete cursor %s: %w", name, err)
+	}
+	return nil
+}

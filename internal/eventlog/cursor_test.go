@@ -1,6 +1,7 @@
 package eventlog
 
 import (
+	"context"
 	"errors"
 	"path/filepath"
 	"sync"
@@ -142,5 +143,40 @@ func TestCursorBackgroundFlush(t *testing.T) {
 			t.Fatalf("position on disk still %d", pos)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestDeleteCursorStartsAfresh(t *testing.T) {
+	dir := t.TempDir()
+	l, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		if _, err := l.Append(ctx, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := l.Cursor("t", CursorOptions{FromStart: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Ack(1); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.DeleteCursor("t"); err != nil {
+		t.Fatal(err)
+	}
+	c2, err := l.Cursor("t", CursorOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c2 == c || c2.Position() != 3 {
+		t.Errorf("a cursor made again after its deletion is at %d, want the end of the log (3)", c2.Position())
 	}
 }

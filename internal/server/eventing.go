@@ -3,23 +3,24 @@ package server
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/flickdev/flick/internal/eventing/async"
 	"github.com/flickdev/flick/internal/eventing/broker"
 	"github.com/flickdev/flick/pkg/apis"
 )
 
-// openBrokers starts the broker manager: logs under DATA_DIR/brokers, deliveries through the
-// data plane at dataAddr (so a subscriber at zero scale is woken like any request).
-func (s *Server) openBrokers(dataAddr string) (*broker.Manager, error) {
+// dataPlaneClient reaches workloads at their hosts ({name}.{ns}.{domain}) through the data
+// plane at dataAddr, whatever DNS says, so a workload at zero scale is woken like any request.
+func (s *Server) dataPlaneClient(dataAddr string) *http.Client {
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	domain := s.cfg.Domain
-	transport := &http.Transport{
-		// Workload hosts ({name}.{ns}.{domain}) are the data plane's, whatever DNS says.
+	return &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			if host, _, err := net.SplitHostPort(addr); err == nil && (host == domain || strings.HasSuffix(host, "."+domain)) {
 				addr = dataAddr
@@ -28,13 +29,24 @@ func (s *Server) openBrokers(dataAddr string) (*broker.Manager, error) {
 		},
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     60 * time.Second,
-	}
+	}}
+}
+
+// openBrokers starts the broker manager: logs under DATA_DIR/brokers, deliveries through the
+// data plane.
+func (s *Server) openBrokers(dataAddr string, client *http.Client) (*broker.Manager, error) {
 	return broker.New(broker.Options{
 		Dir:     filepath.Join(s.cfg.DataDir, "brokers"),
 		Resolve: func(ns string, d apis.Destination) (string, error) { return s.resolveDestination(dataAddr, ns, d) },
-		Client:  &http.Client{Transport: transport},
+		Client:  client,
 		Log:     s.log,
 	})
+}
+
+// openCalls starts the asynchronous invoker: calls under DATA_DIR/async, invoked through the
+// data plane.
+func (s *Server) openCalls(client *http.Client) (*async.Manager, error) {
+	return async.Open(async.Options{Dir: filepath.Join(s.cfg.DataDir, "async"), Target: s.workloadURL, Client: client, Log: s.log})
 }
 
 // resolveDestination is a Knative destination's URL: a Function's or Service's address (its
@@ -62,23 +74,64 @@ func (s *Server) resolveDestination(dataAddr, ns string, d apis.Destination) (st
 	return base, nil
 }
 
-// dataHandler serves brokers' ingress (/brokers/{ns}/{name} on the data plane's own address)
-// beside the router.
-func (s *Server) dataHandler(brokers http.Handler) http.Handler {
+// dataHandler serves brokers' ingress (/brokers/{ns}/{name}) and asynchronous calls
+// (/async-function/{name}) on the data plane's own address, beside the router.
+func (s *Server) dataHandler(brokers, calls http.Handler) http.Handler {
 	domain := s.cfg.Domain
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/brokers/") {
-			host := r.Host
-			if h, _, err := net.SplitHostPort(host); err == nil {
-				host = h
-			}
-			if host != domain && !strings.HasSuffix(host, "."+domain) {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		if host != domain && !strings.HasSuffix(host, "."+domain) {
+			switch {
+			case strings.HasPrefix(r.URL.Path, "/brokers/"):
 				brokers.ServeHTTP(w, r)
+				return
+			case strings.HasPrefix(r.URL.Path, "/async-function/"):
+				calls.ServeHTTP(w, r)
 				return
 			}
 		}
 		s.router.ServeHTTP(w, r)
 	})
+}
+
+// asyncCall answers POST {collection}/{name}/async/{path...}: the API's way to call a
+// function or service asynchronously (flick invoke --async).
+func (s *Server) asyncCall(w http.ResponseWriter, r *http.Request) {
+	k, ok := apis.LookupAPI(r.PathValue("group"), r.PathValue("version"), r.PathValue("plural"))
+	if !ok || !k.Addressable() {
+		writeErr(w, http.StatusNotFound, "asynchronous calls go to functions and services")
+		return
+	}
+	ns, name := r.PathValue("ns"), r.PathValue("name")
+	if _, err := s.store.Get(k.Plural, ns, name); err != nil {
+		writeErr(w, http.StatusNotFound, fmt.Sprintf("no %s %s/%s", k.Singular, ns, name))
+		return
+	}
+	id, err := s.calls.Accept(r.Context(), ns, name, "/"+r.PathValue("path"), r)
+	if err != nil {
+		writeErr(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	w.Header().Set("X-Call-Id", id)
+	writeJSON(w, http.StatusAccepted, map[string]string{"callId": id})
+}
+
+// listCalls answers GET /apis/flick.dev/v1/namespaces/{ns}/calls (newest first).
+func (s *Server) listCalls(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"items": s.calls.List(r.PathValue("ns"), 200)})
+}
+
+// getCall answers GET /apis/flick.dev/v1/namespaces/{ns}/calls/{id}.
+func (s *Server) getCall(w http.ResponseWriter, r *http.Request) {
+	rec, ok := s.calls.Get(r.PathValue("ns"), r.PathValue("id"))
+	if !ok {
+		writeErr(w, http.StatusNotFound, "no call "+r.PathValue("id")+" in "+r.PathValue("ns"))
+		return
+	}
+	writeJSON(w, http.StatusOK, rec)
 }
 
 // eventingStats reports brokers and triggers for metrics (none before the data plane is up).
@@ -87,4 +140,29 @@ func (s *Server) eventingStats() ([]broker.BrokerStats, []broker.TriggerStats) {
 		return nil, nil
 	}
 	return s.brokers.Stats()
+}
+
+// tailBroker answers GET .../namespaces/{ns}/brokers/{name}/events: every event the broker
+// accepts from now on, one JSON object a line ({"accepted": time, "event": {...}}), until
+// the client goes away.
+func (s *Server) tailBroker(w http.ResponseWriter, r *http.Request) {
+	ns, name := r.PathValue("ns"), r.PathValue("name")
+	if _, err := s.store.Get("brokers", ns, name); err != nil {
+		writeErr(w, http.StatusNotFound, fmt.Sprintf("no broker %s/%s", ns, name))
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	_ = rc.Flush()
+	err := s.brokers.Tail(r.Context(), ns, name, func(accepted time.Time, event []byte) error {
+		line := fmt.Sprintf("{\"accepted\":%q,\"event\":%s}\n", accepted.UTC().Format(time.RFC3339Nano), event)
+		if _, err := io.WriteString(w, line); err != nil {
+			return err
+		}
+		return rc.Flush()
+	})
+	if err != nil {
+		s.log.Debug("broker tail ended", "broker", ns+"/"+name, "err", err)
+	}
 }

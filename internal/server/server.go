@@ -23,6 +23,7 @@ import (
 	"github.com/flickdev/flick/internal/builder"
 	"github.com/flickdev/flick/internal/coldstart"
 	"github.com/flickdev/flick/internal/engine"
+	"github.com/flickdev/flick/internal/eventing/async"
 	"github.com/flickdev/flick/internal/eventing/broker"
 	"github.com/flickdev/flick/internal/image"
 	"github.com/flickdev/flick/internal/logs"
@@ -79,6 +80,7 @@ type Server struct {
 	pools      *pool.Driver
 	coldStarts *coldstart.Recorder
 	brokers    *broker.Manager
+	calls      *async.Manager
 	images     *image.Store // nil when instances cannot run images (no sandbox)
 	noImages   string
 	meter      *usage.Meter
@@ -209,13 +211,20 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("API listener: %w", err)
 	}
 
-	brokers, err := s.openBrokers(dataLn.Addr().String())
+	dataClient := s.dataPlaneClient(dataLn.Addr().String())
+	brokers, err := s.openBrokers(dataLn.Addr().String(), dataClient)
 	if err != nil {
 		dataLn.Close()
 		apiLn.Close()
 		return err
 	}
 	defer brokers.Close()
+	if s.calls, err = s.openCalls(dataClient); err != nil {
+		dataLn.Close()
+		apiLn.Close()
+		return err
+	}
+	defer s.calls.Close()
 	s.brokers = brokers
 	s.reconciler.Eventing = brokers
 	s.reconciler.BrokerURL = func(ns, name string) string { return "http://" + dataLn.Addr().String() + broker.Address(ns, name) }
@@ -228,7 +237,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	recErr := make(chan error, 1)
 	go func() { recErr <- s.reconciler.Run(runCtx) }()
 
-	dataSrv := &http.Server{Handler: s.dataHandler(brokers), ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	dataSrv := &http.Server{Handler: s.dataHandler(brokers, s.calls), ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	// Watches and log follows never go idle on their own: their context ends at shutdown.
 	apiBase, endStreams := context.WithCancel(context.Background())
 	defer endStreams()
@@ -259,6 +268,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// Triggers first: their deliveries go through the data plane.
 	deliveryCtx, cancelDelivery := context.WithTimeout(drainCtx, 10*time.Second)
 	brokers.StopDelivery(deliveryCtx)
+	s.calls.Drain(deliveryCtx)
 	cancelDelivery()
 	if err := dataSrv.Shutdown(drainCtx); err != nil {
 		log.Warn("drain did not finish in time", "err", err)

@@ -11,6 +11,33 @@ import (
 // GroupEventing is Knative Eventing's API group.
 const GroupEventing = "eventing.knative.dev"
 
+// Trigger annotations for delivery.
+const (
+	// AnnotationDeliveryOrder is "ordered" (one event at a time, in log order) or "unordered"
+	// (the default); Knative's Kafka broker's key is accepted too.
+	AnnotationDeliveryOrder      = "eventing.flick.dev/delivery-order"
+	AnnotationKafkaDeliveryOrder = "kafka.eventing.knative.dev/delivery.order"
+	// AnnotationConcurrency is how many events an unordered trigger delivers at once
+	// (default 16, at most 1000).
+	AnnotationConcurrency = "eventing.flick.dev/concurrency"
+)
+
+// DeliveryConcurrency is how many events the trigger delivers at once: 1 when ordered.
+func (t *Trigger) DeliveryConcurrency() int {
+	a := t.Metadata.Annotations
+	order := a[AnnotationDeliveryOrder]
+	if order == "" {
+		order = a[AnnotationKafkaDeliveryOrder]
+	}
+	if order == "ordered" {
+		return 1
+	}
+	if n, err := strconv.Atoi(a[AnnotationConcurrency]); err == nil && n >= 1 && n <= 1000 {
+		return n
+	}
+	return 16
+}
+
 // Broker is Knative's broker: an address events are sent to, kept in a durable log, and
 // delivered to the subscribers of its triggers.
 type Broker struct {
@@ -146,6 +173,16 @@ func (t *Trigger) Validate() error {
 	}
 	validateDestination(&errs, "spec.subscriber", &t.Spec.Subscriber, true)
 	validateDelivery(&errs, "spec.delivery", t.Spec.Delivery)
+	for _, k := range []string{AnnotationDeliveryOrder, AnnotationKafkaDeliveryOrder} {
+		if v, ok := t.Metadata.Annotations[k]; ok && v != "ordered" && v != "unordered" {
+			errs.add("metadata.annotations."+k, quote(v)+" is not an order: use ordered or unordered")
+		}
+	}
+	if v, ok := t.Metadata.Annotations[AnnotationConcurrency]; ok {
+		if n, err := strconv.Atoi(v); err != nil || n < 1 || n > 1000 {
+			errs.add("metadata.annotations."+AnnotationConcurrency, quote(v)+" is not a number from 1 to 1000")
+		}
+	}
 	return errs.OrNil()
 }
 

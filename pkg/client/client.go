@@ -386,3 +386,70 @@ func (c *Client) PullImage(ctx context.Context, ref string) (*apis.ImageInfo, er
 	_, err := c.doJSON(ctx, http.MethodPost, "/apis/flick.dev/v1/images/pull", map[string]string{"image": ref}, &out)
 	return &out, err
 }
+
+// InvokeAsync makes an asynchronous call of a function or service: it returns the call's id
+// once the call is durable. callback, when set, receives the result.
+func (c *Client) InvokeAsync(ctx context.Context, k apis.KindInfo, ns, name, method, path string, header http.Header, body io.Reader, callback string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.Base+objectPath(k, ns, name)+"/async/"+strings.TrimPrefix(path, "/"), body)
+	if err != nil {
+		return "", err
+	}
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
+	if callback != "" {
+		req.Header.Set("X-Callback-Url", callback)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("cannot reach the Flick API at %s: %w", c.Base, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		e := &Error{Status: resp.StatusCode}
+		if json.Unmarshal(b, e) != nil || e.Message == "" {
+			e.Message = fmt.Sprintf("asynchronous call of %s: %s: %s", name, resp.Status, strings.TrimSpace(string(b)))
+		}
+		return "", e
+	}
+	return resp.Header.Get("X-Call-Id"), nil
+}
+
+// Calls lists a namespace's asynchronous calls, newest first (without their answers).
+func (c *Client) Calls(ctx context.Context, ns string) ([]apis.Call, error) {
+	var out struct {
+		Items []apis.Call `json:"items"`
+	}
+	_, err := c.doJSON(ctx, http.MethodGet, "/apis/flick.dev/v1/namespaces/"+url.PathEscape(ns)+"/calls", nil, &out)
+	return out.Items, err
+}
+
+// Call returns one asynchronous call with its answer.
+func (c *Client) Call(ctx context.Context, ns, id string) (*apis.Call, error) {
+	var out apis.Call
+	_, err := c.doJSON(ctx, http.MethodGet, "/apis/flick.dev/v1/namespaces/"+url.PathEscape(ns)+"/calls/"+url.PathEscape(id), nil, &out)
+	return &out, err
+}
+
+// TailBroker streams the events a broker accepts from now on: fn gets each as
+// {"accepted": time, "event": {...}} until ctx ends or fn fails.
+func (c *Client) TailBroker(ctx context.Context, ns, name string, fn func(line []byte) error) error {
+	resp, err := c.request(ctx, http.MethodGet, "/apis/eventing.knative.dev/v1/namespaces/"+url.PathEscape(ns)+"/brokers/"+url.PathEscape(name)+"/events", nil, "")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for sc.Scan() {
+		if err := fn(sc.Bytes()); err != nil {
+			return err
+		}
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return sc.Err()
+}

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -62,6 +63,15 @@ func (s *sink) header(path string, i int) http.Header {
 		return nil
 	}
 	return s.got[path][i]
+}
+
+func (s *sink) body(path string, i int) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if i >= len(s.bodies[path]) {
+		return ""
+	}
+	return s.bodies[path][i]
 }
 
 // sendEvent POSTs a binary-mode CloudEvent and returns the status and body.
@@ -336,6 +346,15 @@ func TestEventingCLI(t *testing.T) {
 	eventually(t, 10*time.Second, "the trigger ready", func() bool {
 		return strings.Contains(s.mustFlick("trigger", "list"), url+"/orders")
 	})
+	tail := exec.Command(flickBin, "event", "tail", "--broker", "shop")
+	tail.Env = append(os.Environ(), "FLICK_API=http://"+s.api, "FLICK_DATA_DIR="+s.dataDir)
+	var tailed syncBuffer
+	tail.Stdout = &tailed
+	if err := tail.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { tail.Process.Kill(); tail.Wait() }()
+	time.Sleep(300 * time.Millisecond) // the tail starts at the end of the log
 	data := filepath.Join(t.TempDir(), "order.json")
 	os.WriteFile(data, []byte(`{"item": 7}`), 0o644)
 	for _, typ := range []string{"com.example.order", "com.example.refund"} {
@@ -351,9 +370,13 @@ func TestEventingCLI(t *testing.T) {
 	if h := rec.header("/orders", 0); h.Get("Ce-Region") != "eu" {
 		t.Errorf("the extension did not travel: %v", h)
 	}
-	if body := rec.bodies["/orders"]; len(body) != 1 || body[0] != `{"item": 7}` {
+	if body := rec.body("/orders", 0); body != `{"item": 7}` {
 		t.Errorf("data: %q", body)
 	}
+	eventually(t, 10*time.Second, "flick event tail to show both events", func() bool {
+		out := tailed.String()
+		return strings.Contains(out, "com.example.order  /cli  com.example.order  {\"item\": 7}") && strings.Contains(out, "com.example.refund")
+	})
 	s.mustFlick("trigger", "delete", "orders")
 	if out := s.mustFlick("trigger", "list"); strings.Contains(out, "orders") {
 		t.Errorf("deleted trigger still listed: %s", out)

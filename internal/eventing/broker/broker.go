@@ -155,7 +155,8 @@ func (m *Manager) UpsertTrigger(t *apis.Trigger) (string, error) {
 	return d.target, nil
 }
 
-// DeleteTrigger stops a trigger's dispatcher.
+// DeleteTrigger stops a trigger's dispatcher and forgets its position, so a trigger made
+// again under the name starts at the end of the log, like any new one.
 func (m *Manager) DeleteTrigger(ns, name string) {
 	k := key(ns, name)
 	m.mu.Lock()
@@ -164,8 +165,11 @@ func (m *Manager) DeleteTrigger(ns, name string) {
 	m.mu.Unlock()
 	if d != nil {
 		d.stop()
+		_ = d.b.log.DeleteCursor(cursorName(name))
 	}
 }
+
+func cursorName(trigger string) string { return "trigger-" + trigger }
 
 // StopDelivery stops every trigger taking new events and lets deliveries under way finish
 // until ctx ends (at shutdown, before the data plane they go through stops).
@@ -247,3 +251,39 @@ func (m *Manager) Stats() ([]BrokerStats, []TriggerStats) {
 
 // Address is a broker's ingress path on the data plane.
 func Address(ns, name string) string { return "/brokers/" + ns + "/" + name }
+
+// Tail calls fn with every event the broker accepts from now on (structured JSON, one
+// event a call) until ctx ends or fn fails: a live view for debugging, with no position kept.
+func (m *Manager) Tail(ctx context.Context, ns, name string, fn func(accepted time.Time, event []byte) error) error {
+	b := m.broker(ns, name)
+	if b == nil {
+		return fmt.Errorf("no broker %s/%s", ns, name)
+	}
+	pos := b.log.Stats().Last
+	for {
+		recs, err := b.log.Read(pos+1, 256)
+		if err != nil {
+			return err
+		}
+		if len(recs) == 0 {
+			if err := b.log.Wait(ctx, pos); err != nil {
+				return nil // ctx ended, or the broker went away
+			}
+			continue
+		}
+		for _, rec := range recs {
+			pos = rec.Offset
+			accepted, e, err := decodeRecord(rec.Payload)
+			if err != nil {
+				continue
+			}
+			js, err := e.MarshalJSON()
+			if err != nil {
+				continue
+			}
+			if err := fn(accepted, js); err != nil {
+				return err
+			}
+		}
+	}
+}

@@ -5,10 +5,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/flickdev/flick/pkg/apis"
 )
@@ -140,5 +143,78 @@ func TestIngressAndDelivery(t *testing.T) {
 	}
 	if !seen["1"] || !seen["2"] || !seen["4"] || seen["3"] || len(got) != 3 {
 		t.Errorf("subscriber got %v, want 1, 2 and 4 once each", got)
+	}
+}
+
+// TestOrderedTrigger: an ordered trigger delivers one event at a time, in the log's order,
+// even when the subscriber is slow on some; a deleted trigger made again starts at the end.
+func TestOrderedTrigger(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	inFlight, maxInFlight := 0, 0
+	sub := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		inFlight++
+		maxInFlight = max(maxInFlight, inFlight)
+		id := r.Header.Get("Ce-Id")
+		mu.Unlock()
+		if len(id)%2 == 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		mu.Lock()
+		inFlight--
+		got = append(got, id)
+		mu.Unlock()
+	}))
+	defer sub.Close()
+	m, err := New(Options{Dir: t.TempDir(), Resolve: func(ns string, d apis.Destination) (string, error) { return d.URI, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	m.UpsertBroker(&apis.Broker{Metadata: apis.ObjectMeta{Namespace: "default", Name: "b"}})
+	tr := &apis.Trigger{Metadata: apis.ObjectMeta{Namespace: "default", Name: "t", Annotations: map[string]string{apis.AnnotationDeliveryOrder: "ordered"}},
+		Spec: apis.TriggerSpec{Broker: "b", Subscriber: apis.Destination{URI: sub.URL}}}
+	if _, err := m.UpsertTrigger(tr); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for i := 0; i < 30; i++ {
+		id := strconv.Itoa(i * 7)
+		want = append(want, id)
+		e := event.New()
+		e.SetID(id)
+		e.SetSource("/s")
+		e.SetType("t")
+		if err := m.Publish(context.Background(), "default", "b", &e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := len(got)
+		mu.Unlock()
+		if n == len(want) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	mu.Lock()
+	if strings.Join(got, ",") != strings.Join(want, ",") || maxInFlight != 1 {
+		t.Errorf("ordered delivery: got %v (at most %d at once), want %v one at a time", got, maxInFlight, want)
+	}
+	mu.Unlock()
+
+	// Deleted and made again: a new trigger, from the end of the log.
+	m.DeleteTrigger("default", "t")
+	if _, err := m.UpsertTrigger(tr); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != len(want) {
+		t.Errorf("a trigger made again delivered old events: %d deliveries", len(got))
 	}
 }

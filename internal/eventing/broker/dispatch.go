@@ -26,8 +26,6 @@ const (
 	defaultRetry   = 3
 	defaultDelay   = 200 * time.Millisecond
 	defaultTimeout = 30 * time.Second
-	// concurrency is how many events a trigger delivers at once.
-	concurrency = 16
 	// maxRetryAfter caps how long a subscriber's Retry-After can hold an event.
 	maxRetryAfter = 5 * time.Minute
 )
@@ -51,6 +49,8 @@ type dispatch struct {
 	target   string
 	delivery delivery
 	cursor   *eventlog.Cursor
+	// concurrency is how many events are delivered at once (1: ordered).
+	concurrency int
 	// stopFetch ends the reading of new events; abort ends deliveries under way.
 	stopFetch, abort context.CancelFunc
 	done             chan struct{}
@@ -96,12 +96,12 @@ func (m *Manager) newDispatch(b *broker, t *apis.Trigger) (*dispatch, error) {
 	if err != nil {
 		return nil, err
 	}
-	cur, err := b.log.Cursor("trigger-"+t.Metadata.Name, eventlog.CursorOptions{})
+	cur, err := b.log.Cursor(cursorName(t.Metadata.Name), eventlog.CursorOptions{})
 	if err != nil {
 		return nil, err
 	}
 	return &dispatch{m: m, b: b, name: key(ns, t.Metadata.Name), filter: f, target: target, delivery: dl, cursor: cur,
-		done: make(chan struct{}), latency: histogram.New()}, nil
+		concurrency: t.DeliveryConcurrency(), done: make(chan struct{}), latency: histogram.New()}, nil
 }
 
 // filterSpecs converts the API's filters to the filter package's (the same JSON shape).
@@ -177,7 +177,8 @@ func (d *dispatch) drain(ctx context.Context) {
 
 func (d *dispatch) run(ctx, deliverCtx context.Context) {
 	defer close(d.done)
-	sem := make(chan struct{}, concurrency)
+	// With one slot, the next event's delivery starts only when the last one's ended: ordered.
+	sem := make(chan struct{}, d.concurrency)
 	pos := d.cursor.Position()
 	for ctx.Err() == nil {
 		recs, err := d.b.log.Read(pos+1, 256)
