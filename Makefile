@@ -39,6 +39,8 @@ test: deps vet unit e2e
 bench: build examples
 	$(GO) run ./bench/coldstart -flick $(BIN)
 	$(GO) run ./bench/sandbox
+	$(GO) run ./bench/eventlog
+	$(GO) run ./bench/eventing -flick $(BIN)
 	$(GO) run ./bench/split -flick $(BIN)
 	$(GO) run ./bench/burst -flick $(BIN)
 	$(GO) run ./bench/datapath -flick $(BIN)
