@@ -27,6 +27,9 @@ Flick is running. Try:
   curl http://hello-node.default.localhost:$port/      # *.localhost resolves to 127.0.0.1 on most systems
   curl http://127.0.0.1:$port/function/hello-binary
   curl -H 'Host: counter.default.localhost' http://127.0.0.1:$port/
+  curl -i http://127.0.0.1:$port/brokers/default/default -H 'Ce-Specversion: 1.0' -H 'Ce-Id: 1' \
+       -H 'Ce-Type: com.example.greeting' -H 'Ce-Source: /curl' -d '{"hello": "events"}'   # then: flick logs event-display
+  curl -i -X POST http://127.0.0.1:$port/async-function/hello-python -d 'later'             # then: flick calls list
 CLI (in another shell, same machine):
   export FLICK_DATA_DIR=$data FLICK_API=http://$api
   $bin get functions

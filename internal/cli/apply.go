@@ -77,7 +77,7 @@ func newApplyCmd(o *options) *cobra.Command {
 					failed++
 					continue
 				}
-				fmt.Fprintf(out, "%s/%s ready: %s\n", strings.ToLower(r.Kind), r.Metadata.Name, st.URL)
+				fmt.Fprintf(out, "%s/%s ready%s\n", strings.ToLower(r.Kind), r.Metadata.Name, urlSuffix(st))
 			}
 			if failed > 0 {
 				return &exitError{code: 1}
@@ -266,4 +266,12 @@ func waitReady(ctx context.Context, c *client.Client, r *apis.Resource, timeout 
 		return st, err
 	}
 	return st, result
+}
+
+// urlSuffix is ": URL" for a ready object that has one (a workload, a broker's address).
+func urlSuffix(st apis.WorkloadStatus) string {
+	if st.URL != "" {
+		return ": " + st.URL
+	}
+	return ""
 }

@@ -166,3 +166,19 @@ func (s *Server) tailBroker(w http.ResponseWriter, r *http.Request) {
 		s.log.Debug("broker tail ended", "broker", ns+"/"+name, "err", err)
 	}
 }
+
+// startDeliveryWhenRouted lets triggers deliver and asynchronous calls run once the
+// reconciler has routed every stored workload (what /readyz waits for).
+func (s *Server) startDeliveryWhenRouted(ctx context.Context) {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for !s.reconciler.Synced() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+	s.brokers.SetReady()
+	s.calls.Start()
+}

@@ -49,8 +49,8 @@ def handle(req):
 	// The CLI's way, to a function that always fails: retried, then failed.
 	out := s.mustFlick("invoke", "echo", "--async", "--path", "/fail", "-d", "x", "--callback", url+"/failed")
 	failID := strings.Fields(out)[1]
-	eventually(t, 20*time.Second, "the failed call", func() bool {
-		return strings.Contains(s.mustFlick("calls", "get", failID), "failed, answered 500 after 4 attempt(s)")
+	eventually(t, 30*time.Second, "the failed call", func() bool {
+		return strings.Contains(s.mustFlick("calls", "get", failID), "failed, answered 500 after 6 attempt(s)")
 	})
 	if h := rec.header("/failed", 0); h == nil || h.Get("X-Function-Status") != "500" {
 		t.Errorf("callback of the failed call: %v", h)

@@ -21,6 +21,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -41,9 +42,9 @@ const (
 const (
 	maxBody     = 8 << 20 // a call's request body
 	maxResult   = 1 << 20 // the part of a function's answer that is kept
-	retries     = 3       // invocation attempts after the first
+	retries     = 5       // invocation attempts after the first (0.25 s doubling: 7.75 s in all)
 	concurrency = 16
-	firstDelay  = 500 * time.Millisecond
+	firstDelay  = 250 * time.Millisecond
 	timeout     = 10 * time.Minute
 )
 
@@ -83,6 +84,8 @@ type Manager struct {
 
 	stopFetch, abort context.CancelFunc
 	done             chan struct{}
+	start            func()
+	startOnce        sync.Once
 }
 
 var bucket = []byte("calls")
@@ -118,9 +121,13 @@ func Open(opts Options) (*Manager, error) {
 	deliverCtx, abort := context.WithCancel(context.Background())
 	fetchCtx, stopFetch := context.WithCancel(deliverCtx)
 	m.stopFetch, m.abort = stopFetch, abort
-	go m.run(fetchCtx, deliverCtx)
+	m.start = func() { go m.run(fetchCtx, deliverCtx) }
 	return m, nil
 }
+
+// Start begins invoking the calls in the log: once the server's workloads are routed, so
+// the calls a restart found waiting do not meet a data plane that knows no function yet.
+func (m *Manager) Start() { m.startOnce.Do(m.start) }
 
 // Submit makes a call durable and returns its id.
 func (m *Manager) Submit(ctx context.Context, c Call) (string, error) {
@@ -187,6 +194,7 @@ func (m *Manager) List(ns string, limit int) []Record {
 
 // Drain stops taking calls from the log and lets invocations under way finish until ctx ends.
 func (m *Manager) Drain(ctx context.Context) {
+	m.Start() // so done is closed
 	m.stopFetch()
 	select {
 	case <-m.done:
@@ -198,6 +206,7 @@ func (m *Manager) Drain(ctx context.Context) {
 
 // Close stops invoking and closes the log and the store.
 func (m *Manager) Close() {
+	m.Start() // so done is closed
 	m.abort()
 	<-m.done
 	m.log.Close()
@@ -265,7 +274,7 @@ func (m *Manager) handle(ctx context.Context, payload []byte) bool {
 		if ctx.Err() != nil {
 			return false
 		}
-		if err == nil && code < 500 && code != http.StatusTooManyRequests {
+		if err == nil && !retryable(code) {
 			break
 		}
 		if attempt >= retries {
@@ -317,6 +326,13 @@ func (m *Manager) invoke(ctx context.Context, c Call) (int, http.Header, []byte,
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxResult))
 	return resp.StatusCode, resp.Header, body, nil
+}
+
+// retryable says whether an answer is worth another attempt: 404 (a function still being
+// deployed), 408, 409, 429 and 5xx.
+func retryable(code int) bool {
+	return code == http.StatusNotFound || code == http.StatusRequestTimeout || code == http.StatusConflict ||
+		code == http.StatusTooManyRequests || code >= 500
 }
 
 // callback POSTs the result to the caller's URL (OpenFaaS's headers), retrying a few times;

@@ -47,7 +47,14 @@ type Manager struct {
 	mu   sync.Mutex
 	bs   map[string]*broker   // namespace/name
 	ts   map[string]*dispatch // namespace/name of the trigger
+	// ready is closed once the server's workloads are routed: triggers deliver from then on.
+	ready     chan struct{}
+	readyOnce sync.Once
 }
+
+// SetReady lets triggers deliver: the data plane knows every workload. Until then events
+// wait in the log, rather than meet 404s after a restart.
+func (m *Manager) SetReady() { m.readyOnce.Do(func() { close(m.ready) }) }
 
 // broker is one broker's log and triggers.
 type broker struct {
@@ -68,7 +75,7 @@ func New(opts Options) (*Manager, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Manager{opts: opts, bs: map[string]*broker{}, ts: map[string]*dispatch{}}, nil
+	return &Manager{opts: opts, bs: map[string]*broker{}, ts: map[string]*dispatch{}, ready: make(chan struct{})}, nil
 }
 
 func key(ns, name string) string { return ns + "/" + name }

@@ -83,6 +83,7 @@ func TestIngressAndDelivery(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
+	m.SetReady()
 	if err := m.UpsertBroker(&apis.Broker{Metadata: apis.ObjectMeta{Namespace: "default", Name: "b"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -172,6 +173,7 @@ func TestOrderedTrigger(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
+	m.SetReady()
 	m.UpsertBroker(&apis.Broker{Metadata: apis.ObjectMeta{Namespace: "default", Name: "b"}})
 	tr := &apis.Trigger{Metadata: apis.ObjectMeta{Namespace: "default", Name: "t", Annotations: map[string]string{apis.AnnotationDeliveryOrder: "ordered"}},
 		Spec: apis.TriggerSpec{Broker: "b", Subscriber: apis.Destination{URI: sub.URL}}}

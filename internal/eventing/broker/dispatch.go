@@ -177,6 +177,11 @@ func (d *dispatch) drain(ctx context.Context) {
 
 func (d *dispatch) run(ctx, deliverCtx context.Context) {
 	defer close(d.done)
+	select {
+	case <-d.m.ready:
+	case <-ctx.Done():
+		return
+	}
 	// With one slot, the next event's delivery starts only when the last one's ended: ordered.
 	sem := make(chan struct{}, d.concurrency)
 	pos := d.cursor.Position()
