@@ -13,7 +13,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/flickdev/flick/pkg/apis"
-	"github.com/flickdev/flick/pkg/client"
 )
 
 func newBrokerCmd(o *options) *cobra.Command {
@@ -30,7 +29,7 @@ func newBrokerCmd(o *options) *cobra.Command {
 			}
 			b := &apis.Broker{TypeMeta: apis.TypeMeta{APIVersion: "eventing.knative.dev/v1", Kind: "Broker"},
 				Metadata: apis.ObjectMeta{Name: args[0], Namespace: o.namespace}}
-			return applyEventing(cmd, c, b, "broker")
+			return applyAndWait(cmd, c, b, "broker", false, 0)
 		},
 	}
 	cmd.AddCommand(create, listCmd(o, "brokers"), deleteCmd(o, "broker"))
@@ -100,7 +99,7 @@ func newTriggerCmd(o *options) *cobra.Command {
 			}
 			t := &apis.Trigger{TypeMeta: apis.TypeMeta{APIVersion: "eventing.knative.dev/v1", Kind: "Trigger"},
 				Metadata: apis.ObjectMeta{Name: args[0], Namespace: o.namespace}, Spec: spec}
-			return applyEventing(cmd, c, t, "trigger")
+			return applyAndWait(cmd, c, t, "trigger", false, 0)
 		},
 	}
 	f := create.Flags()
@@ -131,27 +130,6 @@ func parseSink(flag, s string) (apis.Destination, error) {
 		return apis.Destination{}, fmt.Errorf("%s %q: use fn:NAME, svc:NAME, broker:NAME or an http(s) URL", flag, s)
 	}
 	return apis.Destination{Ref: &apis.KReference{Kind: kinds[kind], Name: name}}, nil
-}
-
-// applyEventing applies a broker or trigger and says what it became.
-func applyEventing(cmd *cobra.Command, c *client.Client, obj apis.Object, kind string) error {
-	res, err := apis.Encode(obj)
-	if err != nil {
-		return err
-	}
-	stored, warns, created, err := c.Apply(cmd.Context(), res)
-	if err != nil {
-		return err
-	}
-	for _, w := range warns {
-		fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w)
-	}
-	verb := "updated"
-	if created {
-		verb = "created"
-	}
-	fmt.Fprintf(cmd.OutOrStdout(), "%s/%s %s\n", kind, stored.Metadata.Name, verb)
-	return nil
 }
 
 func listCmd(o *options, plural string) *cobra.Command {

@@ -215,39 +215,9 @@ func (m *Manager) Close() {
 
 func (m *Manager) run(ctx, deliverCtx context.Context) {
 	defer close(m.done)
-	sem := make(chan struct{}, concurrency)
-	pos := m.cursor.Position()
-	for ctx.Err() == nil {
-		recs, err := m.log.Read(pos+1, 128)
-		if err != nil || len(recs) == 0 {
-			if err != nil {
-				m.opts.Log.Error("async call log", "err", err)
-			}
-			if m.log.Wait(ctx, pos) != nil {
-				break
-			}
-			continue
-		}
-		for _, rec := range recs {
-			pos = rec.Offset
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-			}
-			if ctx.Err() != nil {
-				break
-			}
-			go func(rec eventlog.Record) {
-				defer func() { <-sem }()
-				if m.handle(deliverCtx, rec.Payload) {
-					_ = m.cursor.Ack(rec.Offset)
-				}
-			}(rec)
-		}
-	}
-	for i := 0; i < cap(sem); i++ {
-		sem <- struct{}{}
-	}
+	m.cursor.Consume(ctx, deliverCtx, concurrency,
+		func(ctx context.Context, rec eventlog.Record) bool { return m.handle(ctx, rec.Payload) },
+		func(err error) { m.opts.Log.Error("async call log", "err", err) })
 }
 
 // handle invokes one call unless it already finished; it reports whether the call is done

@@ -182,45 +182,11 @@ func (d *dispatch) run(ctx, deliverCtx context.Context) {
 	case <-ctx.Done():
 		return
 	}
-	// With one slot, the next event's delivery starts only when the last one's ended: ordered.
-	sem := make(chan struct{}, d.concurrency)
-	pos := d.cursor.Position()
-	for ctx.Err() == nil {
-		recs, err := d.b.log.Read(pos+1, 256)
-		if err != nil {
+	d.cursor.Consume(ctx, deliverCtx, d.concurrency,
+		func(ctx context.Context, rec eventlog.Record) bool { return d.handle(ctx, rec.Payload) },
+		func(err error) {
 			d.m.opts.Log.Error("trigger cannot read its broker's log", "trigger", d.name, "err", err)
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-			}
-			continue
-		}
-		if len(recs) == 0 {
-			if err := d.b.log.Wait(ctx, pos); err != nil {
-				break
-			}
-			continue
-		}
-		for _, rec := range recs {
-			pos = rec.Offset
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-			}
-			if ctx.Err() != nil {
-				break
-			}
-			go func(rec eventlog.Record) {
-				defer func() { <-sem }()
-				if d.handle(deliverCtx, rec.Payload) {
-					_ = d.cursor.Ack(rec.Offset)
-				}
-			}(rec)
-		}
-	}
-	for i := 0; i < cap(sem); i++ { // wait for deliveries under way
-		sem <- struct{}{}
-	}
+		})
 }
 
 // handle delivers one event if it passes the filter; it reports whether the event is done
