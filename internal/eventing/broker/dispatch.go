@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -65,11 +64,7 @@ func compileFilter(t *apis.Trigger) (filter.Filter, error) {
 	if t.Spec.Filter != nil {
 		attrs = t.Spec.Filter.Attributes
 	}
-	specs, err := filterSpecs(t.Spec.Filters)
-	if err != nil {
-		return nil, err
-	}
-	return filter.Compile(attrs, specs)
+	return filter.Compile(attrs, t.Spec.Filters)
 }
 
 // ValidateFilters checks a trigger's filters, naming the field of each problem.
@@ -102,19 +97,6 @@ func (m *Manager) newDispatch(b *broker, t *apis.Trigger) (*dispatch, error) {
 	}
 	return &dispatch{m: m, b: b, name: key(ns, t.Metadata.Name), filter: f, target: target, delivery: dl, cursor: cur,
 		concurrency: t.DeliveryConcurrency(), done: make(chan struct{}), latency: histogram.New()}, nil
-}
-
-// filterSpecs converts the API's filters to the filter package's (the same JSON shape).
-func filterSpecs(in []apis.FilterSpec) ([]filter.Spec, error) {
-	if len(in) == 0 {
-		return nil, nil
-	}
-	b, err := json.Marshal(in)
-	if err != nil {
-		return nil, err
-	}
-	var out []filter.Spec
-	return out, json.Unmarshal(b, &out)
 }
 
 func (m *Manager) resolveDelivery(ns string, spec *apis.DeliverySpec) (delivery, error) {

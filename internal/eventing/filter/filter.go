@@ -8,17 +8,9 @@ import (
 	"github.com/flickdev/flick/pkg/apis"
 )
 
-// Spec is one entry of a trigger's spec.filters, in Knative's JSON shape. An entry sets
-// exactly one dialect.
-type Spec struct {
-	Exact  map[string]string `json:"exact,omitempty"`
-	Prefix map[string]string `json:"prefix,omitempty"`
-	Suffix map[string]string `json:"suffix,omitempty"`
-	All    []Spec            `json:"all,omitempty"`
-	Any    []Spec            `json:"any,omitempty"`
-	Not    *Spec             `json:"not,omitempty"`
-	CESQL  string            `json:"cesql,omitempty"`
-}
+// Spec is one entry of a trigger's spec.filters (the API's type). An entry sets exactly one
+// dialect.
+type Spec = apis.FilterSpec
 
 // Filter decides whether an event passes.
 type Filter interface {
@@ -88,7 +80,7 @@ func (c *compiler) list(field string, specs []Spec) []Filter {
 
 // spec compiles one entry; it returns nil after recording an error.
 func (c *compiler) spec(field string, s *Spec) Filter {
-	set := s.dialects()
+	set := dialectsOf(s)
 	switch len(set) {
 	case 0:
 		c.fail(field, "sets no filter: set one of %s", strings.Join(dialects, ", "))
@@ -162,7 +154,7 @@ func (c *compiler) single(field string, m map[string]string) (name, value string
 	return name, value
 }
 
-func (s *Spec) dialects() []string {
+func dialectsOf(s *Spec) []string {
 	set := []bool{s.Exact != nil, s.Prefix != nil, s.Suffix != nil, s.All != nil, s.Any != nil, s.Not != nil, s.CESQL != ""}
 	var names []string
 	for i, ok := range set {
