@@ -22,6 +22,34 @@ type FileConfig struct {
 	// Limits are the default resource limits of every instance (memory, cpu, pids), for the
 	// limits a workload leaves unset.
 	Limits map[string]string `json:"limits,omitempty"`
+	// Eventing configures brokers.
+	Eventing EventingConfig `json:"eventing,omitzero"`
+}
+
+// EventingConfig is the eventing section of the config file.
+type EventingConfig struct {
+	// Retention bounds each broker's log: records older than MaxAge, or past MaxBytes in
+	// all, go (whole segments at a time). Unset keeps everything.
+	Retention struct {
+		MaxAge   string `json:"maxAge,omitempty"`
+		MaxBytes string `json:"maxBytes,omitempty"`
+	} `json:"retention,omitzero"`
+}
+
+// BrokerRetention parses the retention settings.
+func (fc FileConfig) BrokerRetention() (maxAge time.Duration, maxBytes int64, err error) {
+	r := fc.Eventing.Retention
+	if r.MaxAge != "" {
+		if maxAge, err = time.ParseDuration(r.MaxAge); err != nil || maxAge <= 0 {
+			return 0, 0, fmt.Errorf("eventing.retention.maxAge: %q is not a positive duration (e.g. 168h)", r.MaxAge)
+		}
+	}
+	if r.MaxBytes != "" {
+		if maxBytes, err = apis.ParseMemory(r.MaxBytes); err != nil || maxBytes <= 0 {
+			return 0, 0, fmt.Errorf("eventing.retention.maxBytes: %q is not a size (e.g. 10Gi)", r.MaxBytes)
+		}
+	}
+	return maxAge, maxBytes, nil
 }
 
 // DefaultLimits apply when neither the config file nor a workload sets a limit: enough
@@ -79,6 +107,9 @@ func LoadConfig(path string) (FileConfig, error) {
 		return fc, fmt.Errorf("config file %s: %w", path, err)
 	}
 	if _, err := fc.InstanceLimits(); err != nil {
+		return fc, fmt.Errorf("config file %s: %w", path, err)
+	}
+	if _, _, err := fc.BrokerRetention(); err != nil {
 		return fc, fmt.Errorf("config file %s: %w", path, err)
 	}
 	return fc, nil

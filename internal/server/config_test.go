@@ -60,3 +60,28 @@ func TestConfigLimits(t *testing.T) {
 		t.Errorf("bad limit: %v, want an error naming the file and limits.memory", err)
 	}
 }
+
+func TestConfigBrokerRetention(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	os.WriteFile(good, []byte("eventing:\n  retention:\n    maxAge: 168h\n    maxBytes: 1Gi\n"), 0o644)
+	fc, err := LoadConfig(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	age, size, err := fc.BrokerRetention()
+	if err != nil || age != 168*time.Hour || size != 1<<30 {
+		t.Errorf("retention = %v, %d, %v", age, size, err)
+	}
+	for body, key := range map[string]string{
+		"eventing:\n  retention:\n    maxAge: forever\n": "eventing.retention.maxAge",
+		"eventing:\n  retention:\n    maxBytes: lots\n":  "eventing.retention.maxBytes",
+		"eventing:\n  retention:\n    maxItems: 3\n":     "maxItems",
+	} {
+		bad := filepath.Join(dir, "bad.yaml")
+		os.WriteFile(bad, []byte(body), 0o644)
+		if _, err := LoadConfig(bad); err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("%q: %v, want an error naming %s", body, err, key)
+		}
+	}
+}

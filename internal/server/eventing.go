@@ -35,11 +35,17 @@ func (s *Server) dataPlaneClient(dataAddr string) *http.Client {
 // openBrokers starts the broker manager: logs under DATA_DIR/brokers, deliveries through the
 // data plane.
 func (s *Server) openBrokers(dataAddr string, client *http.Client) (*broker.Manager, error) {
+	maxAge, maxBytes, err := s.cfg.File.BrokerRetention()
+	if err != nil {
+		return nil, err
+	}
 	return broker.New(broker.Options{
-		Dir:     filepath.Join(s.cfg.DataDir, "brokers"),
-		Resolve: func(ns string, d apis.Destination) (string, error) { return s.resolveDestination(dataAddr, ns, d) },
-		Client:  client,
-		Log:     s.log,
+		Dir:      filepath.Join(s.cfg.DataDir, "brokers"),
+		Resolve:  func(ns string, d apis.Destination) (string, error) { return s.resolveDestination(dataAddr, ns, d) },
+		Client:   client,
+		Log:      s.log,
+		MaxAge:   maxAge,
+		MaxBytes: maxBytes,
 	})
 }
 
