@@ -79,8 +79,7 @@ type Lease struct {
 	inst    *instance
 	timeout time.Duration
 	// coldSince is when a request that waited for a new instance got it (zero otherwise).
-	coldSince         time.Time
-	runtime, executor string
+	coldSince time.Time
 }
 
 // Cold reports whether the request waited for a new instance (a cold start).
@@ -89,9 +88,14 @@ func (l *Lease) Cold() bool { return !l.coldSince.IsZero() }
 // FirstByte records, for a cold start, the time from the instance being handed over to the
 // first byte of its answer (the router calls it when that byte goes out).
 func (l *Lease) FirstByte() {
-	if l.Cold() {
-		l.w.e.opts.ColdStarts.Observe(l.runtime, l.executor, coldstart.FirstByte, time.Since(l.coldSince))
+	if !l.Cold() || l.w.e.opts.ColdStarts == nil {
+		return
 	}
+	took := time.Since(l.coldSince)
+	l.w.mu.Lock()
+	spec := l.w.spec.Instance
+	l.w.mu.Unlock()
+	l.w.e.opts.ColdStarts.Observe(spec.Runtime, spec.Executor, coldstart.FirstByte, took)
 }
 
 // Timeout is the workload's request timeout when the lease was taken.
@@ -180,7 +184,6 @@ func (w *Workload) Acquire(ctx context.Context) (*Lease, error) {
 				w.coldStarts++
 				w.coldWait.Observe(now.Sub(arrived))
 				lease.coldSince = now
-				lease.runtime, lease.executor = w.spec.Instance.Runtime, w.spec.Instance.Executor
 			}
 			w.mu.Unlock()
 			return lease, nil

@@ -84,22 +84,24 @@ func (s *Server) resolveDestination(dataAddr, ns string, d apis.Destination) (st
 // (/async-function/{name}) on the data plane's own address, beside the router.
 func (s *Server) dataHandler(brokers, calls http.Handler) http.Handler {
 	domain := s.cfg.Domain
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	// The router's requests pay one path-prefix check; only eventing paths look at the host.
+	platform := func(r *http.Request) bool {
 		host := r.Host
 		if h, _, err := net.SplitHostPort(host); err == nil {
 			host = h
 		}
-		if host != domain && !strings.HasSuffix(host, "."+domain) {
-			switch {
-			case strings.HasPrefix(r.URL.Path, "/brokers/"):
-				brokers.ServeHTTP(w, r)
-				return
-			case strings.HasPrefix(r.URL.Path, "/async-function/"):
-				calls.ServeHTTP(w, r)
-				return
-			}
+		return host != domain && !strings.HasSuffix(host, "."+domain)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		switch {
+		case strings.HasPrefix(p, "/brokers/") && platform(r):
+			brokers.ServeHTTP(w, r)
+		case strings.HasPrefix(p, "/async-function/") && platform(r):
+			calls.ServeHTTP(w, r)
+		default:
+			s.router.ServeHTTP(w, r)
 		}
-		s.router.ServeHTTP(w, r)
 	})
 }
 
