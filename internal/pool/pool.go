@@ -43,6 +43,9 @@ type Preparer interface {
 type Spares interface {
 	SetSpares(n int)
 	Spares() (ready, starting int)
+	// SparePIDs are the ready spares' pids (their inits'), which the instances that take
+	// them keep.
+	SparePIDs() []int
 }
 
 // refillDelay keeps the refill off the critical path of the cold start that emptied a slot.
@@ -487,8 +490,9 @@ func (d *Driver) Status() []Status {
 	if d.spares != nil {
 		// One set of spare sandboxes serves both runtimes.
 		ready, starting := d.spares.Spares()
+		pids := d.spares.SparePIDs()
 		for name, size := range d.spareSizes {
-			out = append(out, Status{Runtime: name, Size: size, Ready: min(ready, size), Starting: min(starting, size), SpecializeTime: histogram.New().Snapshot()})
+			out = append(out, Status{Runtime: name, Size: size, Ready: min(ready, size), Starting: min(starting, size), ReadyPIDs: pids})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Runtime < out[j].Runtime })

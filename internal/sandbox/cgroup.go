@@ -10,14 +10,12 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/flickdev/flick/internal/runtime"
 )
 
-// Limits bound one instance. Zero means no limit.
-type Limits struct {
-	MemoryBytes int64
-	CPUMillis   int64 // thousandths of a CPU
-	Pids        int64
-}
+// Limits bound one instance (the driver seam's type). Zero means no limit.
+type Limits = runtime.Limits
 
 // cgroups places instances in control groups, on cgroup v2 (one unified tree) or v1 (a tree
 // per controller, as on hybrid hosts).

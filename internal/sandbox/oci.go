@@ -9,13 +9,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/flickdev/flick/internal/sandbox/initproc"
 )
 
 // OCI runs instances through an OCI runtime (runc, crun) instead of Flick's own init: each
@@ -87,7 +88,7 @@ func Spec(id, image string, hostPaths []string, limits Limits, p Process) *specs
 	}
 	ro := []string{"rbind", "ro", "nosuid", "nodev"}
 	if image == "" {
-		for _, hp := range coveringHostPaths(hostPaths) {
+		for _, hp := range initproc.CoveringPaths(hostPaths) {
 			if fi, err := os.Lstat(hp); err == nil && fi.Mode()&os.ModeSymlink == 0 {
 				mounts = append(mounts, specs.Mount{Destination: hp, Type: "bind", Source: hp, Options: ro})
 			}
@@ -154,25 +155,6 @@ func Spec(id, image string, hostPaths []string, limits Limits, p Process) *specs
 			ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
 		},
 	}
-}
-
-// coveringHostPaths drops host paths under another one.
-func coveringHostPaths(paths []string) []string {
-	var clean []string
-	for _, p := range paths {
-		if filepath.IsAbs(p) {
-			clean = append(clean, filepath.Clean(p))
-		}
-	}
-	sort.Strings(clean)
-	var out []string
-	for _, p := range clean {
-		if n := len(out); n > 0 && (p == out[n-1] || strings.HasPrefix(p, out[n-1]+"/")) {
-			continue
-		}
-		out = append(out, p)
-	}
-	return out
 }
 
 // OCIInstance is one instance run by the OCI runtime.

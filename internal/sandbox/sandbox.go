@@ -468,9 +468,6 @@ func (sb *Sandbox) SetLimits(l Limits) error {
 	return nil
 }
 
-// Signal sends sig to the init, which passes it to every process of the sandbox.
-func (sb *Sandbox) Signal(sig syscall.Signal) { _ = syscall.Kill(sb.PID, sig) }
-
 // Kill ends the sandbox at once: every process in its PID namespace dies with the init.
 func (sb *Sandbox) Kill() { _ = syscall.Kill(sb.PID, syscall.SIGKILL) }
 

@@ -14,6 +14,7 @@ type poolStatus struct {
 	Ready       int      `json:"ready"`
 	Specialized int      `json:"specialized"`
 	ReadyIDs    []string `json:"readyIDs"`
+	ReadyPIDs   []int    `json:"readyPIDs"`
 }
 
 func pools(t *testing.T, s *server) map[string]poolStatus {

@@ -132,6 +132,10 @@ func TestGoPoolUsesSpareSandbox(t *testing.T) {
 	needRoot(t)
 	s := startServer(t, "", "--pool-size", "2")
 	eventually(t, 20*time.Second, "spare sandboxes", func() bool { return pools(t, s)["go"].Ready == 2 })
+	spare := map[int]bool{}
+	for _, pid := range pools(t, s)["go"].ReadyPIDs {
+		spare[pid] = true
+	}
 	code := writeFiles(t, map[string]string{"go.mod": "module fn\n\ngo 1.22\n", "fn.go": `package function
 
 import (
@@ -152,6 +156,9 @@ func Handle(w http.ResponseWriter, r *http.Request) {
 		t.Fatalf("go function: %d %q, want its instance id as its hostname", r.code, r.body)
 	}
 	eventually(t, 10*time.Second, "the instance in status", func() bool { return len(s.status("fn", "gofn").Instances) == 1 })
+	if pid := s.status("fn", "gofn").Instances[0].PID; !spare[pid] {
+		t.Errorf("the instance runs in sandbox %d, not one of the spares made ahead (%v)", pid, spare)
+	}
 	eventually(t, 20*time.Second, "the spares to refill", func() bool { return pools(t, s)["go"].Ready == 2 })
 }
 

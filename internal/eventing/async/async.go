@@ -11,7 +11,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -343,6 +342,3 @@ func (m *Manager) callback(ctx context.Context, c Call, r Record) int {
 	}
 	return code
 }
-
-// ErrNotFound is a call that is not there.
-var ErrNotFound = errors.New("no such call")

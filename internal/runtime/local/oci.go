@@ -27,7 +27,7 @@ func (d *Driver) startOCI(ctx context.Context, id string, port int, spec runtime
 		return nil, nil, fmt.Errorf("start instance %s: %w", id, err)
 	}
 	defer release()
-	ci, err := d.oci.Run(ctx, id, spec.Image, toSandbox(spec.Limits.Or(d.defaults)), p, out.stdout, out.stderr)
+	ci, err := d.oci.Run(ctx, id, spec.Image, spec.Limits.Or(d.defaults), p, out.stdout, out.stderr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("start instance of %s: %w", spec.Workload, err)
 	}

@@ -89,6 +89,18 @@ func (d *Driver) Spares() (ready, starting int) {
 	return len(set.ready), set.starting
 }
 
+// SparePIDs are the ready host-view spares' init pids: an instance that takes a spare keeps
+// its pid.
+func (d *Driver) SparePIDs() []int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var pids []int
+	for _, sp := range d.spares.sets[hostView].ready {
+		pids = append(pids, sp.sb.PID)
+	}
+	return pids
+}
+
 func (d *Driver) refillSparesLocked() {
 	for kind := range d.spares.sets {
 		set := &d.spares.sets[kind]
@@ -104,7 +116,7 @@ func (d *Driver) makeSpare(kind spareKind) {
 	defer cancel()
 	id := instanceID("spare")
 	sp := &spare{id: id, stdout: &switchWriter{w: nopCloser{io.Discard}}, stderr: &switchWriter{w: nopCloser{io.Discard}}}
-	cfg := sandbox.Config{ID: id, Limits: toSandbox(d.defaults), Stdout: sp.stdout, Stderr: sp.stderr}
+	cfg := sandbox.Config{ID: id, Limits: d.defaults, Stdout: sp.stdout, Stderr: sp.stderr}
 	var sb *sandbox.Sandbox
 	var err error
 	if kind == bare {
@@ -194,7 +206,7 @@ func (d *Driver) startSandboxed(ctx context.Context, id string, port int, spec r
 		return nil, nil, fmt.Errorf("start instance %s: %w", id, err)
 	}
 	defer release()
-	limits := toSandbox(spec.Limits.Or(d.defaults))
+	limits := spec.Limits.Or(d.defaults)
 	kind := hostView
 	if spec.Image != "" {
 		kind = bare
@@ -317,11 +329,7 @@ func (d *Driver) Prepare(ctx context.Context, inst *runtime.Instance, spec runti
 	if err := sb.Bind(ctx, d.sandboxes.Hidden(paths)); err != nil {
 		return err
 	}
-	return sb.SetLimits(toSandbox(spec.Limits.Or(d.defaults)))
-}
-
-func toSandbox(l runtime.Limits) sandbox.Limits {
-	return sandbox.Limits{MemoryBytes: l.MemoryBytes, CPUMillis: l.CPUMillis, Pids: l.Pids}
+	return sb.SetLimits(spec.Limits.Or(d.defaults))
 }
 
 // resolveUser turns "uid[:gid]" or "name[:group]" (looked up in the image's /etc/passwd
@@ -386,17 +394,4 @@ func lookupID(file, name string) (id, gid int, ok bool) {
 		return id, gid, true
 	}
 	return 0, 0, false
-}
-
-// Isolation says how instances are isolated, for status.
-func (d *Driver) Isolation() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	switch {
-	case d.oci != nil:
-		return d.oci.Describe()
-	case d.sandboxes != nil:
-		return d.sandboxes.Describe()
-	}
-	return "none"
 }

@@ -42,7 +42,7 @@ func setup(s *Setup) error {
 		return fmt.Errorf("mount /tmp: %w", err)
 	}
 	if s.Image == "" {
-		for _, p := range coveringPaths(s.HostPaths) {
+		for _, p := range CoveringPaths(s.HostPaths) {
 			if err := bindHost(root, p); err != nil {
 				return err
 			}
@@ -116,9 +116,9 @@ func pivot(root string) error {
 	return unix.Chdir("/")
 }
 
-// coveringPaths sorts paths and drops those under another one: a recursive bind of the
+// CoveringPaths sorts paths and drops those under another one: a recursive bind of the
 // parent shows them already.
-func coveringPaths(paths []string) []string {
+func CoveringPaths(paths []string) []string {
 	clean := make([]string, 0, len(paths))
 	for _, p := range paths {
 		if p != "" && filepath.IsAbs(p) {
