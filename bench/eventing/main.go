@@ -1,7 +1,10 @@
 // Command eventing measures a broker end to end on this machine: producers POST binary
-// CloudEvents to a broker's ingress (each 202 means the event was fsynced into the broker's
-// log), triggers deliver them over HTTP to a subscriber in this process, and the run reports
-// events/s accepted and delivered, and the accept-to-delivery latency, for 1 and 10 triggers.
+// CloudEvents to a broker's ingress, triggers deliver them over HTTP to a subscriber in this
+// process, and the run reports events/s accepted and delivered, and the 202-to-delivery
+// latency, for 1 and 10 triggers. It does so for each store in the same run: the embedded
+// log (each 202 means the event was fsynced), and JetStream (a nats-server in this process)
+// in its default mode (acknowledged before the disk) and with sync_always (one fsync per
+// message).
 //
 //	go run ./bench/eventing -flick bin/flick
 package main
@@ -21,6 +24,7 @@ import (
 	"time"
 
 	"github.com/flickdev/flick/bench/loadgen"
+	"github.com/flickdev/flick/internal/eventing/jetstream/natstest"
 )
 
 func main() {
@@ -54,12 +58,8 @@ func (s *subscriber) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func run(flickBin string, producers int, d time.Duration) error {
-	srv, err := loadgen.Start(flickBin)
-	if err != nil {
-		return err
-	}
-	defer srv.Stop()
 	sub := &subscriber{delivered: map[string]time.Time{}}
+	seq := new(atomic.Int64) // event ids, unique over the whole run
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -68,8 +68,41 @@ func run(flickBin string, producers int, d time.Duration) error {
 	subURL := "http://" + ln.Addr().String()
 
 	fmt.Printf("# Broker end to end, %s, %d CPUs, %d producers, %s per run\n\n", time.Now().UTC().Format(time.RFC3339), loadgen.NumCPU(), producers, d)
-	fmt.Println("| triggers | accepted events/s | delivered events/s (all triggers) | accept→delivery p50 | p99 |")
-	fmt.Println("|---|---|---|---|---|")
+	fmt.Println("| store | triggers | accepted events/s | delivered events/s (all triggers) | 202→delivery p50 | p99 |")
+	fmt.Println("|---|---|---|---|---|---|")
+	for _, st := range []struct {
+		name       string
+		jetstream  bool
+		syncAlways bool
+	}{{"embedded log, fsync before 202", false, false}, {"JetStream, default", true, false}, {"JetStream, sync_always", true, true}} {
+		if err := runStore(flickBin, st.name, st.jetstream, st.syncAlways, subURL, producers, d, sub, seq); err != nil {
+			return fmt.Errorf("%s: %w", st.name, err)
+		}
+	}
+	return nil
+}
+
+// runStore starts a server keeping brokers' events in one store and measures it.
+func runStore(flickBin, name string, jetstream, syncAlways bool, subURL string, producers int, d time.Duration, sub *subscriber, seq *atomic.Int64) error {
+	var args []string
+	if jetstream {
+		dir, err := os.MkdirTemp("", "flick-bench-nats-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		url, stop, err := natstest.Run(dir, syncAlways)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		args = []string{"--jetstream", url}
+	}
+	srv, err := loadgen.Start(flickBin, args...)
+	if err != nil {
+		return err
+	}
+	defer srv.Stop()
 	for _, triggers := range []int{1, 10} {
 		broker := "bench" + strconv.Itoa(triggers)
 		var b strings.Builder
@@ -85,22 +118,21 @@ func run(flickBin string, producers int, d time.Duration) error {
 			return err
 		}
 		time.Sleep(500 * time.Millisecond) // triggers start at the end of the log: let them start
-		row, err := measure(srv.Data, broker, triggers, producers, d, sub)
+		row, err := measure(srv.Data, broker, triggers, producers, d, sub, seq)
 		if err != nil {
 			return err
 		}
-		fmt.Println(row)
+		fmt.Printf("| %s %s\n", name, row)
 	}
 	return nil
 }
 
-func measure(data, broker string, triggers, producers int, d time.Duration, sub *subscriber) (string, error) {
+func measure(data, broker string, triggers, producers int, d time.Duration, sub *subscriber, seq *atomic.Int64) (string, error) {
 	url := "http://" + data + "/brokers/default/" + broker
 	tr := &http.Transport{MaxIdleConnsPerHost: producers, MaxConnsPerHost: producers}
 	client := &http.Client{Transport: tr}
 	var mu sync.Mutex
 	accepted := map[string]time.Time{}
-	var seq atomic.Int64
 	var failures atomic.Int64
 	deliveredBefore := sub.count.Load()
 	stop := time.Now().Add(d)

@@ -27,14 +27,15 @@ type Server struct {
 	cmd                     *exec.Cmd
 }
 
-// Start starts flick server on free loopback ports in a new temp data dir.
-func Start(bin string) (*Server, error) {
+// Start starts flick server on free loopback ports in a new temp data dir, with extra flags.
+func Start(bin string, extra ...string) (*Server, error) {
 	dir, err := os.MkdirTemp("", "flick-bench-")
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{Bin: bin, DataDir: dir, Data: FreeAddr(), API: FreeAddr()}
-	s.cmd = exec.Command(bin, "server", "--data-dir", dir, "--listen", s.Data, "--api-listen", s.API, "--log-level", "warn")
+	args := append([]string{"server", "--data-dir", dir, "--listen", s.Data, "--api-listen", s.API, "--log-level", "warn"}, extra...)
+	s.cmd = exec.Command(bin, args...)
 	s.cmd.Stderr = os.Stderr
 	// The server goes with the benchmark even when the benchmark is killed.
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}

@@ -100,7 +100,7 @@ func newGetCmd(o *options) *cobra.Command {
 					printRuntimes(out, items)
 				case "Event":
 					printEvents(out, items)
-				case "Broker", "Trigger":
+				case "Broker", "Trigger", "Sequence", "Parallel":
 					printEventing(out, items, all)
 				default:
 					printTable(out, items, all)
@@ -133,8 +133,8 @@ func printTable(out io.Writer, items []*apis.Resource, withNS bool) {
 	tw.Flush()
 }
 
-// printEventing lists brokers (with their address) or triggers (with their broker and
-// subscriber).
+// printEventing lists brokers, sequences and parallels (with their address) or triggers
+// (with their broker and subscriber).
 func printEventing(out io.Writer, items []*apis.Resource, withNS bool) {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	if withNS {

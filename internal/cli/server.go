@@ -71,6 +71,7 @@ func newServerCmd(o *options) *cobra.Command {
 	f.IntVar(&cfg.PoolSize, "pool-size", 3, "warm generic instances kept per language runtime (python, node); 0 disables the pool")
 	f.StringVar(&cfg.Sandbox, "sandbox", "auto", "isolate instances in sandboxes (namespaces, cgroups, read-only root): auto (when the host allows it), on (refuse to start without), off")
 	f.StringVar(&cfg.OCIRuntime, "oci-runtime", "", "run instances through this OCI runtime (runc or crun) from generated runtime-spec bundles instead of Flick's own sandbox; no warm pools then")
+	f.StringVar(&cfg.JetStream, "jetstream", "", "NATS server URL (nats://host:4222) whose JetStream keeps brokers' events, so several servers share them; brokers use the embedded log without it (or with spec.config kind EventLog)")
 	f.StringVar(&configFile, "config", "", "config file (YAML): autoscaler defaults with Knative's config-autoscaler keys, see docs/config.md")
 	return cmd
 }

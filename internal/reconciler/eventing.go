@@ -1,23 +1,33 @@
 package reconciler
 
 import (
+	"context"
 	"errors"
 	"time"
 
 	"github.com/flickdev/flick/internal/eventing/broker"
+	"github.com/flickdev/flick/internal/eventing/flows"
 	"github.com/flickdev/flick/internal/store"
 	"github.com/flickdev/flick/pkg/apis"
 )
 
 // Eventing is the part of the broker manager the reconciler drives.
 type Eventing interface {
-	UpsertBroker(b *apis.Broker) error
+	// UpsertBroker opens a broker's store and says what it is.
+	UpsertBroker(ctx context.Context, b *apis.Broker) (string, error)
 	DeleteBroker(ns, name string)
 	// UpsertTrigger starts a trigger's delivery and returns its subscriber's URL;
 	// broker.ErrNoBroker when its broker does not exist.
 	UpsertTrigger(t *apis.Trigger) (string, error)
 	DeleteTrigger(ns, name string)
+	// ApplyFlow runs a Sequence's or Parallel's channels and subscriptions and returns its
+	// address; DeleteFlow removes them.
+	ApplyFlow(ctx context.Context, owner, ns string, p flows.Plan) (string, error)
+	DeleteFlow(owner string)
 }
+
+// AnnotationBrokerStore, in a broker's status, says what keeps its events.
+const AnnotationBrokerStore = "eventing.flick.dev/store"
 
 // handleBroker opens a broker's log (or removes it) and reports its address. Triggers that
 // were waiting for it start.
@@ -41,10 +51,16 @@ func (r *Reconciler) handleBroker(ev store.Event) {
 	var prev apis.BrokerStatus
 	_ = jsonUnmarshal(res.Status, &prev)
 	ready := apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionTrue, Reason: "Ready"}
-	if err := r.Eventing.UpsertBroker(b); err != nil {
-		ready = apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionFalse, Reason: "LogFailed", Message: err.Error()}
-	} else if r.BrokerURL != nil {
-		st.Address = &apis.Addressable{URL: r.BrokerURL(ns, name)}
+	if backend, err := r.Eventing.UpsertBroker(context.Background(), b); err != nil {
+		ready = apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionFalse, Reason: "StoreFailed", Message: err.Error()}
+		if backend != "" { // still serving from the store it had
+			st.Address, st.Annotations = prev.Address, prev.Annotations
+		}
+	} else {
+		st.Annotations = map[string]string{AnnotationBrokerStore: backend}
+		if r.BrokerURL != nil {
+			st.Address = &apis.Addressable{URL: r.BrokerURL(ns, name)}
+		}
 	}
 	st.Conditions = apis.SetCondition(prev.Conditions, ready, time.Now())
 	if err := r.writeStatus("brokers", ns, name, st); err != nil {
@@ -110,3 +126,45 @@ func (r *Reconciler) reconcileTrigger(res *apis.Resource) {
 }
 
 func quote(s string) string { return `"` + s + `"` }
+
+// handleFlow runs, updates or removes a Sequence's or Parallel's channels and subscriptions,
+// and reports its address.
+func (r *Reconciler) handleFlow(ev store.Event) {
+	res := ev.Object
+	ns, name := res.Metadata.Namespace, res.Metadata.Name
+	owner := res.Kind + "/" + ns + "/" + name
+	if ev.Type == store.Deleted {
+		r.Eventing.DeleteFlow(owner)
+		return
+	}
+	if ev.Type == store.Modified && !generationChanged(res) {
+		return // our own status write
+	}
+	obj, err := apis.Decode(res)
+	if err != nil {
+		return
+	}
+	var plan flows.Plan
+	switch f := obj.(type) {
+	case *apis.Sequence:
+		plan = flows.Sequence(f)
+	case *apis.Parallel:
+		plan = flows.Parallel(f)
+	default:
+		return
+	}
+	st := apis.SequenceStatus{ObservedGeneration: res.Metadata.Generation}
+	var prev apis.SequenceStatus
+	_ = jsonUnmarshal(res.Status, &prev)
+	ready := apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionTrue, Reason: "Ready"}
+	addr, err := r.Eventing.ApplyFlow(context.Background(), owner, ns, plan)
+	if err != nil {
+		ready = apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionFalse, Reason: "SubscriptionsNotReady", Message: err.Error()}
+	}
+	st.Address = &apis.Addressable{URL: addr}
+	st.Conditions = apis.SetCondition(prev.Conditions, ready, time.Now())
+	kind, _ := apis.LookupKind(res.Kind)
+	if err := r.writeStatus(kind.Plural, ns, name, st); err != nil {
+		r.log.Warn("write flow status", "flow", owner, "err", err)
+	}
+}

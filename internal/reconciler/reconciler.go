@@ -49,7 +49,8 @@ type Reconciler struct {
 	DefaultPoolSize int
 	// Isolation says how instances are isolated on this server, for workloads' status.
 	Isolation string
-	// Eventing, when set, runs brokers and triggers; BrokerURL is a broker's address.
+	// Eventing, when set, runs brokers, triggers, sequences and parallels; BrokerURL is a
+	// broker's address.
 	Eventing  Eventing
 	BrokerURL func(ns, name string) string
 
@@ -170,7 +171,7 @@ func (r *Reconciler) wake() {
 func (r *Reconciler) Run(ctx context.Context) error {
 	watches := map[string]<-chan store.Event{}
 	initial := 0
-	for _, plural := range []string{"functions", "revisions", "services", "configurations", "serving-routes", "runtimes", "brokers", "triggers"} {
+	for _, plural := range []string{"functions", "revisions", "services", "configurations", "serving-routes", "runtimes", "brokers", "triggers", "sequences", "parallels"} {
 		ch, err := r.store.Watch(ctx, plural, "")
 		if err != nil {
 			return err
@@ -209,6 +210,10 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			plural = "brokers"
 		case ev, ok = <-watches["triggers"]:
 			plural = "triggers"
+		case ev, ok = <-watches["sequences"]:
+			plural = "sequences"
+		case ev, ok = <-watches["parallels"]:
+			plural = "parallels"
 		}
 		if !ok {
 			return errors.New(plural + " watch closed")
@@ -248,6 +253,11 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		case "triggers":
 			if r.Eventing != nil {
 				r.handleTrigger(ev)
+			}
+			continue
+		case "sequences", "parallels":
+			if r.Eventing != nil {
+				r.handleFlow(ev)
 			}
 			continue
 		}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/flickdev/flick/internal/archive"
 	"github.com/flickdev/flick/internal/eventing/broker"
+	"github.com/flickdev/flick/internal/eventing/filter"
 	"github.com/flickdev/flick/internal/logs"
 	"github.com/flickdev/flick/internal/metrics"
 	"github.com/flickdev/flick/internal/reconciler"
@@ -282,17 +283,31 @@ func (s *Server) decodeObject(w http.ResponseWriter, r *http.Request, k apis.Kin
 	return out, warnings, nil
 }
 
-// checkFilters compiles a trigger's filters (CESQL included), so a bad one is refused with
-// its field path when applied rather than found by its dispatcher.
+// checkFilters compiles a trigger's or a parallel's filters (CESQL included), so a bad one
+// is refused with its field path when applied rather than found by its dispatcher.
 func checkFilters(res *apis.Resource) error {
-	if res.Kind != "Trigger" {
+	if res.Kind != "Trigger" && res.Kind != "Parallel" {
 		return nil
 	}
 	obj, err := apis.Decode(res)
 	if err != nil {
 		return err
 	}
-	return broker.ValidateFilters(obj.(*apis.Trigger))
+	if t, ok := obj.(*apis.Trigger); ok {
+		return broker.ValidateFilters(t)
+	}
+	var errs apis.FieldErrors
+	for i, b := range obj.(*apis.Parallel).Spec.Branches {
+		var fe apis.FieldErrors
+		if _, err := filter.Compile(nil, b.Filters); errors.As(err, &fe) {
+			for _, e := range fe {
+				errs = append(errs, &apis.FieldError{Field: fmt.Sprintf("spec.branches[%d]", i) + strings.TrimPrefix(e.Field, "spec"), Message: e.Message})
+			}
+		} else if err != nil {
+			return err
+		}
+	}
+	return errs.OrNil()
 }
 
 type badRequest struct{ msg string }

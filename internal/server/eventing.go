@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -12,6 +13,9 @@ import (
 
 	"github.com/flickdev/flick/internal/eventing/async"
 	"github.com/flickdev/flick/internal/eventing/broker"
+	"github.com/flickdev/flick/internal/eventing/jetstream"
+	estore "github.com/flickdev/flick/internal/eventing/store"
+	"github.com/flickdev/flick/internal/eventlog"
 	"github.com/flickdev/flick/pkg/apis"
 )
 
@@ -32,21 +36,74 @@ func (s *Server) dataPlaneClient(dataAddr string) *http.Client {
 	}}
 }
 
-// openBrokers starts the broker manager: logs under DATA_DIR/brokers, deliveries through the
-// data plane.
-func (s *Server) openBrokers(dataAddr string, client *http.Client) (*broker.Manager, error) {
+// openBrokers starts the broker manager: stores in the embedded log under DATA_DIR/brokers
+// and DATA_DIR/channels, or in JetStream; deliveries through the data plane. The returned
+// function closes the manager and its JetStream connection.
+func (s *Server) openBrokers(dataAddr string, client *http.Client) (*broker.Manager, func(), error) {
 	maxAge, maxBytes, err := s.cfg.File.BrokerRetention()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return broker.New(broker.Options{
-		Dir:      filepath.Join(s.cfg.DataDir, "brokers"),
-		Resolve:  func(ns string, d apis.Destination) (string, error) { return s.resolveDestination(dataAddr, ns, d) },
-		Client:   client,
-		Log:      s.log,
-		MaxAge:   maxAge,
-		MaxBytes: maxBytes,
+	var js *jetstream.Client
+	if s.cfg.JetStream != "" {
+		if js, err = jetstream.Connect(s.cfg.JetStream, s.log); err != nil {
+			return nil, nil, fmt.Errorf("--jetstream: %w", err)
+		}
+	}
+	logs := broker.LogStores(s.cfg.DataDir, eventlog.Options{MaxAge: maxAge, MaxBytes: maxBytes})
+	open := func(ctx context.Context, t broker.Topic) (estore.Store, string, error) {
+		useJS, err := storeChoice(t.Config, js != nil)
+		if err != nil {
+			return nil, "", err
+		}
+		if !useJS {
+			return logs(ctx, t)
+		}
+		st, err := js.Open(ctx, t.ID(), jetstream.StreamOptions{MaxAge: maxAge, MaxBytes: maxBytes})
+		if err != nil {
+			return nil, "", err
+		}
+		return st, "JetStream at " + s.cfg.JetStream, nil
+	}
+	m, err := broker.New(broker.Options{
+		Open:    open,
+		BaseURL: "http://" + dataAddr,
+		Resolve: func(ns string, d apis.Destination) (string, error) { return s.resolveDestination(dataAddr, ns, d) },
+		Client:  client,
+		Log:     s.log,
 	})
+	if err != nil {
+		if js != nil {
+			js.Close()
+		}
+		return nil, nil, err
+	}
+	return m, func() {
+		m.Close()
+		if js != nil {
+			js.Close()
+		}
+	}, nil
+}
+
+// storeChoice reads a broker's spec.config: whether its events go to JetStream (kind
+// JetStream, or no config when the server has --jetstream) or the embedded log (kind
+// EventLog, or no config without --jetstream). Other references, such as Knative's
+// ConfigMaps, take the server's default.
+func storeChoice(config *apis.KReference, haveJetStream bool) (bool, error) {
+	if config == nil {
+		return haveJetStream, nil
+	}
+	switch config.Kind {
+	case "JetStream":
+		if !haveJetStream {
+			return false, errors.New("spec.config: kind JetStream needs the server started with --jetstream nats://HOST:PORT")
+		}
+		return true, nil
+	case "EventLog":
+		return false, nil
+	}
+	return haveJetStream, nil
 }
 
 // openCalls starts the asynchronous invoker: calls under DATA_DIR/async, invoked through the
@@ -66,13 +123,15 @@ func (s *Server) resolveDestination(dataAddr, ns string, d apis.Destination) (st
 		refNS = ns
 	}
 	var base string
-	switch d.Ref.Kind {
-	case "Function", "Service":
-		base = s.workloadURL(refNS, d.Ref.Name)
-	case "Broker":
-		base = "http://" + dataAddr + broker.Address(refNS, d.Ref.Name)
-	default:
-		return "", fmt.Errorf("ref kind %q is not addressable", d.Ref.Kind)
+	if t, ok := broker.RefTopic(ns, d.Ref); ok {
+		base = "http://" + dataAddr + t.Path()
+	} else {
+		switch d.Ref.Kind {
+		case "Function", "Service":
+			base = s.workloadURL(refNS, d.Ref.Name)
+		default:
+			return "", fmt.Errorf("ref kind %q is not addressable", d.Ref.Kind)
+		}
 	}
 	if d.URI != "" {
 		base = strings.TrimSuffix(base, "/") + "/" + strings.TrimPrefix(d.URI, "/")
@@ -80,7 +139,8 @@ func (s *Server) resolveDestination(dataAddr, ns string, d apis.Destination) (st
 	return base, nil
 }
 
-// dataHandler serves brokers' ingress (/brokers/{ns}/{name}) and asynchronous calls
+// dataHandler serves the ingress of brokers (/brokers/{ns}/{name}) and channels
+// (/channels/{ns}/{name}), and asynchronous calls
 // (/async-function/{name}) on the data plane's own address, beside the router.
 func (s *Server) dataHandler(brokers, calls http.Handler) http.Handler {
 	domain := s.cfg.Domain
@@ -95,7 +155,7 @@ func (s *Server) dataHandler(brokers, calls http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.Path
 		switch {
-		case strings.HasPrefix(p, "/brokers/") && platform(r):
+		case (strings.HasPrefix(p, "/brokers/") || strings.HasPrefix(p, "/channels/")) && platform(r):
 			brokers.ServeHTTP(w, r)
 		case strings.HasPrefix(p, "/async-function/") && platform(r):
 			calls.ServeHTTP(w, r)

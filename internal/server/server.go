@@ -60,7 +60,10 @@ type Config struct {
 	// OCIRuntime, when set (runc, crun), runs instances through that OCI runtime instead of
 	// Flick's own sandbox.
 	OCIRuntime string
-	Version    string
+	// JetStream, when set, is the NATS server whose JetStream keeps brokers' and channels'
+	// events instead of the embedded log, so several servers share them.
+	JetStream string
+	Version   string
 	// UsageMemoryMB is the memory each instance is metered with (GB-seconds) until workloads
 	// have memory limits.
 	UsageMemoryMB int
@@ -212,13 +215,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 
 	dataClient := s.dataPlaneClient(dataLn.Addr().String())
-	brokers, err := s.openBrokers(dataLn.Addr().String(), dataClient)
+	brokers, closeBrokers, err := s.openBrokers(dataLn.Addr().String(), dataClient)
 	if err != nil {
 		dataLn.Close()
 		apiLn.Close()
 		return err
 	}
-	defer brokers.Close()
+	defer closeBrokers()
 	if s.calls, err = s.openCalls(dataClient); err != nil {
 		dataLn.Close()
 		apiLn.Close()

@@ -47,19 +47,21 @@ type Broker struct {
 	Status   BrokerStatus `json:"status,omitzero"`
 }
 
-// BrokerSpec is Knative's. Config is accepted for Knative manifests (a ConfigMap reference)
-// and not used: the broker's log is the server's.
+// BrokerSpec is Knative's. Config chooses the store of the broker's events: kind JetStream
+// (the server's --jetstream NATS server) or EventLog (the embedded log); other references,
+// such as Knative's ConfigMaps, take the server's default.
 type BrokerSpec struct {
 	Config *KReference `json:"config,omitempty"`
 	// Delivery is the default for triggers that set none.
 	Delivery *DeliverySpec `json:"delivery,omitempty"`
 }
 
-// BrokerStatus reports the broker's address.
+// BrokerStatus reports the broker's address, and in Annotations what keeps its events.
 type BrokerStatus struct {
-	ObservedGeneration int64        `json:"observedGeneration,omitempty"`
-	Conditions         []Condition  `json:"conditions,omitempty"`
-	Address            *Addressable `json:"address,omitempty"`
+	ObservedGeneration int64             `json:"observedGeneration,omitempty"`
+	Conditions         []Condition       `json:"conditions,omitempty"`
+	Address            *Addressable      `json:"address,omitempty"`
+	Annotations        map[string]string `json:"annotations,omitempty"`
 }
 
 // Addressable is where to send events.
@@ -190,12 +192,12 @@ func (t *Trigger) Validate() error {
 func (t *Trigger) Config() WorkloadConfig { return WorkloadConfig{} }
 
 // DestinationKinds are the kinds a Destination's ref may name.
-var DestinationKinds = []string{"Function", "Service", "Broker"}
+var DestinationKinds = []string{"Function", "Service", "Broker", "Sequence", "Parallel"}
 
 func validateDestination(errs *FieldErrors, field string, d *Destination, required bool) {
 	if d.Ref == nil && d.URI == "" {
 		if required {
-			errs.add(field, "needs a ref (a Function, Service or Broker) or a uri")
+			errs.add(field, "needs a ref (a Function, Service, Broker, Sequence or Parallel) or a uri")
 		}
 		return
 	}
@@ -205,7 +207,7 @@ func validateDestination(errs *FieldErrors, field string, d *Destination, requir
 			known = known || d.Ref.Kind == k
 		}
 		if !known {
-			errs.add(field+".ref.kind", quote(d.Ref.Kind)+" is not addressable here (Function, Service or Broker)")
+			errs.add(field+".ref.kind", quote(d.Ref.Kind)+" is not addressable here (Function, Service, Broker, Sequence or Parallel)")
 		}
 		if !dnsLabel.MatchString(d.Ref.Name) {
 			errs.add(field+".ref.name", quote(d.Ref.Name)+" is not a name")

@@ -39,6 +39,8 @@ var kinds = []KindInfo{
 	{Kind: "Route", Plural: "serving-routes", REST: "routes", Singular: "route", Short: []string{"rt", "kroute"}, Groups: []string{"serving.knative.dev/v1"}},
 	{Kind: "Broker", Plural: "brokers", Singular: "broker", Short: []string{"brokers"}, Groups: []string{"eventing.knative.dev/v1"}},
 	{Kind: "Trigger", Plural: "triggers", Singular: "trigger", Short: []string{"triggers"}, Groups: []string{"eventing.knative.dev/v1"}},
+	{Kind: "Sequence", Plural: "sequences", Singular: "sequence", Short: []string{"seq"}, Groups: []string{"flows.knative.dev/v1"}},
+	{Kind: "Parallel", Plural: "parallels", Singular: "parallel", Short: []string{"par"}, Groups: []string{"flows.knative.dev/v1"}},
 }
 
 // Kinds returns every kind Flick knows.

@@ -41,6 +41,10 @@ func NewObject(kind string) (Object, error) {
 		return &Broker{}, nil
 	case "Trigger":
 		return &Trigger{}, nil
+	case "Sequence":
+		return &Sequence{}, nil
+	case "Parallel":
+		return &Parallel{}, nil
 	}
 	return nil, fmt.Errorf("unknown kind %q", kind)
 }

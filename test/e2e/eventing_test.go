@@ -7,12 +7,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/flickdev/flick/internal/eventing/jetstream/natstest"
 )
 
 // sink records the CloudEvents (binary mode) POSTed to it, by path; fail makes a path answer
@@ -242,9 +245,21 @@ spec:
 
 // TestBrokerSurvivesSIGKILL: producers send 10,000 events while the server is killed with
 // SIGKILL in the middle; after a restart, every event that got a 202 reaches the trigger's
-// subscriber at least once.
+// subscriber at least once. The same with the broker's events in JetStream (a real
+// nats-server in the test process, which the kill does not touch).
 func TestBrokerSurvivesSIGKILL(t *testing.T) {
-	s := startServer(t, "")
+	for _, store := range []string{"log", "jetstream"} {
+		t.Run(store, func(t *testing.T) {
+			var args []string
+			if store == "jetstream" {
+				args = []string{"--jetstream", natstest.Start(t, natstest.Options{}).URL()}
+			}
+			testBrokerSurvivesSIGKILL(t, startServer(t, "", args...))
+		})
+	}
+}
+
+func testBrokerSurvivesSIGKILL(t *testing.T, s *server) {
 	rec, url := newSink(t)
 	manifest := filepath.Join(t.TempDir(), "eventing.yaml")
 	os.WriteFile(manifest, []byte(`apiVersion: eventing.knative.dev/v1
@@ -380,5 +395,145 @@ func TestEventingCLI(t *testing.T) {
 	s.mustFlick("trigger", "delete", "orders")
 	if out := s.mustFlick("trigger", "list"); strings.Contains(out, "orders") {
 		t.Errorf("deleted trigger still listed: %s", out)
+	}
+}
+
+// TestSequenceAndParallel: a trigger sends events to a Sequence whose steps are functions
+// (each step's reply is the next one's input, the last reply goes to the sequence's reply),
+// and a Parallel fans events out to the branches whose filters (inline, or a filter
+// function) pass them.
+func TestSequenceAndParallel(t *testing.T) {
+	s := startServer(t, "")
+	rec, url := newSink(t)
+	code := writeFiles(t, map[string]string{"main.py": `def handle(req):
+    tag = req.path.strip("/")
+    if tag == "gate" and b"pass" not in req.body:
+        return (202, {}, b"")
+    return (200, {"Ce-Specversion": "1.0", "Ce-Id": req.headers.get("ce-id", ""), "Ce-Source": "/tag",
+                  "Ce-Type": req.headers.get("ce-type", "") + ("" if tag == "gate" else "." + tag),
+                  "Content-Type": "text/plain"}, req.body + (b"" if tag == "gate" else tag.encode()))
+`})
+	s.mustFlick("fn", "deploy", "tag", "--runtime", "python", "--code", code)
+	manifest := filepath.Join(t.TempDir(), "flows.yaml")
+	os.WriteFile(manifest, []byte(`apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {name: default}
+---
+apiVersion: flows.knative.dev/v1
+kind: Sequence
+metadata: {name: seq}
+spec:
+  channelTemplate: {apiVersion: messaging.knative.dev/v1, kind: InMemoryChannel}
+  steps:
+  - {ref: {kind: Function, name: tag}, uri: /a}
+  - {ref: {kind: Function, name: tag}, uri: /b}
+  reply: {uri: "`+url+`/seq-out"}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {name: to-seq}
+spec:
+  broker: default
+  filter: {attributes: {type: order}}
+  subscriber: {ref: {apiVersion: flows.knative.dev/v1, kind: Sequence, name: seq}}
+---
+apiVersion: flows.knative.dev/v1
+kind: Parallel
+metadata: {name: par}
+spec:
+  branches:
+  - subscriber: {ref: {kind: Function, name: tag}, uri: /x}
+  - filters: [{exact: {type: order}}]
+    subscriber: {ref: {kind: Function, name: tag}, uri: /y}
+  - filter: {ref: {kind: Function, name: tag}, uri: /gate}
+    subscriber: {ref: {kind: Function, name: tag}, uri: /z}
+  reply: {uri: "`+url+`/par-out"}
+`), 0o644)
+	s.mustFlick("apply", "-f", manifest)
+	var parURL string
+	eventually(t, 10*time.Second, "the flows and the trigger ready", func() bool {
+		seq, par := s.mustFlick("get", "sequences"), s.mustFlick("get", "parallels")
+		if !strings.Contains(seq, "True") || !strings.Contains(par, "True") || !strings.Contains(s.mustFlick("get", "triggers"), "True") {
+			return false
+		}
+		fields := strings.Fields(strings.Split(par, "\n")[1])
+		parURL = fields[1]
+		return true
+	})
+	if !strings.HasSuffix(parURL, "/channels/default/par-kn-parallel") {
+		t.Fatalf("parallel address %q", parURL)
+	}
+	brokerURL := "http://" + s.data + "/brokers/default/default"
+	if code, body := sendEvent(t, brokerURL, ce("s1", "order"), "pass"); code != 202 {
+		t.Fatalf("send to the broker: %d %s", code, body)
+	}
+	for _, e := range []struct{ id, typ, body string }{{"p1", "order", "pass"}, {"p2", "misc", "nope"}} {
+		if code, body := sendEvent(t, parURL, ce(e.id, e.typ), e.body); code != 202 {
+			t.Fatalf("send to the parallel: %d %s", code, body)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(rec.ids("/seq-out")) < 1 || len(rec.ids("/par-out")) < 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 30s: sequence replies %v, parallel replies %v\n%s", rec.ids("/seq-out"), rec.ids("/par-out"), s.tail())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // anything more would be a duplicate or a leak
+	if got := rec.header("/seq-out", 0); got.Get("Ce-Type") != "order.a.b" || rec.body("/seq-out", 0) != "passab" || len(rec.ids("/seq-out")) != 1 {
+		t.Errorf("sequence reply: type %q body %q (%d replies), want order.a.b passab once", got.Get("Ce-Type"), rec.body("/seq-out", 0), len(rec.ids("/seq-out")))
+	}
+	var par []string
+	for i := range rec.ids("/par-out") {
+		par = append(par, rec.header("/par-out", i).Get("Ce-Type")+"="+rec.body("/par-out", i))
+	}
+	sort.Strings(par)
+	if want := "misc.x=nopex,order.x=passx,order.y=passy,order.z=passz"; strings.Join(par, ",") != want {
+		t.Errorf("parallel replies %v, want %s", par, want)
+	}
+}
+
+// TestJetStreamSharedBroker: two servers keep one broker's events in the same JetStream;
+// events sent to either are delivered once per trigger, by one server or the other, never
+// by both.
+func TestJetStreamSharedBroker(t *testing.T) {
+	nats := natstest.Start(t, natstest.Options{})
+	a := startServer(t, "", "--jetstream", nats.URL())
+	b := startServer(t, "", "--jetstream", nats.URL())
+	rec, url := newSink(t)
+	manifest := filepath.Join(t.TempDir(), "shared.yaml")
+	os.WriteFile(manifest, []byte(`apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {name: shared}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {name: all}
+spec:
+  broker: shared
+  subscriber: {uri: "`+url+`/all"}
+`), 0o644)
+	for _, s := range []*server{a, b} {
+		s.mustFlick("apply", "-f", manifest)
+		eventually(t, 10*time.Second, "the trigger", func() bool { return strings.Contains(s.mustFlick("get", "triggers"), "True") })
+	}
+	if out := a.mustFlick("get", "broker", "shared", "-o", "yaml"); !strings.Contains(out, "eventing.flick.dev/store: JetStream at "+nats.URL()) {
+		t.Errorf("the broker's status does not say JetStream keeps its events:\n%s", out)
+	}
+	const n = 200
+	for i := 0; i < n; i++ {
+		s := []*server{a, b}[i%2]
+		if code, body := sendEvent(t, "http://"+s.data+"/brokers/default/shared", ce("e"+strconv.Itoa(i), "t"), "{}"); code != 202 {
+			t.Fatalf("send: %d %s", code, body)
+		}
+	}
+	eventually(t, 30*time.Second, "every event delivered", func() bool { return len(rec.ids("/all")) >= n })
+	time.Sleep(300 * time.Millisecond) // a second delivery by the other server would show now
+	seen := map[string]int{}
+	for _, id := range rec.ids("/all") {
+		seen[id]++
+	}
+	if len(seen) != n || len(rec.ids("/all")) != n {
+		t.Errorf("%d deliveries of %d distinct events, want each of %d once", len(rec.ids("/all")), len(seen), n)
 	}
 }

@@ -1,10 +1,12 @@
-// Package broker runs Knative-style brokers on one server: each broker keeps the events it
-// accepted in a durable log (internal/eventlog) and acknowledges a producer only once they
-// are on disk; each trigger has a dispatcher that follows the log from its own durable
-// position, filters events (internal/eventing/filter), and delivers them to its subscriber
-// with retries, backoff and a dead-letter sink. Delivery is at least once: an event whose
-// delivery was not yet acknowledged when the server stopped is delivered again after a
-// restart. It must never import the engine or the reconciler.
+// Package broker runs Knative-style brokers and channels on one server: each keeps the
+// events it accepted in a store (internal/eventing/store: an embedded durable log, or NATS
+// JetStream) and acknowledges a producer only once the store has them; each trigger (and
+// each subscription of a channel, the pieces Sequences and Parallels are made of) has a
+// dispatcher that follows the store from its own durable position, filters events
+// (internal/eventing/filter), and delivers them to its subscriber with retries, backoff and
+// a dead-letter sink. Delivery is at least once: an event whose delivery was not yet
+// acknowledged when the server stopped is delivered again after a restart. It must never
+// import the engine or the reconciler.
 package broker
 
 import (
@@ -13,13 +15,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
 	"path/filepath"
-	"strings"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/flickdev/flick/internal/eventing/store"
 	"github.com/flickdev/flick/internal/eventlog"
 	"github.com/flickdev/flick/internal/histogram"
 	"github.com/flickdev/flick/pkg/apis"
@@ -28,46 +30,76 @@ import (
 // Resolver turns a destination in a namespace into the URL events are POSTed to.
 type Resolver func(namespace string, d apis.Destination) (string, error)
 
+// Kinds of topic: what keeps events, by who sends them there.
+const (
+	KindBroker  = "broker"
+	KindChannel = "channel" // a Sequence's or Parallel's internal hop
+)
+
+// Topic names one broker's or channel's events.
+type Topic struct {
+	Kind, Namespace, Name string
+	// Config is the broker's spec.config: which store keeps its events.
+	Config *apis.KReference
+}
+
+// ID is the topic's name among every store: "broker.{namespace}.{name}".
+func (t Topic) ID() string { return t.Kind + "." + t.Namespace + "." + t.Name }
+
+// Opener opens the store of a topic and describes it (for status).
+type Opener func(ctx context.Context, t Topic) (store.Store, string, error)
+
+// LogStores opens every topic as an embedded log under dir: dir/brokers/{ns}/{name} and
+// dir/channels/{ns}/{name}.
+func LogStores(dir string, opts eventlog.Options) Opener {
+	return func(_ context.Context, t Topic) (store.Store, string, error) {
+		s, err := store.OpenLog(filepath.Join(dir, t.Kind+"s", t.Namespace, t.Name), opts)
+		return s, "log", err
+	}
+}
+
 // Options configure a Manager.
 type Options struct {
-	// Dir holds one log directory per broker.
-	Dir     string
+	// Open opens a topic's store.
+	Open    Opener
 	Resolve Resolver
+	// BaseURL is the data plane's address (http://host:port): brokers' and channels'
+	// addresses are under it.
+	BaseURL string
 	// Client delivers events; it must reach the URLs Resolve returns.
 	Client *http.Client
 	Log    *slog.Logger
-	// Retention bounds each broker's log (0: keep everything).
-	MaxAge   time.Duration
-	MaxBytes int64
 }
 
-// Manager runs every broker and trigger.
+// Manager runs every broker, channel, trigger and subscription.
 type Manager struct {
-	opts Options
-	mu   sync.Mutex
-	bs   map[string]*broker   // namespace/name
-	ts   map[string]*dispatch // namespace/name of the trigger
-	// ready is closed once the server's workloads are routed: triggers deliver from then on.
+	opts   Options
+	mu     sync.Mutex
+	topics map[string]*topic    // Topic.ID()
+	ds     map[string]*dispatch // "trigger/{ns}/{name}" or "subscription/{ns}/{name}"
+	flows  map[string]flowParts // what each flow made
+	// ready is closed once the server's workloads are routed: dispatchers deliver from then on.
 	ready     chan struct{}
 	readyOnce sync.Once
 }
 
-// SetReady lets triggers deliver: the data plane knows every workload. Until then events
-// wait in the log, rather than meet 404s after a restart.
+// SetReady lets dispatchers deliver: the data plane knows every workload. Until then events
+// wait in their stores, rather than meet 404s after a restart.
 func (m *Manager) SetReady() { m.readyOnce.Do(func() { close(m.ready) }) }
 
-// broker is one broker's log and triggers.
-type broker struct {
-	ns, name string
-	log      *eventlog.Log
-	spec     apis.BrokerSpec
+// topic is one broker's or channel's store.
+type topic struct {
+	Topic
+	store    store.Store
+	backend  string
+	delivery *apis.DeliverySpec // a broker's default for its triggers
 	accepted atomic.Uint64
 }
 
-// New returns a manager keeping broker logs under opts.Dir.
+// New returns a manager.
 func New(opts Options) (*Manager, error) {
-	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("brokers: %w", err)
+	if opts.Open == nil {
+		return nil, errors.New("brokers: no store opener")
 	}
 	if opts.Client == nil {
 		opts.Client = http.DefaultClient
@@ -75,62 +107,82 @@ func New(opts Options) (*Manager, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Manager{opts: opts, bs: map[string]*broker{}, ts: map[string]*dispatch{}, ready: make(chan struct{})}, nil
+	return &Manager{opts: opts, topics: map[string]*topic{}, ds: map[string]*dispatch{}, flows: map[string]flowParts{},
+		ready: make(chan struct{})}, nil
 }
 
 func key(ns, name string) string { return ns + "/" + name }
 
-func (m *Manager) broker(ns, name string) *broker {
+func (m *Manager) topic(id string) *topic {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.bs[key(ns, name)]
+	return m.topics[id]
 }
 
-// UpsertBroker opens (or keeps) a broker's log.
-func (m *Manager) UpsertBroker(b *apis.Broker) error {
-	k := key(b.Metadata.Namespace, b.Metadata.Name)
-	m.mu.Lock()
-	if have := m.bs[k]; have != nil {
-		have.spec = b.Spec
-		m.mu.Unlock()
-		return nil
-	}
-	m.mu.Unlock()
-	dir := filepath.Join(m.opts.Dir, b.Metadata.Namespace, b.Metadata.Name)
-	l, err := eventlog.Open(dir, eventlog.Options{MaxAge: m.opts.MaxAge, MaxBytes: m.opts.MaxBytes})
+func (m *Manager) broker(ns, name string) *topic {
+	return m.topic(Topic{Kind: KindBroker, Namespace: ns, Name: name}.ID())
+}
+
+// UpsertBroker opens (or keeps) a broker's store and returns what keeps its events.
+func (m *Manager) UpsertBroker(ctx context.Context, b *apis.Broker) (string, error) {
+	t, err := m.upsertTopic(ctx, Topic{Kind: KindBroker, Namespace: b.Metadata.Namespace, Name: b.Metadata.Name, Config: b.Spec.Config})
 	if err != nil {
-		return fmt.Errorf("broker %s: %w", k, err)
+		return "", err
+	}
+	m.mu.Lock()
+	t.delivery = b.Spec.Delivery
+	m.mu.Unlock()
+	return t.backend, nil
+}
+
+func (m *Manager) upsertTopic(ctx context.Context, want Topic) (*topic, error) {
+	id := want.ID()
+	if have := m.topic(id); have != nil {
+		if !reflect.DeepEqual(have.Config, want.Config) {
+			return have, fmt.Errorf("spec.config: %s %s/%s keeps its events in %s; its store cannot change (delete the %s and create it again)",
+				want.Kind, want.Namespace, want.Name, have.backend, want.Kind)
+		}
+		return have, nil
+	}
+	s, backend, err := m.opts.Open(ctx, want)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s/%s: %w", want.Kind, want.Namespace, want.Name, err)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.bs[k] != nil { // lost a race with another upsert
-		l.Close()
-		return nil
+	if have := m.topics[id]; have != nil { // lost a race with another upsert
+		s.Close()
+		return have, nil
 	}
-	m.bs[k] = &broker{ns: b.Metadata.Namespace, name: b.Metadata.Name, log: l, spec: b.Spec}
-	return nil
+	t := &topic{Topic: want, store: s, backend: backend}
+	m.topics[id] = t
+	return t, nil
 }
 
-// DeleteBroker stops a broker's triggers and removes its log.
+// DeleteBroker stops a broker's triggers and removes its events.
 func (m *Manager) DeleteBroker(ns, name string) {
-	k := key(ns, name)
+	m.deleteTopic(Topic{Kind: KindBroker, Namespace: ns, Name: name}.ID())
+}
+
+func (m *Manager) deleteTopic(id string) {
 	m.mu.Lock()
-	b := m.bs[k]
-	delete(m.bs, k)
+	t := m.topics[id]
+	delete(m.topics, id)
 	var stop []*dispatch
-	for tk, d := range m.ts {
-		if d.b == b {
+	for k, d := range m.ds {
+		if d.t == t {
 			stop = append(stop, d)
-			delete(m.ts, tk)
+			delete(m.ds, k)
 		}
 	}
 	m.mu.Unlock()
 	for _, d := range stop {
 		d.stop()
 	}
-	if b != nil {
-		b.log.Close()
-		os.RemoveAll(filepath.Join(m.opts.Dir, ns, name))
+	if t != nil {
+		if err := t.store.Destroy(); err != nil {
+			m.opts.Log.Warn("remove a store", "topic", id, "err", err)
+		}
 	}
 }
 
@@ -146,74 +198,97 @@ func (m *Manager) UpsertTrigger(t *apis.Trigger) (string, error) {
 		m.DeleteTrigger(ns, t.Metadata.Name)
 		return "", ErrNoBroker
 	}
-	d, err := m.newDispatch(b, t)
-	if err != nil {
-		return "", err
+	var attrs map[string]string
+	if t.Spec.Filter != nil {
+		attrs = t.Spec.Filter.Attributes
 	}
-	k := key(ns, t.Metadata.Name)
 	m.mu.Lock()
-	old := m.ts[k]
-	m.ts[k] = d
-	m.mu.Unlock()
-	if old != nil {
-		old.stop()
+	spec := t.Spec.Delivery
+	if spec == nil {
+		spec = b.delivery
 	}
-	d.start()
-	return d.target, nil
+	m.mu.Unlock()
+	self := apis.Destination{Ref: &apis.KReference{Kind: "Broker", Name: b.Name}}
+	return m.upsertDispatch(b, subscription{
+		kind: "trigger", namespace: ns, name: t.Metadata.Name, durable: triggerCursor(t.Metadata.Name),
+		attributes: attrs, filters: t.Spec.Filters, subscriber: t.Spec.Subscriber, reply: &self, delivery: spec,
+		concurrency: t.DeliveryConcurrency(),
+	})
 }
 
 // DeleteTrigger stops a trigger's dispatcher and forgets its position, so a trigger made
 // again under the name starts at the end of the log, like any new one.
 func (m *Manager) DeleteTrigger(ns, name string) {
-	k := key(ns, name)
+	m.deleteDispatch("trigger/"+key(ns, name), triggerCursor(name))
+}
+
+func triggerCursor(trigger string) string { return "trigger-" + trigger }
+
+func (m *Manager) upsertDispatch(t *topic, s subscription) (string, error) {
+	d, err := m.newDispatch(t, s)
+	if err != nil {
+		return "", err
+	}
 	m.mu.Lock()
-	d := m.ts[k]
-	delete(m.ts, k)
+	old := m.ds[d.key]
+	m.ds[d.key] = d
+	m.mu.Unlock()
+	if old != nil {
+		old.stop()
+	}
+	d.start()
+	return d.target.url, nil
+}
+
+func (m *Manager) deleteDispatch(k, durable string) {
+	m.mu.Lock()
+	d := m.ds[k]
+	delete(m.ds, k)
 	m.mu.Unlock()
 	if d != nil {
 		d.stop()
-		_ = d.b.log.DeleteCursor(cursorName(name))
+		if err := d.t.store.DeleteSubscription(durable); err != nil {
+			m.opts.Log.Warn("forget a position", "dispatcher", k, "err", err)
+		}
 	}
 }
 
-func cursorName(trigger string) string { return "trigger-" + trigger }
-
-// StopDelivery stops every trigger taking new events and lets deliveries under way finish
-// until ctx ends (at shutdown, before the data plane they go through stops).
+// StopDelivery stops every dispatcher taking new events and lets deliveries under way
+// finish until ctx ends (at shutdown, before the data plane they go through stops).
 func (m *Manager) StopDelivery(ctx context.Context) {
 	m.mu.Lock()
-	ts := make([]*dispatch, 0, len(m.ts))
-	for _, d := range m.ts {
-		ts = append(ts, d)
+	ds := make([]*dispatch, 0, len(m.ds))
+	for _, d := range m.ds {
+		ds = append(ds, d)
 	}
 	m.mu.Unlock()
 	var wg sync.WaitGroup
-	for _, d := range ts {
+	for _, d := range ds {
 		wg.Add(1)
 		go func() { defer wg.Done(); d.drain(ctx) }()
 	}
 	wg.Wait()
 }
 
-// Close stops every dispatcher and closes every log.
+// Close stops every dispatcher and closes every store.
 func (m *Manager) Close() {
 	m.mu.Lock()
-	ts, bs := m.ts, m.bs
-	m.ts, m.bs = map[string]*dispatch{}, map[string]*broker{}
+	ds, ts := m.ds, m.topics
+	m.ds, m.topics = map[string]*dispatch{}, map[string]*topic{}
 	m.mu.Unlock()
-	for _, d := range ts {
+	for _, d := range ds {
 		d.stop()
 	}
-	for _, b := range bs {
-		b.log.Close()
+	for _, t := range ts {
+		t.store.Close()
 	}
 }
 
-// publish appends records and returns once they are durable.
-func (b *broker) publish(ctx context.Context, payloads [][]byte) error {
-	_, err := b.log.AppendBatch(ctx, payloads)
+// publish appends records and returns once the store has them.
+func (t *topic) publish(ctx context.Context, payloads [][]byte) error {
+	err := t.store.Append(ctx, payloads)
 	if err == nil {
-		b.accepted.Add(uint64(len(payloads)))
+		t.accepted.Add(uint64(len(payloads)))
 	}
 	return err
 }
@@ -229,35 +304,48 @@ type BrokerStats struct {
 type TriggerStats struct {
 	Namespace, Name, Broker          string
 	Delivered, Retried, DeadLettered uint64
-	Lag                              uint64 // events in the log after its position
+	Lag                              uint64 // events in the store after its position
 	Latency                          histogram.Snapshot
 }
 
 // Stats reports every broker and trigger, for metrics.
 func (m *Manager) Stats() ([]BrokerStats, []TriggerStats) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	var bs []BrokerStats
-	for _, b := range m.bs {
-		bs = append(bs, BrokerStats{Namespace: b.ns, Name: b.name, Accepted: b.accepted.Load(), LastOffset: b.log.Stats().Last})
-	}
-	var ts []TriggerStats
-	for k, d := range m.ts {
-		ns, name, _ := strings.Cut(k, "/")
-		last := d.b.log.Stats().Last
-		lag := uint64(0)
-		if pos := d.cursor.Position(); last > pos {
-			lag = last - pos
+	for _, t := range m.topics {
+		if t.Kind == KindBroker {
+			bs = append(bs, BrokerStats{Namespace: t.Namespace, Name: t.Name, Accepted: t.accepted.Load(), LastOffset: t.store.Last()})
 		}
-		ts = append(ts, TriggerStats{Namespace: ns, Name: name, Broker: d.b.name,
+	}
+	var ds []*dispatch
+	for _, d := range m.ds {
+		if d.t.Kind == KindBroker {
+			ds = append(ds, d)
+		}
+	}
+	m.mu.Unlock()
+	var ts []TriggerStats
+	for _, d := range ds { // Lag may ask a remote store: not under the lock
+		ts = append(ts, TriggerStats{Namespace: d.namespace, Name: d.name, Broker: d.t.Name,
 			Delivered: d.delivered.Load(), Retried: d.retried.Load(), DeadLettered: d.deadLettered.Load(),
-			Lag: lag, Latency: d.latency.Snapshot()})
+			Lag: d.sub.Lag(), Latency: d.latency.Snapshot()})
 	}
 	return bs, ts
 }
 
 // Address is a broker's ingress path on the data plane.
 func Address(ns, name string) string { return "/brokers/" + ns + "/" + name }
+
+// ChannelAddress is a channel's ingress path on the data plane.
+func ChannelAddress(ns, name string) string { return "/channels/" + ns + "/" + name }
+
+// Path is the topic's ingress path on the data plane.
+func (t Topic) Path() string {
+	if t.Kind == KindChannel {
+		return ChannelAddress(t.Namespace, t.Name)
+	}
+	return Address(t.Namespace, t.Name)
+}
 
 // Tail calls fn with every event the broker accepts from now on (structured JSON, one
 // event a call) until ctx ends or fn fails: a live view for debugging, with no position kept.
@@ -266,31 +354,11 @@ func (m *Manager) Tail(ctx context.Context, ns, name string, fn func(accepted ti
 	if b == nil {
 		return fmt.Errorf("no broker %s/%s", ns, name)
 	}
-	pos := b.log.Stats().Last
-	for {
-		recs, err := b.log.Read(pos+1, 256)
+	return b.store.Tail(ctx, func(payload []byte) error {
+		accepted, e, err := decodeRecord(payload)
 		if err != nil {
-			return err
+			return nil
 		}
-		if len(recs) == 0 {
-			if err := b.log.Wait(ctx, pos); err != nil {
-				return nil // ctx ended, or the broker went away
-			}
-			continue
-		}
-		for _, rec := range recs {
-			pos = rec.Offset
-			accepted, e, err := decodeRecord(rec.Payload)
-			if err != nil {
-				continue
-			}
-			js, err := e.MarshalJSON()
-			if err != nil {
-				continue
-			}
-			if err := fn(accepted, js); err != nil {
-				return err
-			}
-		}
-	}
+		return fn(accepted, e.structured())
+	})
 }

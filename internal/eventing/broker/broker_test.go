@@ -13,6 +13,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 
+	"github.com/flickdev/flick/internal/eventlog"
 	"github.com/flickdev/flick/pkg/apis"
 )
 
@@ -52,16 +53,17 @@ func TestParseRetryAfter(t *testing.T) {
 	}
 }
 
-func TestBrokerPath(t *testing.T) {
-	cases := map[string]string{"/brokers/default/b": "default/b", "/brokers/ns/b/": "ns/b", "/brokers/ns": "", "/brokers//b": "", "/brokers/ns/b/c": "", "/other/ns/b": ""}
+func TestTopicPath(t *testing.T) {
+	cases := map[string]string{"/brokers/default/b": "broker.default.b", "/brokers/ns/b/": "broker.ns.b", "/brokers/ns": "",
+		"/brokers//b": "", "/brokers/ns/b/c": "", "/other/ns/b": "", "/channels/ns/c": "channel.ns.c", "/channels/ns/": ""}
 	for in, want := range cases {
-		ns, name, ok := brokerPath(in)
+		tp, ok := topicPath(in)
 		got := ""
 		if ok {
-			got = ns + "/" + name
+			got = tp.ID()
 		}
 		if got != want {
-			t.Errorf("brokerPath(%q) = %q, want %q", in, got, want)
+			t.Errorf("topicPath(%q) = %q, want %q", in, got, want)
 		}
 	}
 }
@@ -78,13 +80,13 @@ func TestIngressAndDelivery(t *testing.T) {
 		mu.Unlock()
 	}))
 	defer sub.Close()
-	m, err := New(Options{Dir: t.TempDir(), Resolve: func(ns string, d apis.Destination) (string, error) { return d.URI, nil }})
+	m, err := New(Options{Open: LogStores(t.TempDir(), eventlog.Options{}), Resolve: func(ns string, d apis.Destination) (string, error) { return d.URI, nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer m.Close()
 	m.SetReady()
-	if err := m.UpsertBroker(&apis.Broker{Metadata: apis.ObjectMeta{Namespace: "default", Name: "b"}}); err != nil {
+	if _, err := m.UpsertBroker(t.Context(), &apis.Broker{Metadata: apis.ObjectMeta{Namespace: "default", Name: "b"}}); err != nil {
 		t.Fatal(err)
 	}
 	tr := &apis.Trigger{Metadata: apis.ObjectMeta{Namespace: "default", Name: "t"}, Spec: apis.TriggerSpec{Broker: "b",
@@ -168,13 +170,13 @@ func TestOrderedTrigger(t *testing.T) {
 		mu.Unlock()
 	}))
 	defer sub.Close()
-	m, err := New(Options{Dir: t.TempDir(), Resolve: func(ns string, d apis.Destination) (string, error) { return d.URI, nil }})
+	m, err := New(Options{Open: LogStores(t.TempDir(), eventlog.Options{}), Resolve: func(ns string, d apis.Destination) (string, error) { return d.URI, nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer m.Close()
 	m.SetReady()
-	m.UpsertBroker(&apis.Broker{Metadata: apis.ObjectMeta{Namespace: "default", Name: "b"}})
+	m.UpsertBroker(t.Context(), &apis.Broker{Metadata: apis.ObjectMeta{Namespace: "default", Name: "b"}})
 	tr := &apis.Trigger{Metadata: apis.ObjectMeta{Namespace: "default", Name: "t", Annotations: map[string]string{apis.AnnotationDeliveryOrder: "ordered"}},
 		Spec: apis.TriggerSpec{Broker: "b", Subscriber: apis.Destination{URI: sub.URL}}}
 	if _, err := m.UpsertTrigger(tr); err != nil {

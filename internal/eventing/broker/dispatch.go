@@ -8,14 +8,15 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
-	"github.com/cloudevents/sdk-go/v2/event"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 
 	"github.com/flickdev/flick/internal/eventing/filter"
-	"github.com/flickdev/flick/internal/eventlog"
+	"github.com/flickdev/flick/internal/eventing/flows"
+	"github.com/flickdev/flick/internal/eventing/store"
 	"github.com/flickdev/flick/internal/histogram"
 	"github.com/flickdev/flick/pkg/apis"
 )
@@ -35,21 +36,44 @@ type delivery struct {
 	exponential bool
 	delay       time.Duration
 	timeout     time.Duration
-	deadLetter  string // URL, "" for none
+	deadLetter  *endpoint // nil for none
 }
 
-// dispatch follows one trigger's position in its broker's log and delivers what passes its
-// filter.
+// subscription is what a dispatcher delivers: a trigger, or a subscription of a channel.
+type subscription struct {
+	kind            string // "trigger" or "subscription"
+	namespace, name string
+	durable         string // the position's name in the store
+	attributes      map[string]string
+	filters         []apis.FilterSpec
+	subscriber      apis.Destination
+	// reply is where a subscriber's reply goes (a trigger's own broker); nil drops it.
+	reply       *apis.Destination
+	delivery    *apis.DeliverySpec
+	concurrency int // 1: ordered
+}
+
+func (s subscription) key() string { return s.kind + "/" + key(s.namespace, s.name) }
+
+// endpoint is where a dispatcher sends events: a URL, or a broker or channel of this
+// manager, which is published to without a network hop.
+type endpoint struct {
+	url   string
+	topic string // Topic.ID(), "" for a URL
+}
+
+// dispatch follows one subscription's position in its topic's store and delivers what
+// passes its filter.
 type dispatch struct {
-	m        *Manager
-	b        *broker
-	name     string // namespace/name
-	filter   filter.Filter
-	target   string
-	delivery delivery
-	cursor   *eventlog.Cursor
-	// concurrency is how many events are delivered at once (1: ordered).
-	concurrency int
+	m               *Manager
+	t               *topic
+	key             string
+	namespace, name string
+	filter          filter.Filter
+	target          endpoint
+	reply           *endpoint
+	delivery        delivery
+	sub             store.Subscription
 	// stopFetch ends the reading of new events; abort ends deliveries under way.
 	stopFetch, abort context.CancelFunc
 	done             chan struct{}
@@ -73,30 +97,65 @@ func ValidateFilters(t *apis.Trigger) error {
 	return err
 }
 
-func (m *Manager) newDispatch(b *broker, t *apis.Trigger) (*dispatch, error) {
-	ns := t.Metadata.Namespace
-	f, err := compileFilter(t)
+// RefTopic is the broker or channel a destination's ref names, if it names one of them (a
+// Sequence or Parallel is addressed at its ingress channel).
+func RefTopic(ns string, ref *apis.KReference) (Topic, bool) {
+	if ref == nil {
+		return Topic{}, false
+	}
+	if ref.Namespace != "" {
+		ns = ref.Namespace
+	}
+	switch ref.Kind {
+	case "Broker":
+		return Topic{Kind: KindBroker, Namespace: ns, Name: ref.Name}, true
+	case "Channel":
+		return Topic{Kind: KindChannel, Namespace: ns, Name: ref.Name}, true
+	case "Sequence", "Parallel":
+		return Topic{Kind: KindChannel, Namespace: ns, Name: flows.Ingress(ref.Kind, ref.Name)}, true
+	}
+	return Topic{}, false
+}
+
+// TopicURL is the address of a topic on the data plane.
+func (m *Manager) TopicURL(t Topic) string { return m.opts.BaseURL + t.Path() }
+
+func (m *Manager) endpoint(ns string, d apis.Destination) (endpoint, error) {
+	if t, ok := RefTopic(ns, d.Ref); ok && d.URI == "" {
+		return endpoint{url: m.TopicURL(t), topic: t.ID()}, nil
+	}
+	u, err := m.opts.Resolve(ns, d)
+	return endpoint{url: u}, err
+}
+
+func (m *Manager) newDispatch(t *topic, s subscription) (*dispatch, error) {
+	ns := s.namespace
+	f, err := filter.Compile(s.attributes, s.filters)
 	if err != nil {
 		return nil, err
 	}
-	target, err := m.opts.Resolve(ns, t.Spec.Subscriber)
+	target, err := m.endpoint(ns, s.subscriber)
 	if err != nil {
 		return nil, fmt.Errorf("spec.subscriber: %w", err)
 	}
-	spec := t.Spec.Delivery
-	if spec == nil {
-		spec = b.spec.Delivery
+	var reply *endpoint
+	if s.reply != nil {
+		r, err := m.endpoint(ns, *s.reply)
+		if err != nil {
+			return nil, fmt.Errorf("reply: %w", err)
+		}
+		reply = &r
 	}
-	dl, err := m.resolveDelivery(ns, spec)
+	dl, err := m.resolveDelivery(ns, s.delivery)
 	if err != nil {
 		return nil, err
 	}
-	cur, err := b.log.Cursor(cursorName(t.Metadata.Name), eventlog.CursorOptions{})
+	sub, err := t.store.Subscribe(s.durable, store.SubscribeOptions{Concurrency: s.concurrency})
 	if err != nil {
 		return nil, err
 	}
-	return &dispatch{m: m, b: b, name: key(ns, t.Metadata.Name), filter: f, target: target, delivery: dl, cursor: cur,
-		concurrency: t.DeliveryConcurrency(), done: make(chan struct{}), latency: histogram.New()}, nil
+	return &dispatch{m: m, t: t, key: s.key(), namespace: ns, name: s.name, filter: f, target: target, reply: reply,
+		delivery: dl, sub: sub, done: make(chan struct{}), latency: histogram.New()}, nil
 }
 
 func (m *Manager) resolveDelivery(ns string, spec *apis.DeliverySpec) (delivery, error) {
@@ -123,11 +182,11 @@ func (m *Manager) resolveDelivery(ns string, spec *apis.DeliverySpec) (delivery,
 		d.timeout = v
 	}
 	if spec.DeadLetterSink != nil {
-		u, err := m.opts.Resolve(ns, *spec.DeadLetterSink)
+		ep, err := m.endpoint(ns, *spec.DeadLetterSink)
 		if err != nil {
 			return d, fmt.Errorf("spec.delivery.deadLetterSink: %w", err)
 		}
-		d.deadLetter = u
+		d.deadLetter = &ep
 	}
 	return d, nil
 }
@@ -164,11 +223,9 @@ func (d *dispatch) run(ctx, deliverCtx context.Context) {
 	case <-ctx.Done():
 		return
 	}
-	d.cursor.Consume(ctx, deliverCtx, d.concurrency,
-		func(ctx context.Context, rec eventlog.Record) bool { return d.handle(ctx, rec.Payload) },
-		func(err error) {
-			d.m.opts.Log.Error("trigger cannot read its broker's log", "trigger", d.name, "err", err)
-		})
+	d.sub.Consume(ctx, deliverCtx, d.handle, func(err error) {
+		d.m.opts.Log.Error("cannot read events", "dispatcher", d.key, "err", err)
+	})
 }
 
 // handle delivers one event if it passes the filter; it reports whether the event is done
@@ -177,22 +234,20 @@ func (d *dispatch) run(ctx, deliverCtx context.Context) {
 func (d *dispatch) handle(ctx context.Context, payload []byte) bool {
 	accepted, e, err := decodeRecord(payload)
 	if err != nil {
-		d.m.opts.Log.Error("unreadable event in a broker's log", "trigger", d.name, "err", err)
+		d.m.opts.Log.Error("unreadable event in a store", "dispatcher", d.key, "err", err)
 		return true
 	}
-	if !d.filter.Match(filter.FromCloudEvent(&e)) {
+	if !d.filter.Match(e.attrs) {
 		return true
 	}
 	var last result
 	for attempt := 0; ; attempt++ {
-		last = d.send(ctx, d.target, e)
+		last = d.deliver(ctx, d.target, e)
 		if last.ok() {
 			d.delivered.Add(1)
 			d.latency.Observe(time.Since(accepted))
-			if last.reply != nil {
-				if rec, err := encodeRecord(time.Now(), last.reply); err == nil {
-					_ = d.b.publish(ctx, [][]byte{rec})
-				}
+			if last.reply != nil && d.reply != nil {
+				return d.sendReply(ctx, *last.reply)
 			}
 			return true
 		}
@@ -207,37 +262,65 @@ func (d *dispatch) handle(ctx context.Context, payload []byte) bool {
 		if last.retryAfter > wait {
 			wait = min(last.retryAfter, maxRetryAfter)
 		}
-		select {
-		case <-ctx.Done():
+		if !sleep(ctx, wait) {
 			return false
-		case <-time.After(wait):
 		}
 	}
-	if d.delivery.deadLetter == "" {
-		d.m.opts.Log.Warn("event dropped after its last retry", "trigger", d.name, "id", e.ID(), "code", last.code, "err", last.err)
+	if d.delivery.deadLetter == nil {
+		d.m.opts.Log.Warn("event dropped after its last retry", "dispatcher", d.key, "id", e.attrs["id"], "code", last.code, "err", last.err)
 		return true
 	}
-	dead := e.Clone()
-	dead.SetExtension("knativeerrordest", d.target)
-	dead.SetExtension("knativeerrorcode", strconv.Itoa(last.code))
+	dead := e.clone()
+	dead.attrs["knativeerrordest"] = d.target.url
+	dead.attrs["knativeerrorcode"] = strconv.Itoa(last.code)
 	if len(last.body) > 0 {
-		dead.SetExtension("knativeerrordata", base64.StdEncoding.EncodeToString(last.body))
+		dead.attrs["knativeerrordata"] = base64.StdEncoding.EncodeToString(last.body)
 	}
+	done, ok := d.persist(ctx, *d.delivery.deadLetter, dead)
+	if ok {
+		d.deadLettered.Add(1)
+	} else if done {
+		d.m.opts.Log.Error("dead-letter sink refused the event", "dispatcher", d.key, "id", e.attrs["id"])
+	}
+	return done
+}
+
+// sendReply passes a subscriber's reply on (a trigger's to its broker, a step's to the next
+// channel).
+func (d *dispatch) sendReply(ctx context.Context, reply cevent) bool {
+	done, ok := d.persist(ctx, *d.reply, reply)
+	if done && !ok {
+		d.m.opts.Log.Error("reply not accepted", "dispatcher", d.key, "to", d.reply.url, "id", reply.attrs["id"])
+	}
+	return done
+}
+
+// persist sends an event with the retry policy, for dead letters and replies: done is
+// false when the dispatcher stopped in the middle, ok whether it was accepted.
+func (d *dispatch) persist(ctx context.Context, to endpoint, e cevent) (done, ok bool) {
 	for attempt := 0; attempt <= d.delivery.retry; attempt++ {
-		if r := d.send(ctx, d.delivery.deadLetter, dead); r.ok() {
-			d.deadLettered.Add(1)
-			return true
+		if r := d.deliver(ctx, to, e); r.ok() {
+			return true, true
 		} else if ctx.Err() != nil {
-			return false
+			return false, false
 		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(backoff(d.delivery.exponential, d.delivery.delay, attempt+1)):
+		if !sleep(ctx, backoff(d.delivery.exponential, d.delivery.delay, attempt+1)) {
+			return false, false
 		}
 	}
-	d.m.opts.Log.Error("dead-letter sink refused the event", "trigger", d.name, "id", e.ID())
-	return true
+	return true, false
+}
+
+// sleep waits for d, or less if ctx ends first (false).
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 // result is one delivery attempt.
@@ -245,20 +328,37 @@ type result struct {
 	code       int // 0: no answer (a network error)
 	err        error
 	body       []byte // the answer, for knativeerrordata (first KiB)
-	reply      *event.Event
+	reply      *cevent
 	retryAfter time.Duration
 }
 
 func (r result) ok() bool { return r.err == nil && r.code >= 200 && r.code < 300 }
 
+// deliver sends an event to an endpoint: published in-process to a topic of this manager,
+// POSTed otherwise.
+func (d *dispatch) deliver(ctx context.Context, to endpoint, e cevent) result {
+	if to.topic == "" {
+		return d.send(ctx, to.url, e)
+	}
+	t := d.m.topic(to.topic)
+	if t == nil {
+		return result{code: http.StatusNotFound, err: fmt.Errorf("%s does not exist", to.url)}
+	}
+	if err := t.publish(ctx, [][]byte{encodeRecord(time.Now(), &e)}); err != nil {
+		return result{code: http.StatusServiceUnavailable, err: err}
+	}
+	return result{code: http.StatusAccepted}
+}
+
 // send POSTs the event in binary mode and reads the answer: a CloudEvent in it is a reply.
-func (d *dispatch) send(ctx context.Context, url string, e event.Event) result {
+func (d *dispatch) send(ctx context.Context, url string, e cevent) result {
 	ctx, cancel := context.WithTimeout(ctx, d.delivery.timeout)
 	defer cancel()
-	req, err := cehttp.NewHTTPRequestFromEvent(ctx, url, e)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(e.data))
 	if err != nil {
 		return result{err: err}
 	}
+	e.header(req.Header)
 	resp, err := d.m.opts.Client.Do(req)
 	if err != nil {
 		return result{err: err}
@@ -271,13 +371,29 @@ func (d *dispatch) send(ctx context.Context, url string, e event.Event) result {
 		r.body = body[:min(len(body), 1024)]
 		return r
 	}
-	if resp.StatusCode != http.StatusAccepted || len(body) > 0 {
-		resp.Body = io.NopCloser(bytes.NewReader(body))
-		if reply, err := cehttp.NewEventFromHTTPResponse(resp); err == nil && reply.Validate() == nil {
-			r.reply = reply
-		}
-	}
+	r.reply = readReply(resp, body)
 	return r
+}
+
+// readReply is the CloudEvent in a subscriber's answer, if there is a valid one: binary
+// mode, or structured.
+func readReply(resp *http.Response, body []byte) *cevent {
+	if resp.Header.Get("Ce-Specversion") != "" {
+		if e, err := fromBinary(resp.Header, body); err == nil {
+			return &e
+		}
+		return nil
+	}
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/cloudevents+json") {
+		return nil
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	e, err := cehttp.NewEventFromHTTPResponse(resp)
+	if err != nil || e.Validate() != nil {
+		return nil
+	}
+	ce := fromSDK(e)
+	return &ce
 }
 
 // retryable says whether a status is worth another attempt (Knative's list): no answer,

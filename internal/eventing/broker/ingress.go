@@ -2,10 +2,9 @@ package broker
 
 import (
 	"context"
-	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"sort"
 	"strings"
@@ -18,10 +17,11 @@ import (
 // maxEventBytes bounds one ingress request.
 const maxEventBytes = 4 << 20
 
-// ServeHTTP is a broker's ingress: POST /brokers/{namespace}/{name} with a CloudEvent in
-// binary, structured or batched mode. 202 means every event in the request is durable.
+// ServeHTTP is the ingress of brokers (POST /brokers/{namespace}/{name}) and channels
+// (/channels/{namespace}/{name}): a CloudEvent in binary, structured or batched mode. 202
+// means the store has every event in the request.
 func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	ns, name, ok := brokerPath(r.URL.Path)
+	tp, ok := topicPath(r.URL.Path)
 	if !ok {
 		writeError(w, http.StatusNotFound, "broker ingress is at /brokers/{namespace}/{name}")
 		return
@@ -31,9 +31,9 @@ func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, "send events with POST")
 		return
 	}
-	b := m.broker(ns, name)
+	b := m.topic(tp.ID())
 	if b == nil {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no broker %s/%s", ns, name))
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no %s %s/%s", tp.Kind, tp.Namespace, tp.Name))
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxEventBytes)
@@ -47,48 +47,33 @@ func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	payloads := make([][]byte, 0, len(events))
+	payloads := make([][]byte, len(events))
 	now := time.Now()
-	for _, e := range events {
-		b, err := encodeRecord(now, &e)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("event %s: %v", e.ID(), err))
-			return
-		}
-		payloads = append(payloads, b)
+	for i := range events {
+		payloads[i] = encodeRecord(now, &events[i])
 	}
 	if err := b.publish(r.Context(), payloads); err != nil {
-		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("broker %s/%s: %v", ns, name, err))
+		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("%s %s/%s: %v", tp.Kind, tp.Namespace, tp.Name, err))
 		return
 	}
 	w.WriteHeader(http.StatusAccepted)
 }
 
-// A record in a broker's log is the time the broker accepted the event (Unix nanoseconds,
-// 8 bytes, big-endian) and the event in structured JSON: the time gives the accept-to-
-// delivery latency.
-func encodeRecord(accepted time.Time, e *event.Event) ([]byte, error) {
-	js, err := e.MarshalJSON()
-	if err != nil {
-		return nil, err
-	}
-	b := make([]byte, 8, 8+len(js))
-	binary.BigEndian.PutUint64(b, uint64(accepted.UnixNano()))
-	return append(b, js...), nil
-}
-
-func decodeRecord(b []byte) (time.Time, event.Event, error) {
-	var e event.Event
-	if len(b) < 8 {
-		return time.Time{}, e, errors.New("record too short")
-	}
-	accepted := time.Unix(0, int64(binary.BigEndian.Uint64(b)))
-	return accepted, e, json.Unmarshal(b[8:], &e)
-}
-
 // readEvents decodes the request's events and validates each: a missing required attribute
-// is named.
-func readEvents(r *http.Request) ([]event.Event, error) {
+// is named. Binary mode, the common case, is read straight from the headers; structured
+// and batched modes go through the CloudEvents SDK.
+func readEvents(r *http.Request) ([]cevent, error) {
+	if r.Header.Get("Ce-Specversion") == event.CloudEventsVersionV1 {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			return nil, err
+		}
+		e, err := fromBinary(r.Header, body)
+		if err != nil {
+			return nil, fmt.Errorf("invalid event: %v", err)
+		}
+		return []cevent{e}, nil
+	}
 	var events []event.Event
 	if cehttp.IsHTTPBatch(r.Header) {
 		batch, err := cehttp.NewEventsFromHTTPRequest(r)
@@ -106,12 +91,14 @@ func readEvents(r *http.Request) ([]event.Event, error) {
 	if len(events) == 0 {
 		return nil, errors.New("the batch holds no event")
 	}
-	for i, e := range events {
-		if err := e.Validate(); err != nil {
+	out := make([]cevent, len(events))
+	for i := range events {
+		if err := events[i].Validate(); err != nil {
 			return nil, fmt.Errorf("invalid event%s: %s", batchIndex(len(events), i), describeInvalid(err))
 		}
+		out[i] = fromSDK(&events[i])
 	}
-	return events, nil
+	return out, nil
 }
 
 func batchIndex(n, i int) string {
@@ -135,17 +122,21 @@ func describeInvalid(err error) string {
 	return strings.Join(parts, "; ")
 }
 
-// brokerPath splits /brokers/{ns}/{name}.
-func brokerPath(p string) (ns, name string, ok bool) {
+// topicPath splits /brokers/{ns}/{name} and /channels/{ns}/{name}.
+func topicPath(p string) (Topic, bool) {
+	kind := KindBroker
 	rest, ok := strings.CutPrefix(p, "/brokers/")
 	if !ok {
-		return "", "", false
+		kind = KindChannel
+		if rest, ok = strings.CutPrefix(p, "/channels/"); !ok {
+			return Topic{}, false
+		}
 	}
-	ns, name, ok = strings.Cut(strings.TrimSuffix(rest, "/"), "/")
+	ns, name, ok := strings.Cut(strings.TrimSuffix(rest, "/"), "/")
 	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
-		return "", "", false
+		return Topic{}, false
 	}
-	return ns, name, true
+	return Topic{Kind: kind, Namespace: ns, Name: name}, true
 }
 
 func writeError(w http.ResponseWriter, code int, msg string) {
@@ -160,9 +151,9 @@ func (m *Manager) Publish(ctx context.Context, ns, name string, e *event.Event) 
 	if b == nil {
 		return fmt.Errorf("no broker %s/%s", ns, name)
 	}
-	rec, err := encodeRecord(time.Now(), e)
-	if err != nil {
-		return err
+	if err := e.Validate(); err != nil {
+		return fmt.Errorf("invalid event: %s", describeInvalid(err))
 	}
-	return b.publish(ctx, [][]byte{rec})
+	ce := fromSDK(e)
+	return b.publish(ctx, [][]byte{encodeRecord(time.Now(), &ce)})
 }
