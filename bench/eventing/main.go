@@ -4,7 +4,8 @@
 // latency, for 1 and 10 triggers. It does so for each store in the same run: the embedded
 // log (each 202 means the event was fsynced), and JetStream (a nats-server in this process)
 // in its default mode (acknowledged before the disk) and with sync_always (one fsync per
-// message).
+// message). Then the embedded log again, with producers paced at the rate JetStream's default
+// mode reached, for the latency at that rate.
 //
 //	go run ./bench/eventing -flick bin/flick
 package main
@@ -68,41 +69,45 @@ func run(flickBin string, producers int, d time.Duration) error {
 	subURL := "http://" + ln.Addr().String()
 
 	fmt.Printf("# Broker end to end, %s, %d CPUs, %d producers, %s per run\n\n", time.Now().UTC().Format(time.RFC3339), loadgen.NumCPU(), producers, d)
-	fmt.Println("| store | triggers | accepted events/s | delivered events/s (all triggers) | 202→delivery p50 | p99 |")
-	fmt.Println("|---|---|---|---|---|---|")
-	for _, st := range []struct {
-		name       string
-		jetstream  bool
-		syncAlways bool
-	}{{"embedded log, fsync before 202", false, false}, {"JetStream, default", true, false}, {"JetStream, sync_always", true, true}} {
-		if err := runStore(flickBin, st.name, st.jetstream, st.syncAlways, subURL, producers, d, sub, seq); err != nil {
-			return fmt.Errorf("%s: %w", st.name, err)
-		}
+	fmt.Println("| store | triggers | producers | accepted events/s | delivered events/s (all triggers) | 202→delivery p50 | p99 |")
+	fmt.Println("|---|---|---|---|---|---|---|")
+	jsDefault, err := runStore(flickBin, "JetStream, default", true, false, subURL, producers, d, sub, seq, nil)
+	if err != nil {
+		return fmt.Errorf("JetStream, default: %w", err)
+	}
+	if _, err := runStore(flickBin, "embedded log, fsync before 202", false, false, subURL, producers, d, sub, seq, jsDefault); err != nil {
+		return fmt.Errorf("embedded log: %w", err)
+	}
+	if _, err := runStore(flickBin, "JetStream, sync_always", true, true, subURL, producers, d, sub, seq, nil); err != nil {
+		return fmt.Errorf("JetStream, sync_always: %w", err)
 	}
 	return nil
 }
 
-// runStore starts a server keeping brokers' events in one store and measures it.
-func runStore(flickBin, name string, jetstream, syncAlways bool, subURL string, producers int, d time.Duration, sub *subscriber, seq *atomic.Int64) error {
+// runStore starts a server keeping brokers' events in one store and measures it with
+// producers as fast as they go, then, for each trigger count in pace, paced at that many
+// events/s. It returns the accepted rates by trigger count.
+func runStore(flickBin, name string, jetstream, syncAlways bool, subURL string, producers int, d time.Duration, sub *subscriber, seq *atomic.Int64, pace map[int]float64) (map[int]float64, error) {
 	var args []string
 	if jetstream {
 		dir, err := os.MkdirTemp("", "flick-bench-nats-")
 		if err != nil {
-			return err
+			return nil, err
 		}
 		defer os.RemoveAll(dir)
 		url, stop, err := natstest.Run(dir, syncAlways)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		defer stop()
 		args = []string{"--jetstream", url}
 	}
 	srv, err := loadgen.Start(flickBin, args...)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer srv.Stop()
+	rates := map[int]float64{}
 	for _, triggers := range []int{1, 10} {
 		broker := "bench" + strconv.Itoa(triggers)
 		var b strings.Builder
@@ -112,22 +117,60 @@ func runStore(flickBin, name string, jetstream, syncAlways bool, subURL string, 
 		}
 		manifest := filepath.Join(srv.DataDir, broker+".yaml")
 		if err := os.WriteFile(manifest, []byte(b.String()), 0o644); err != nil {
-			return err
+			return nil, err
 		}
 		if err := srv.Flick("apply", "-f", manifest); err != nil {
-			return err
+			return nil, err
 		}
 		time.Sleep(500 * time.Millisecond) // triggers start at the end of the log: let them start
-		row, err := measure(srv.Data, broker, triggers, producers, d, sub, seq)
-		if err != nil {
-			return err
+		loads := []float64{0}              // as fast as they go
+		if pace[triggers] > 0 {
+			loads = append(loads, pace[triggers])
 		}
-		fmt.Printf("| %s %s\n", name, row)
+		for _, rate := range loads {
+			r, err := measure(srv.Data, broker, triggers, producers, d, sub, seq, rate)
+			if err != nil {
+				return nil, err
+			}
+			load := strconv.Itoa(producers) + ", as fast as they go"
+			if rate > 0 {
+				load = fmt.Sprintf("%d, paced at %.0f/s", producers, rate)
+			} else {
+				rates[triggers] = r.accepted
+			}
+			fmt.Printf("| %s | %d | %s | %.0f | %.0f | %s | %s |\n", name, triggers, load, r.accepted, r.delivered, r.p50, r.p99)
+		}
 	}
-	return nil
+	return rates, nil
 }
 
-func measure(data, broker string, triggers, producers int, d time.Duration, sub *subscriber, seq *atomic.Int64) (string, error) {
+// result is one measurement.
+type result struct {
+	accepted, delivered float64 // events/s
+	p50, p99            string
+}
+
+// pacer hands out one token per event at a steady rate (unpaced: nil).
+func pacer(rate float64, stop time.Time) <-chan struct{} {
+	if rate <= 0 {
+		return nil
+	}
+	tokens := make(chan struct{}, 1024)
+	go func() {
+		defer close(tokens)
+		start, sent := time.Now(), 0
+		for now := time.Now(); now.Before(stop); now = time.Now() {
+			due := int(now.Sub(start).Seconds() * rate)
+			for ; sent < due; sent++ {
+				tokens <- struct{}{}
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	return tokens
+}
+
+func measure(data, broker string, triggers, producers int, d time.Duration, sub *subscriber, seq *atomic.Int64, rate float64) (result, error) {
 	url := "http://" + data + "/brokers/default/" + broker
 	tr := &http.Transport{MaxIdleConnsPerHost: producers, MaxConnsPerHost: producers}
 	client := &http.Client{Transport: tr}
@@ -137,12 +180,18 @@ func measure(data, broker string, triggers, producers int, d time.Duration, sub 
 	deliveredBefore := sub.count.Load()
 	stop := time.Now().Add(d)
 	began := time.Now()
+	tokens := pacer(rate, stop)
 	var wg sync.WaitGroup
 	for p := 0; p < producers; p++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for time.Now().Before(stop) {
+				if tokens != nil {
+					if _, ok := <-tokens; !ok {
+						return
+					}
+				}
 				id := broker + "-" + strconv.FormatInt(seq.Add(1), 10)
 				req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(`{"n":1}`))
 				req.Header.Set("Ce-Specversion", "1.0")
@@ -186,12 +235,12 @@ func measure(data, broker string, triggers, producers int, d time.Duration, sub 
 	}
 	sub.mu.Unlock()
 	if int64(len(lat)) < want {
-		return "", fmt.Errorf("%s: %d of %d deliveries arrived in time", broker, len(lat), want)
+		return result{}, fmt.Errorf("%s: %d of %d deliveries arrived in time", broker, len(lat), want)
 	}
 	if failures.Load() > 0 {
 		fmt.Fprintf(os.Stderr, "%s: %d sends failed\n", broker, failures.Load())
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	return fmt.Sprintf("| %d | %.0f | %.0f | %s | %s |", triggers, float64(len(accepted))/sendTime.Seconds(),
-		float64(len(lat))/deliverTime.Seconds(), loadgen.Pct(lat, 50), loadgen.Pct(lat, 99)), nil
+	return result{accepted: float64(len(accepted)) / sendTime.Seconds(), delivered: float64(len(lat)) / deliverTime.Seconds(),
+		p50: loadgen.Pct(lat, 50), p99: loadgen.Pct(lat, 99)}, nil
 }

@@ -22,18 +22,23 @@ import (
 // dataPlaneClient reaches workloads at their hosts ({name}.{ns}.{domain}) through the data
 // plane at dataAddr, whatever DNS says, so a workload at zero scale is woken like any request.
 func (s *Server) dataPlaneClient(dataAddr string) *http.Client {
-	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
-	domain := s.cfg.Domain
 	return &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			if host, _, err := net.SplitHostPort(addr); err == nil && (host == domain || strings.HasSuffix(host, "."+domain)) {
-				addr = dataAddr
-			}
-			return dialer.DialContext(ctx, network, addr)
-		},
+		DialContext:         s.dataPlaneDial(dataAddr),
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     60 * time.Second,
 	}}
+}
+
+// dataPlaneDial dials workload hosts at the data plane, other hosts where DNS says.
+func (s *Server) dataPlaneDial(dataAddr string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	domain := s.cfg.Domain
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if host, _, err := net.SplitHostPort(addr); err == nil && (host == domain || strings.HasSuffix(host, "."+domain)) {
+			addr = dataAddr
+		}
+		return dialer.DialContext(ctx, network, addr)
+	}
 }
 
 // openBrokers starts the broker manager: stores in the embedded log under DATA_DIR/brokers
@@ -69,6 +74,7 @@ func (s *Server) openBrokers(dataAddr string, client *http.Client) (*broker.Mana
 		Open:    open,
 		BaseURL: "http://" + dataAddr,
 		Resolve: func(ns string, d apis.Destination) (string, error) { return s.resolveDestination(dataAddr, ns, d) },
+		Dial:    s.dataPlaneDial(dataAddr),
 		Client:  client,
 		Log:     s.log,
 	})

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"path/filepath"
 	"reflect"
@@ -66,7 +67,9 @@ type Options struct {
 	// BaseURL is the data plane's address (http://host:port): brokers' and channels'
 	// addresses are under it.
 	BaseURL string
-	// Client delivers events; it must reach the URLs Resolve returns.
+	// Dial connects to subscribers over plain HTTP (default: a net.Dialer); Client
+	// delivers to https ones. Both must reach the URLs Resolve returns.
+	Dial   func(ctx context.Context, network, addr string) (net.Conn, error)
 	Client *http.Client
 	Log    *slog.Logger
 }
@@ -74,6 +77,7 @@ type Options struct {
 // Manager runs every broker, channel, trigger and subscription.
 type Manager struct {
 	opts   Options
+	sender *sender
 	mu     sync.Mutex
 	topics map[string]*topic    // Topic.ID()
 	ds     map[string]*dispatch // "trigger/{ns}/{name}" or "subscription/{ns}/{name}"
@@ -107,8 +111,8 @@ func New(opts Options) (*Manager, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Manager{opts: opts, topics: map[string]*topic{}, ds: map[string]*dispatch{}, flows: map[string]flowParts{},
-		ready: make(chan struct{})}, nil
+	return &Manager{opts: opts, sender: newSender(opts.Dial, opts.Client), topics: map[string]*topic{}, ds: map[string]*dispatch{},
+		flows: map[string]flowParts{}, ready: make(chan struct{})}, nil
 }
 
 func key(ns, name string) string { return ns + "/" + name }
@@ -282,6 +286,7 @@ func (m *Manager) Close() {
 	for _, t := range ts {
 		t.store.Close()
 	}
+	m.sender.close()
 }
 
 // publish appends records and returns once the store has them.

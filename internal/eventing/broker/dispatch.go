@@ -354,40 +354,33 @@ func (d *dispatch) deliver(ctx context.Context, to endpoint, e cevent) result {
 func (d *dispatch) send(ctx context.Context, url string, e cevent) result {
 	ctx, cancel := context.WithTimeout(ctx, d.delivery.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(e.data))
+	a, err := d.m.sender.post(ctx, url, e)
 	if err != nil {
 		return result{err: err}
 	}
-	e.header(req.Header)
-	resp, err := d.m.opts.Client.Do(req)
-	if err != nil {
-		return result{err: err}
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxEventBytes))
-	r := result{code: resp.StatusCode, retryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
+	r := result{code: a.code, retryAfter: parseRetryAfter(a.header.Get("Retry-After"), time.Now())}
 	if !r.ok() {
-		r.err = fmt.Errorf("%s answered %s", url, resp.Status)
-		r.body = body[:min(len(body), 1024)]
+		r.err = fmt.Errorf("%s answered %s", url, a.status)
+		r.body = a.body[:min(len(a.body), 1024)]
 		return r
 	}
-	r.reply = readReply(resp, body)
+	r.reply = readReply(a)
 	return r
 }
 
 // readReply is the CloudEvent in a subscriber's answer, if there is a valid one: binary
 // mode, or structured.
-func readReply(resp *http.Response, body []byte) *cevent {
-	if resp.Header.Get("Ce-Specversion") != "" {
-		if e, err := fromBinary(resp.Header, body); err == nil {
+func readReply(a answer) *cevent {
+	if a.header.Get("Ce-Specversion") != "" {
+		if e, err := fromBinary(a.header, a.body); err == nil {
 			return &e
 		}
 		return nil
 	}
-	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/cloudevents+json") {
+	if !strings.HasPrefix(a.header.Get("Content-Type"), "application/cloudevents+json") {
 		return nil
 	}
-	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp := &http.Response{StatusCode: a.code, Header: a.header, Body: io.NopCloser(bytes.NewReader(a.body))}
 	e, err := cehttp.NewEventFromHTTPResponse(resp)
 	if err != nil || e.Validate() != nil {
 		return nil

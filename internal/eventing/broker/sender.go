@@ -1,0 +1,202 @@
+package broker
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// sender POSTs events over pooled keep-alive HTTP/1.1 connections, writing the request and
+// reading the answer on the caller's goroutine. http.Transport hands every request between
+// its per-connection read and write goroutines and builds cancellation around each; for
+// small events that is a good part of what a delivery costs. https URLs go through the
+// http.Client.
+type sender struct {
+	dial   func(ctx context.Context, network, addr string) (net.Conn, error)
+	client *http.Client
+	mu     sync.Mutex
+	idle   map[string][]*keptConn // host:port -> idle connections
+}
+
+type keptConn struct {
+	c     net.Conn
+	br    *bufio.Reader
+	bw    *bufio.Writer
+	since time.Time // idle since
+}
+
+// Idle connections kept to one subscriber: at most maxIdlePerHost, for at most maxIdleTime.
+const (
+	maxIdlePerHost = 256
+	maxIdleTime    = time.Minute
+)
+
+func newSender(dial func(ctx context.Context, network, addr string) (net.Conn, error), client *http.Client) *sender {
+	if dial == nil {
+		d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+		dial = d.DialContext
+	}
+	return &sender{dial: dial, client: client, idle: map[string][]*keptConn{}}
+}
+
+// answer is a subscriber's response, its body read whole (up to maxEventBytes).
+type answer struct {
+	code   int
+	status string
+	header http.Header
+	body   []byte
+}
+
+// post sends one event and reads the answer before ctx's deadline.
+func (s *sender) post(ctx context.Context, target string, e cevent) (answer, error) {
+	u, err := url.Parse(target)
+	if err != nil {
+		return answer{}, err
+	}
+	if u.Scheme != "http" {
+		return s.viaClient(ctx, target, e)
+	}
+	addr := u.Host
+	if u.Port() == "" {
+		addr = net.JoinHostPort(u.Hostname(), "80")
+	}
+	for attempt := 0; ; attempt++ {
+		kc, reused, err := s.get(ctx, addr)
+		if err != nil {
+			return answer{}, err
+		}
+		a, keep, err := exchange(ctx, kc, u, e)
+		if err == nil {
+			if keep {
+				s.put(addr, kc)
+			} else {
+				kc.c.Close()
+			}
+			return a, nil
+		}
+		kc.c.Close()
+		// A kept connection the subscriber closed meanwhile fails before any answer: the
+		// event did not arrive, so it is sent once more on a new one.
+		var stale *staleError
+		if !reused || !errors.As(err, &stale) || attempt > 0 || ctx.Err() != nil {
+			return answer{}, err
+		}
+	}
+}
+
+// staleError is a failure before the first byte of the answer.
+type staleError struct{ err error }
+
+func (e *staleError) Error() string { return e.err.Error() }
+func (e *staleError) Unwrap() error { return e.err }
+
+func exchange(ctx context.Context, kc *keptConn, u *url.URL, e cevent) (answer, bool, error) {
+	if d, ok := ctx.Deadline(); ok {
+		kc.c.SetDeadline(d)
+	} else {
+		kc.c.SetDeadline(time.Time{})
+	}
+	stop := context.AfterFunc(ctx, func() { kc.c.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	bw := kc.bw
+	bw.WriteString("POST ")
+	bw.WriteString(u.RequestURI())
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.WriteString(u.Host)
+	bw.WriteString("\r\nUser-Agent: flick-broker\r\nContent-Length: ")
+	bw.WriteString(strconv.Itoa(len(e.data)))
+	bw.WriteString("\r\n")
+	h := http.Header{}
+	e.header(h)
+	if err := h.Write(bw); err != nil {
+		return answer{}, false, &staleError{err}
+	}
+	bw.WriteString("\r\n")
+	bw.Write(e.data)
+	if err := bw.Flush(); err != nil {
+		return answer{}, false, &staleError{err}
+	}
+	if _, err := kc.br.Peek(1); err != nil {
+		return answer{}, false, &staleError{err}
+	}
+	resp, err := http.ReadResponse(kc.br, nil)
+	if err != nil {
+		return answer{}, false, err
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxEventBytes))
+	if err != nil {
+		return answer{}, false, err
+	}
+	// An answer longer than the limit leaves bytes on the connection: it is not kept then.
+	extra, _ := io.Copy(io.Discard, io.LimitReader(resp.Body, 1))
+	keep := !resp.Close && extra == 0
+	resp.Body.Close()
+	return answer{code: resp.StatusCode, status: resp.Status, header: resp.Header, body: body}, keep, nil
+}
+
+func (s *sender) get(ctx context.Context, addr string) (*keptConn, bool, error) {
+	s.mu.Lock()
+	for list := s.idle[addr]; len(list) > 0; list = s.idle[addr] {
+		kc := list[len(list)-1]
+		s.idle[addr] = list[:len(list)-1]
+		if time.Since(kc.since) > maxIdleTime {
+			kc.c.Close()
+			continue
+		}
+		s.mu.Unlock()
+		return kc, true, nil
+	}
+	s.mu.Unlock()
+	c, err := s.dial(ctx, "tcp", addr)
+	if err != nil {
+		return nil, false, err
+	}
+	return &keptConn{c: c, br: bufio.NewReaderSize(c, 4096), bw: bufio.NewWriterSize(c, 4096)}, false, nil
+}
+
+func (s *sender) put(addr string, kc *keptConn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.idle[addr]) >= maxIdlePerHost {
+		kc.c.Close()
+		return
+	}
+	kc.since = time.Now()
+	s.idle[addr] = append(s.idle[addr], kc)
+}
+
+// close closes every idle connection.
+func (s *sender) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for addr, list := range s.idle {
+		for _, kc := range list {
+			kc.c.Close()
+		}
+		delete(s.idle, addr)
+	}
+}
+
+// viaClient sends through the http.Client (https).
+func (s *sender) viaClient(ctx context.Context, target string, e cevent) (answer, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(e.data))
+	if err != nil {
+		return answer{}, err
+	}
+	e.header(req.Header)
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return answer{}, err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxEventBytes))
+	return answer{code: resp.StatusCode, status: resp.Status, header: resp.Header, body: body}, nil
+}
