@@ -38,6 +38,12 @@ func newGetCmd(o *options) *cobra.Command {
   flick get ksvc -A`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if args[0] == "sources" || args[0] == "source" {
+				if len(args) > 1 {
+					return fmt.Errorf("flick get sources lists every source; name one with its kind (flick get pingsource NAME)")
+				}
+				return getSources(cmd, o, all)
+			}
 			k, err := lookupKind(args[0])
 			if err != nil {
 				return err
@@ -102,6 +108,8 @@ func newGetCmd(o *options) *cobra.Command {
 					printEvents(out, items)
 				case "Broker", "Trigger", "Sequence", "Parallel":
 					printEventing(out, items, all)
+				case "PingSource":
+					printSources(out, items, all)
 				default:
 					printTable(out, items, all)
 				}
@@ -261,4 +269,31 @@ func newDeleteCmd(o *options) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// getSources lists every kind of event source in one table.
+func getSources(cmd *cobra.Command, o *options, all bool) error {
+	c, err := o.client()
+	if err != nil {
+		return err
+	}
+	ns := o.namespace
+	if all {
+		ns = ""
+	}
+	var items []*apis.Resource
+	for _, plural := range sourceKinds {
+		k, _ := apis.LookupKind(plural)
+		list, err := c.List(cmd.Context(), k, ns)
+		if err != nil {
+			return err
+		}
+		items = append(items, list...)
+	}
+	if len(items) == 0 {
+		fmt.Fprintln(cmd.ErrOrStderr(), "no sources found")
+		return nil
+	}
+	printSources(cmd.OutOrStdout(), items, all)
+	return nil
 }

@@ -83,6 +83,7 @@ func NewRoot() *cobra.Command {
 		newImageCmd(o),
 		newBrokerCmd(o),
 		newTriggerCmd(o),
+		newPingCmd(o),
 		newEventCmd(o),
 		newCallsCmd(o),
 		newVersionCmd(o),

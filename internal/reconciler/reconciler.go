@@ -53,6 +53,8 @@ type Reconciler struct {
 	// broker's address.
 	Eventing  Eventing
 	BrokerURL func(ns, name string) string
+	// Sources, when set, runs event sources (ping sources).
+	Sources Sources
 
 	mu        sync.Mutex // guards workloads; held while calling the engine, so calls stay in order
 	workloads map[string]*workload
@@ -171,7 +173,7 @@ func (r *Reconciler) wake() {
 func (r *Reconciler) Run(ctx context.Context) error {
 	watches := map[string]<-chan store.Event{}
 	initial := 0
-	for _, plural := range []string{"functions", "revisions", "services", "configurations", "serving-routes", "runtimes", "brokers", "triggers", "sequences", "parallels"} {
+	for _, plural := range []string{"functions", "revisions", "services", "configurations", "serving-routes", "runtimes", "brokers", "triggers", "sequences", "parallels", "pingsources"} {
 		ch, err := r.store.Watch(ctx, plural, "")
 		if err != nil {
 			return err
@@ -181,6 +183,9 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	}
 	go r.writeStatusLoop(ctx)
 	go r.runtimeStatusLoop(ctx)
+	if r.Sources != nil {
+		go r.sourceStatusLoop(ctx)
+	}
 	go r.serviceLoop(ctx)
 	// The watches start with every stored object; once those are handled the engine knows
 	// every workload (builds may still run).
@@ -214,6 +219,8 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			plural = "sequences"
 		case ev, ok = <-watches["parallels"]:
 			plural = "parallels"
+		case ev, ok = <-watches["pingsources"]:
+			plural = "pingsources"
 		}
 		if !ok {
 			return errors.New(plural + " watch closed")
@@ -258,6 +265,11 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		case "sequences", "parallels":
 			if r.Eventing != nil {
 				r.handleFlow(ev)
+			}
+			continue
+		case "pingsources":
+			if r.Sources != nil {
+				r.handlePingSource(ev)
 			}
 			continue
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/flickdev/flick/internal/metrics"
 	"github.com/flickdev/flick/internal/reconciler"
 	"github.com/flickdev/flick/internal/router"
+	"github.com/flickdev/flick/internal/sources/ping"
 	"github.com/flickdev/flick/internal/store"
 	"github.com/flickdev/flick/pkg/apis"
 )
@@ -283,18 +284,29 @@ func (s *Server) decodeObject(w http.ResponseWriter, r *http.Request, k apis.Kin
 	return out, warnings, nil
 }
 
-// checkFilters compiles a trigger's or a parallel's filters (CESQL included), so a bad one
-// is refused with its field path when applied rather than found by its dispatcher.
+// checkFilters compiles a trigger's or a parallel's filters (CESQL included), and parses a
+// ping source's schedule, so a bad one is refused with its field path when applied rather
+// than found later.
 func checkFilters(res *apis.Resource) error {
-	if res.Kind != "Trigger" && res.Kind != "Parallel" {
+	if res.Kind != "Trigger" && res.Kind != "Parallel" && res.Kind != "PingSource" {
 		return nil
 	}
 	obj, err := apis.Decode(res)
 	if err != nil {
 		return err
 	}
-	if t, ok := obj.(*apis.Trigger); ok {
-		return broker.ValidateFilters(t)
+	switch o := obj.(type) {
+	case *apis.Trigger:
+		return broker.ValidateFilters(o)
+	case *apis.PingSource:
+		if _, err := ping.Parse(o.Spec.Schedule, o.Spec.Timezone); err != nil {
+			field := "spec.schedule"
+			if strings.HasPrefix(err.Error(), "timezone") {
+				field = "spec.timezone"
+			}
+			return apis.FieldErrors{{Field: field, Message: err.Error()}}
+		}
+		return nil
 	}
 	var errs apis.FieldErrors
 	for i, b := range obj.(*apis.Parallel).Spec.Branches {

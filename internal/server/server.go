@@ -228,8 +228,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer s.calls.Close()
+	sources, err := s.openSources(brokers)
+	if err != nil {
+		dataLn.Close()
+		apiLn.Close()
+		return err
+	}
+	defer sources.close()
 	s.brokers = brokers
 	s.reconciler.Eventing = brokers
+	s.reconciler.Sources = sources
 	s.reconciler.BrokerURL = func(ns, name string) string { return "http://" + dataLn.Addr().String() + broker.Address(ns, name) }
 
 	runCtx, stopRun := context.WithCancel(context.Background())

@@ -45,6 +45,8 @@ func NewObject(kind string) (Object, error) {
 		return &Sequence{}, nil
 	case "Parallel":
 		return &Parallel{}, nil
+	case "PingSource":
+		return &PingSource{}, nil
 	}
 	return nil, fmt.Errorf("unknown kind %q", kind)
 }

@@ -428,3 +428,32 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 	}
 	return 0
 }
+
+// Deliver sends one event to a destination in a namespace, once: published to a broker or
+// channel of this server, POSTed otherwise. It fails unless the destination accepted it
+// (2xx); retrying is the caller's (a source's) business. attrs are the event's attributes
+// by name (datacontenttype included), data its bytes.
+func (m *Manager) Deliver(ctx context.Context, ns string, dest apis.Destination, attrs map[string]string, data []byte, timeout time.Duration) error {
+	ep, err := m.endpoint(ns, dest)
+	if err != nil {
+		return err
+	}
+	e := cevent{attrs: attrs, data: data}
+	if err := e.validate(); err != nil {
+		return fmt.Errorf("invalid event: %w", err)
+	}
+	d := &dispatch{m: m, delivery: delivery{timeout: timeout}}
+	if r := d.deliver(ctx, ep, e); !r.ok() {
+		if r.err != nil {
+			return r.err
+		}
+		return fmt.Errorf("%s answered %d", ep.url, r.code)
+	}
+	return nil
+}
+
+// DestinationURL is where a destination in a namespace is reached, for status.
+func (m *Manager) DestinationURL(ns string, dest apis.Destination) (string, error) {
+	ep, err := m.endpoint(ns, dest)
+	return ep.url, err
+}
