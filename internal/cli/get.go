@@ -108,8 +108,10 @@ func newGetCmd(o *options) *cobra.Command {
 					printEvents(out, items)
 				case "Broker", "Trigger", "Sequence", "Parallel":
 					printEventing(out, items, all)
-				case "PingSource":
+				case "PingSource", "QueueSource":
 					printSources(out, items, all)
+				case "Secret":
+					printSecrets(out, items, all)
 				default:
 					printTable(out, items, all)
 				}
@@ -282,7 +284,7 @@ func getSources(cmd *cobra.Command, o *options, all bool) error {
 		ns = ""
 	}
 	var items []*apis.Resource
-	for _, plural := range sourceKinds {
+	for _, plural := range sourceKinds() {
 		k, _ := apis.LookupKind(plural)
 		list, err := c.List(cmd.Context(), k, ns)
 		if err != nil {

@@ -84,6 +84,8 @@ func NewRoot() *cobra.Command {
 		newBrokerCmd(o),
 		newTriggerCmd(o),
 		newPingCmd(o),
+		newQueueCmd(o),
+		newSecretCmd(o),
 		newEventCmd(o),
 		newCallsCmd(o),
 		newVersionCmd(o),

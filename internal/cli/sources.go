@@ -1,13 +1,14 @@
 package cli
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strings"
 	"text/tabwriter"
-
-	"encoding/json"
 
 	"github.com/spf13/cobra"
 
@@ -15,7 +16,7 @@ import (
 )
 
 // sourceKinds are the kinds `flick get sources` lists.
-var sourceKinds = []string{"pingsources"}
+func sourceKinds() []string { return []string{"pingsources", "queuesources"} }
 
 func newPingCmd(o *options) *cobra.Command {
 	cmd := &cobra.Command{Use: "ping", Aliases: []string{"timer"},
@@ -72,28 +73,170 @@ func newPingCmd(o *options) *cobra.Command {
 	return cmd
 }
 
-// printSources lists event sources of every kind: kind, name, sink, readiness and, for ping
-// sources, the last and next ticks.
+// printSources lists event sources of every kind: kind, name, sink, readiness and progress
+// (a ping source's last and next ticks; a queue source's lag and counts).
 func printSources(out io.Writer, items []*apis.Resource, withNS bool) {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	if withNS {
 		fmt.Fprint(tw, "NAMESPACE\t")
 	}
-	fmt.Fprintln(tw, "KIND\tNAME\tSINK\tREADY\tREASON\tLAST\tNEXT\tAGE")
+	fmt.Fprintln(tw, "KIND\tNAME\tSINK\tREADY\tREASON\tPROGRESS\tAGE")
 	for _, r := range items {
-		var st apis.PingSourceStatus
+		var st struct { // the fields of PingSourceStatus and QueueSourceStatus
+			Conditions          []apis.Condition `json:"conditions"`
+			SinkURI, LastError  string
+			LastFired, NextTick string
+			Lag                 int64
+			Delivered, Failed   int64
+		}
 		_ = json.Unmarshal(r.Status, &st)
 		ready, reason := readiness(st.Conditions)
 		if st.LastError != "" && reason == "" {
 			reason = "LastFailed"
 		}
+		progress := fmt.Sprintf("last %s, next %s", orDash(st.LastFired), orDash(st.NextTick))
+		if r.Kind == "QueueSource" {
+			lag := "?"
+			if st.Lag >= 0 {
+				lag = fmt.Sprint(st.Lag)
+			}
+			progress = fmt.Sprintf("lag %s, delivered %d, failed %d", lag, st.Delivered, st.Failed)
+		}
 		if withNS {
 			fmt.Fprintf(tw, "%s\t", r.Metadata.Namespace)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Kind, r.Metadata.Name, st.SinkURI, ready, reason,
-			orDash(st.LastFired), orDash(st.NextTick), ageOf(r.Metadata))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Kind, r.Metadata.Name, st.SinkURI, ready, reason, progress, ageOf(r.Metadata))
 	}
 	tw.Flush()
+}
+
+// printSecrets lists secrets by their keys; values never reach the CLI.
+func printSecrets(out io.Writer, items []*apis.Resource, withNS bool) {
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	if withNS {
+		fmt.Fprint(tw, "NAMESPACE\t")
+	}
+	fmt.Fprintln(tw, "NAME\tKEYS\tAGE")
+	for _, r := range items {
+		var spec apis.SecretSpec
+		_ = json.Unmarshal(r.Spec, &spec)
+		var keys []string
+		for k := range spec.Data {
+			keys = append(keys, k)
+		}
+		for k := range spec.StringData {
+			if _, dup := spec.Data[k]; !dup {
+				keys = append(keys, k)
+			}
+		}
+		sort.Strings(keys)
+		if withNS {
+			fmt.Fprintf(tw, "%s\t", r.Metadata.Namespace)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Metadata.Name, strings.Join(keys, ","), ageOf(r.Metadata))
+	}
+	tw.Flush()
+}
+
+func newQueueCmd(o *options) *cobra.Command {
+	cmd := &cobra.Command{Use: "queue", Aliases: []string{"mqt"},
+		Short: "Create, list and delete queue sources: a message queue's topic into a sink (Fission's message queue trigger)"}
+	var typ, url, topic, respTopic, errTopic, sink, function, secret, contentType, group string
+	var retries, concurrency int
+	create := &cobra.Command{
+		Use:   "create NAME --type nats|redis|mqtt|rabbitmq|kafka --url URL --topic T --sink fn:NAME|svc:NAME|broker:NAME|URL",
+		Short: "Create or update a queue source",
+		Example: `  flick queue create orders --type nats --url nats://127.0.0.1:4222 --topic orders.new --function handle-order --response-topic orders.done --error-topic orders.failed
+  flick secret create redis-creds --from-literal username=app --from-literal password=s3cret
+  flick queue create jobs --type redis --url redis://127.0.0.1:6379 --topic jobs --secret redis-creds --sink svc:worker --concurrency 8`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if function != "" {
+				if sink != "" {
+					return fmt.Errorf("--function and --sink exclude each other")
+				}
+				sink = "fn:" + function
+			}
+			dest, err := parseSink("--sink", sink)
+			if err != nil {
+				return err
+			}
+			spec := apis.QueueSourceSpec{Type: typ, URL: url, Topic: topic, ResponseTopic: respTopic, ErrorTopic: errTopic,
+				Concurrency: int32(concurrency), Group: group, ContentType: contentType, Secret: secret, Sink: dest}
+			if retries >= 0 {
+				n := int32(retries)
+				spec.MaxRetries = &n
+			}
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			q := &apis.QueueSource{TypeMeta: apis.TypeMeta{APIVersion: "flick.dev/v1", Kind: "QueueSource"},
+				Metadata: apis.ObjectMeta{Name: args[0], Namespace: o.namespace}, Spec: spec}
+			return applyAndWait(cmd, c, q, "queuesource", false, 0)
+		},
+	}
+	f := create.Flags()
+	f.StringVar(&typ, "type", "", "the queue: nats (JetStream), redis (Streams), mqtt, rabbitmq or kafka")
+	f.StringVar(&url, "url", "", "the queue server, e.g. nats://127.0.0.1:4222 (credentials go in --secret)")
+	f.StringVar(&topic, "topic", "", "the subject, stream, MQTT topic, queue or Kafka topic to consume")
+	f.StringVar(&respTopic, "response-topic", "", "where the sink's answers are published")
+	f.StringVar(&errTopic, "error-topic", "", "where messages go that the sink refused after the last retry")
+	f.IntVar(&retries, "max-retries", -1, "deliveries of a refused message after the first (default 3)")
+	f.IntVar(&concurrency, "concurrency", 0, "messages delivered at once (default 1: in order)")
+	f.StringVar(&group, "group", "", "durable consumer name (default flick-NAMESPACE-NAME)")
+	f.StringVar(&contentType, "content-type", "", "the data's media type for messages that do not say")
+	f.StringVar(&secret, "secret", "", "a Secret whose username and password keys authenticate")
+	f.StringVar(&sink, "sink", "", "where messages go: fn:NAME, svc:NAME, broker:NAME or an http(s) URL")
+	f.StringVar(&function, "function", "", "the same as --sink fn:NAME (Fission's flag)")
+	cmd.AddCommand(create, listCmd(o, "queuesources"), deleteCmd(o, "queuesource"))
+	return cmd
+}
+
+func newSecretCmd(o *options) *cobra.Command {
+	cmd := &cobra.Command{Use: "secret", Short: "Create, list and delete secrets: credentials sources use (values are never shown)"}
+	var literals, files []string
+	create := &cobra.Command{
+		Use:     "create NAME --from-literal KEY=VALUE [--from-file KEY=PATH]",
+		Short:   "Create or replace a secret",
+		Example: "  flick secret create redis-creds --from-literal username=app --from-file password=./password.txt",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			data := map[string]string{}
+			for _, l := range literals {
+				k, v, ok := strings.Cut(l, "=")
+				if !ok || k == "" {
+					return fmt.Errorf("--from-literal: use KEY=VALUE")
+				}
+				data[k] = base64.StdEncoding.EncodeToString([]byte(v))
+			}
+			for _, f := range files {
+				k, path, ok := strings.Cut(f, "=")
+				if !ok || k == "" {
+					return fmt.Errorf("--from-file %q: use KEY=PATH", f)
+				}
+				b, err := os.ReadFile(path)
+				if err != nil {
+					return fmt.Errorf("--from-file %s: %w", k, err)
+				}
+				data[k] = base64.StdEncoding.EncodeToString(b)
+			}
+			if len(data) == 0 {
+				return fmt.Errorf("a secret needs at least one --from-literal or --from-file")
+			}
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			sec := &apis.Secret{TypeMeta: apis.TypeMeta{APIVersion: "flick.dev/v1", Kind: "Secret"},
+				Metadata: apis.ObjectMeta{Name: args[0], Namespace: o.namespace}, Spec: apis.SecretSpec{Data: data}}
+			return applyAndWait(cmd, c, sec, "secret", false, 0)
+		},
+	}
+	create.Flags().StringArrayVar(&literals, "from-literal", nil, "KEY=VALUE (repeatable)")
+	create.Flags().StringArrayVar(&files, "from-file", nil, "KEY=PATH: the file's content is the value (repeatable)")
+	cmd.AddCommand(create, listCmd(o, "secrets"), deleteCmd(o, "secret"))
+	return cmd
 }
 
 func orDash(s string) string {

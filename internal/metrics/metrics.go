@@ -63,6 +63,43 @@ type Collector struct {
 	// Eventing reports brokers and triggers; nil leaves the flick_broker_* and
 	// flick_trigger_* metrics out.
 	Eventing func() ([]broker.BrokerStats, []broker.TriggerStats)
+	// Queues reports queue sources; nil leaves the flick_queue_* metrics out.
+	Queues func() []QueueStat
+}
+
+// QueueStat is one queue source's figures.
+type QueueStat struct {
+	Namespace, Source, Type, Topic string
+	Connected                      bool
+	Lag                            int64 // -1: the queue cannot tell
+	Delivered, Failed              int64
+}
+
+var (
+	queueLabels    = []string{"namespace", "source", "type", "topic"}
+	queueConnected = prometheus.NewDesc("flick_queue_connected", "1 while a queue source is connected to its queue.", queueLabels, nil)
+	queueLag       = prometheus.NewDesc("flick_queue_lag_messages", "Messages of the topic the source's consumer has not acknowledged yet (absent where the queue cannot tell).", queueLabels, nil)
+	queueDelivered = prometheus.NewDesc("flick_queue_messages_delivered_total", "Messages the sink accepted.", queueLabels, nil)
+	queueFailed    = prometheus.NewDesc("flick_queue_messages_failed_total", "Messages the sink still refused after the last retry.", queueLabels, nil)
+)
+
+func (c *Collector) collectQueues(ch chan<- prometheus.Metric) {
+	if c.Queues == nil {
+		return
+	}
+	for _, q := range c.Queues() {
+		lv := []string{q.Namespace, q.Source, q.Type, q.Topic}
+		connected := 0.0
+		if q.Connected {
+			connected = 1
+		}
+		ch <- prometheus.MustNewConstMetric(queueConnected, prometheus.GaugeValue, connected, lv...)
+		if q.Lag >= 0 {
+			ch <- prometheus.MustNewConstMetric(queueLag, prometheus.GaugeValue, float64(q.Lag), lv...)
+		}
+		ch <- prometheus.MustNewConstMetric(queueDelivered, prometheus.CounterValue, float64(q.Delivered), lv...)
+		ch <- prometheus.MustNewConstMetric(queueFailed, prometheus.CounterValue, float64(q.Failed), lv...)
+	}
 }
 
 var (
@@ -119,7 +156,8 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- poolMisses
 	ch <- poolSpecialize
 	ch <- coldStartPhase
-	for _, d := range []*prometheus.Desc{brokerAccepted, triggerDelivered, triggerRetried, triggerDead, triggerLag, triggerLatency} {
+	for _, d := range []*prometheus.Desc{brokerAccepted, triggerDelivered, triggerRetried, triggerDead, triggerLag, triggerLatency,
+		queueConnected, queueLag, queueDelivered, queueFailed} {
 		ch <- d
 	}
 	for _, d := range []*prometheus.Desc{requestsTotal, requestDuration, inFlight, queueDepth, desired, ready, panicMode, concurrency, rps, coldStarts, coldStartWait,
@@ -132,6 +170,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.collectPools(ch)
 	c.collectEventing(ch)
+	c.collectQueues(ch)
 	if c.ColdStarts != nil {
 		for _, s := range c.ColdStarts.Snapshot() {
 			ch <- constHistogram(coldStartPhase, s.Snapshot, []string{s.Runtime, s.Executor, s.Phase})

@@ -173,7 +173,7 @@ func (r *Reconciler) wake() {
 func (r *Reconciler) Run(ctx context.Context) error {
 	watches := map[string]<-chan store.Event{}
 	initial := 0
-	for _, plural := range []string{"functions", "revisions", "services", "configurations", "serving-routes", "runtimes", "brokers", "triggers", "sequences", "parallels", "pingsources"} {
+	for _, plural := range []string{"functions", "revisions", "services", "configurations", "serving-routes", "runtimes", "brokers", "triggers", "sequences", "parallels", "pingsources", "queuesources", "secrets"} {
 		ch, err := r.store.Watch(ctx, plural, "")
 		if err != nil {
 			return err
@@ -221,6 +221,10 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			plural = "parallels"
 		case ev, ok = <-watches["pingsources"]:
 			plural = "pingsources"
+		case ev, ok = <-watches["queuesources"]:
+			plural = "queuesources"
+		case ev, ok = <-watches["secrets"]:
+			plural = "secrets"
 		}
 		if !ok {
 			return errors.New(plural + " watch closed")
@@ -270,6 +274,16 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		case "pingsources":
 			if r.Sources != nil {
 				r.handlePingSource(ev)
+			}
+			continue
+		case "queuesources":
+			if r.Sources != nil {
+				r.handleQueueSource(ev)
+			}
+			continue
+		case "secrets":
+			if r.Sources != nil && (ev.Type != store.Modified || generationChanged(ev.Object)) {
+				r.handleSecret(ev)
 			}
 			continue
 		}

@@ -19,6 +19,19 @@ type Sources interface {
 	PingStatus(ns, name string) (PingProgress, bool)
 	// SinkURL is where a destination in a namespace is reached.
 	SinkURL(ns string, d apis.Destination) (string, error)
+	// UpsertQueue starts or restarts a queue source with its credentials.
+	UpsertQueue(q *apis.QueueSource, username, password string) error
+	DeleteQueue(ns, name string)
+	// QueueStatus reports a queue source's connection and progress.
+	QueueStatus(ns, name string) (QueueProgress, bool)
+}
+
+// QueueProgress is where a queue source stands.
+type QueueProgress struct {
+	Connected         bool
+	Lag               int64 // -1: the queue cannot tell
+	Delivered, Failed int64
+	LastError         string
 }
 
 // PingProgress is where a ping source stands: the last tick its sink accepted, the next
@@ -81,8 +94,105 @@ func formatTime(t time.Time) string {
 	return t.UTC().Format(time.RFC3339)
 }
 
-// sourceStatusLoop keeps the progress in ping sources' status current (last tick fired, next
-// tick, last error), writing only what changed.
+// handleQueueSource starts, restarts or stops a queue source.
+func (r *Reconciler) handleQueueSource(ev store.Event) {
+	res := ev.Object
+	if ev.Type == store.Deleted {
+		r.Sources.DeleteQueue(res.Metadata.Namespace, res.Metadata.Name)
+		return
+	}
+	if ev.Type == store.Modified && !generationChanged(res) {
+		return // our own status write
+	}
+	r.reconcileQueueSource(res)
+}
+
+func (r *Reconciler) reconcileQueueSource(res *apis.Resource) {
+	ns, name := res.Metadata.Namespace, res.Metadata.Name
+	obj, err := apis.Decode(res)
+	if err != nil {
+		return
+	}
+	q := obj.(*apis.QueueSource)
+	var prev apis.QueueSourceStatus
+	_ = jsonUnmarshal(res.Status, &prev)
+	st := apis.QueueSourceStatus{ObservedGeneration: res.Metadata.Generation, Lag: -1}
+	var failure *apis.Condition
+	if uri, err := r.Sources.SinkURL(ns, q.Spec.Sink); err != nil {
+		failure = &apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionFalse, Reason: "SinkNotResolved", Message: err.Error()}
+	} else {
+		st.SinkURI = uri
+	}
+	var user, password string
+	if q.Spec.Secret != "" {
+		sec, err := r.secret(ns, q.Spec.Secret)
+		if err != nil {
+			r.Sources.DeleteQueue(ns, name)
+			failure = &apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionFalse, Reason: "SecretNotFound",
+				Message: "secret " + quote(q.Spec.Secret) + " does not exist in " + ns}
+		} else {
+			user, _ = sec.Value("username")
+			password, _ = sec.Value("password")
+		}
+	}
+	if failure == nil {
+		if err := r.Sources.UpsertQueue(q, user, password); err != nil {
+			failure = &apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionFalse, Reason: "InvalidSource", Message: err.Error()}
+		}
+	}
+	ready := r.fillQueueProgress(ns, name, &st)
+	if failure != nil {
+		ready = *failure
+	}
+	st.Conditions = apis.SetCondition(prev.Conditions, ready, time.Now())
+	if err := r.writeStatus("queuesources", ns, name, st); err != nil {
+		r.log.Warn("write queue source status", "source", ns+"/"+name, "err", err)
+	}
+}
+
+func (r *Reconciler) secret(ns, name string) (*apis.Secret, error) {
+	res, err := r.store.Get("secrets", ns, name)
+	if err != nil {
+		return nil, err
+	}
+	obj, err := apis.Decode(res)
+	if err != nil {
+		return nil, err
+	}
+	return obj.(*apis.Secret), nil
+}
+
+// fillQueueProgress copies a queue source's progress into its status and says whether it
+// is ready: connected to its queue.
+func (r *Reconciler) fillQueueProgress(ns, name string, st *apis.QueueSourceStatus) apis.Condition {
+	p, ok := r.Sources.QueueStatus(ns, name)
+	if !ok {
+		return apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionFalse, Reason: "NotRunning"}
+	}
+	st.Connected, st.Lag, st.Delivered, st.Failed, st.LastError = p.Connected, p.Lag, p.Delivered, p.Failed, p.LastError
+	if !p.Connected {
+		return apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionFalse, Reason: "NotConnected", Message: p.LastError}
+	}
+	return apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionTrue, Reason: "Connected"}
+}
+
+// handleSecret reconciles the queue sources that use a secret that changed.
+func (r *Reconciler) handleSecret(ev store.Event) {
+	ns, name := ev.Object.Metadata.Namespace, ev.Object.Metadata.Name
+	items, err := r.store.List("queuesources", ns)
+	if err != nil {
+		return
+	}
+	for _, it := range items {
+		var spec apis.QueueSourceSpec
+		if jsonUnmarshal(it.Spec, &spec) == nil && spec.Secret == name {
+			r.reconcileQueueSource(it)
+		}
+	}
+}
+
+// sourceStatusLoop keeps the progress in sources' status current (a ping source's last and
+// next ticks, a queue source's connection, lag and counts), writing only what changed.
 func (r *Reconciler) sourceStatusLoop(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -106,6 +216,30 @@ func (r *Reconciler) sourceStatusLoop(ctx context.Context) {
 			if !reflect.DeepEqual(was, st) {
 				_ = r.writeStatus("pingsources", it.Metadata.Namespace, it.Metadata.Name, st)
 			}
+		}
+		r.refreshQueueStatus()
+	}
+}
+
+func (r *Reconciler) refreshQueueStatus() {
+	items, err := r.store.List("queuesources", "")
+	if err != nil {
+		return
+	}
+	for _, it := range items {
+		var st apis.QueueSourceStatus
+		if jsonUnmarshal(it.Status, &st) != nil || st.ObservedGeneration != it.Metadata.Generation {
+			continue
+		}
+		if c := apis.FindCondition(st.Conditions, apis.ConditionReady); c != nil && (c.Reason == "SinkNotResolved" || c.Reason == "SecretNotFound" || c.Reason == "InvalidSource") {
+			continue // not running: only a change to it (or its secret) makes it run
+		}
+		was := st
+		was.Conditions = append([]apis.Condition(nil), st.Conditions...)
+		ready := r.fillQueueProgress(it.Metadata.Namespace, it.Metadata.Name, &st)
+		st.Conditions = apis.SetCondition(st.Conditions, ready, time.Now())
+		if !reflect.DeepEqual(was, st) {
+			_ = r.writeStatus("queuesources", it.Metadata.Namespace, it.Metadata.Name, st)
 		}
 	}
 }

@@ -145,7 +145,7 @@ func (s *Server) apiHandler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	// Prometheus scrapes without the admin token; the listener is loopback by default.
-	open.Handle("GET /metrics", metrics.Handler(&metrics.Collector{Engine: s.engine, Router: s.router, Label: s.reconciler.Labels, Usage: s.meter, Pools: s.pools.Status, ColdStarts: s.coldStarts, Eventing: s.eventingStats}))
+	open.Handle("GET /metrics", metrics.Handler(&metrics.Collector{Engine: s.engine, Router: s.router, Label: s.reconciler.Labels, Usage: s.meter, Pools: s.pools.Status, ColdStarts: s.coldStarts, Eventing: s.eventingStats, Queues: s.queueStats}))
 	open.Handle("/", requireToken(s.token, mux))
 	return open
 }
@@ -183,6 +183,9 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	if items == nil {
 		items = []*apis.Resource{}
 	}
+	for i := range items {
+		items[i] = shown(items[i])
+	}
 	writeJSON(w, http.StatusOK, list{APIVersion: k.APIVersion(), Kind: k.Kind + "List", Items: items})
 }
 
@@ -212,6 +215,7 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, k apis.KindInfo, 
 			if name != "" && ev.Object.Metadata.Name != name {
 				continue
 			}
+			ev.Object = shown(ev.Object)
 			if enc.Encode(ev) != nil {
 				return
 			}
@@ -229,7 +233,27 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 		writeFailure(w, notFound(k, r, err))
 		return
 	}
-	writeJSON(w, http.StatusOK, obj)
+	writeJSON(w, http.StatusOK, shown(obj))
+}
+
+// shown is a resource as the API shows it: a Secret's values are never sent back.
+func shown(res *apis.Resource) *apis.Resource {
+	if res == nil || res.Kind != "Secret" {
+		return res
+	}
+	var spec apis.SecretSpec
+	if json.Unmarshal(res.Spec, &spec) != nil {
+		return res
+	}
+	sec := apis.Secret{Spec: spec}
+	sec.Redacted()
+	raw, err := json.Marshal(sec.Spec)
+	if err != nil {
+		return res
+	}
+	c := *res
+	c.Spec = raw
+	return &c
 }
 
 func notFound(k apis.KindInfo, r *http.Request, err error) error {
@@ -380,7 +404,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	setWarnings(w, warnings)
-	writeJSON(w, http.StatusCreated, out)
+	writeJSON(w, http.StatusCreated, shown(out))
 }
 
 // checkRevisionUnused refuses to delete a revision that takes traffic or is named in its
@@ -480,7 +504,7 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	setWarnings(w, warnings)
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, shown(out))
 }
 
 // checkImmutable refuses a change to a revision's spec: a revision is a snapshot (change the
@@ -522,7 +546,7 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
 		writeFailure(w, notFound(k, r, err))
 		return
 	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, shown(out))
 }
 
 // logs streams a workload's log records as text lines.

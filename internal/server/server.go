@@ -83,6 +83,7 @@ type Server struct {
 	pools      *pool.Driver
 	coldStarts *coldstart.Recorder
 	brokers    *broker.Manager
+	sources    *eventSources
 	calls      *async.Manager
 	images     *image.Store // nil when instances cannot run images (no sandbox)
 	noImages   string
@@ -236,6 +237,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer sources.close()
 	s.brokers = brokers
+	s.sources = sources
 	s.reconciler.Eventing = brokers
 	s.reconciler.Sources = sources
 	s.reconciler.BrokerURL = func(ns, name string) string { return "http://" + dataLn.Addr().String() + broker.Address(ns, name) }

@@ -2,12 +2,17 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/flickdev/flick/internal/eventing/broker"
+	"github.com/flickdev/flick/internal/metrics"
 	"github.com/flickdev/flick/internal/reconciler"
 	"github.com/flickdev/flick/internal/sources/ping"
+	"github.com/flickdev/flick/internal/sources/queue"
+	natsqueue "github.com/flickdev/flick/internal/sources/queue/nats"
 	"github.com/flickdev/flick/internal/store"
 	"github.com/flickdev/flick/pkg/apis"
 )
@@ -22,20 +27,76 @@ type eventSources struct {
 	store   *store.Store
 	brokers *broker.Manager
 	pings   *ping.Runner
+	queues  *queue.Runner
+	mu      sync.Mutex
+	sinks   map[string]apis.Destination // queue source namespace/name -> its sink
+}
+
+// queueDrivers are the queues QueueSources consume, by spec.type.
+func queueDrivers() map[string]queue.Opener {
+	return map[string]queue.Opener{
+		"nats": natsqueue.Open,
+	}
 }
 
 // openSources opens the ping sources' state under DATA_DIR/sources.
 func (s *Server) openSources(brokers *broker.Manager) (*eventSources, error) {
-	es := &eventSources{store: s.store, brokers: brokers}
+	es := &eventSources{store: s.store, brokers: brokers, sinks: map[string]apis.Destination{}}
 	r, err := ping.Open(ping.Options{Dir: filepath.Join(s.cfg.DataDir, "sources"), Send: es.sendPing, Log: s.log})
 	if err != nil {
 		return nil, err
 	}
 	es.pings = r
+	es.queues = queue.NewRunner(queue.Options{Drivers: queueDrivers(), Deliver: es.deliverMessage, Log: s.log})
 	return es, nil
 }
 
-func (es *eventSources) close() { es.pings.Close() }
+func (es *eventSources) close() {
+	es.queues.Close()
+	es.pings.Close()
+}
+
+// deliverMessage hands a queue message to its source's sink and returns the answer.
+func (es *eventSources) deliverMessage(ctx context.Context, src queue.Source, attrs map[string]string, data []byte) (queue.Answer, error) {
+	es.mu.Lock()
+	sink, ok := es.sinks[src.Namespace+"/"+src.Name]
+	es.mu.Unlock()
+	if !ok {
+		return queue.Answer{}, fmt.Errorf("queue source %s/%s has no sink", src.Namespace, src.Name)
+	}
+	a, err := es.brokers.Call(ctx, src.Namespace, sink, attrs, data, sourceDeliveryTimeout)
+	return queue.Answer{Code: a.Code, ContentType: a.ContentType, Body: a.Body}, err
+}
+
+// UpsertQueue starts or restarts a queue source.
+func (es *eventSources) UpsertQueue(q *apis.QueueSource, username, password string) error {
+	ns, name := q.Metadata.Namespace, q.Metadata.Name
+	es.mu.Lock()
+	es.sinks[ns+"/"+name] = q.Spec.Sink
+	es.mu.Unlock()
+	retries := apis.DefaultQueueRetries
+	if q.Spec.MaxRetries != nil {
+		retries = int(*q.Spec.MaxRetries)
+	}
+	return es.queues.Upsert(queue.Source{Namespace: ns, Name: name, Type: q.Spec.Type,
+		Config: queue.Config{URL: q.Spec.URL, Topic: q.Spec.Topic, Group: q.Spec.Group, Concurrency: int(q.Spec.Concurrency),
+			Username: username, Password: password},
+		ResponseTopic: q.Spec.ResponseTopic, ErrorTopic: q.Spec.ErrorTopic, MaxRetries: retries, ContentType: q.Spec.ContentType})
+}
+
+// DeleteQueue stops a queue source.
+func (es *eventSources) DeleteQueue(ns, name string) {
+	es.queues.Delete(ns, name)
+	es.mu.Lock()
+	delete(es.sinks, ns+"/"+name)
+	es.mu.Unlock()
+}
+
+// QueueStatus reports a queue source.
+func (es *eventSources) QueueStatus(ns, name string) (reconciler.QueueProgress, bool) {
+	st, ok := es.queues.Status(ns, name)
+	return reconciler.QueueProgress{Connected: st.Connected, Lag: st.Lag, Delivered: st.Delivered, Failed: st.Failed, LastError: st.LastError}, ok
+}
 
 // sendPing delivers a ping source's event to the sink its resource names now.
 func (es *eventSources) sendPing(ctx context.Context, ev ping.Event) error {
@@ -84,4 +145,17 @@ func (es *eventSources) PingStatus(ns, name string) (reconciler.PingProgress, bo
 // SinkURL is where a sink is reached.
 func (es *eventSources) SinkURL(ns string, d apis.Destination) (string, error) {
 	return es.brokers.DestinationURL(ns, d)
+}
+
+// queueStats reports queue sources for metrics (none before the data plane is up).
+func (s *Server) queueStats() []metrics.QueueStat {
+	if s.sources == nil {
+		return nil
+	}
+	var out []metrics.QueueStat
+	for _, l := range s.sources.queues.List() {
+		out = append(out, metrics.QueueStat{Namespace: l.Source.Namespace, Source: l.Source.Name, Type: l.Source.Type, Topic: l.Source.Config.Topic,
+			Connected: l.Status.Connected, Lag: l.Status.Lag, Delivered: l.Status.Delivered, Failed: l.Status.Failed})
+	}
+	return out
 }

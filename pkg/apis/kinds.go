@@ -41,6 +41,8 @@ var kinds = []KindInfo{
 	{Kind: "Trigger", Plural: "triggers", Singular: "trigger", Short: []string{"triggers"}, Groups: []string{"eventing.knative.dev/v1"}},
 	{Kind: "Sequence", Plural: "sequences", Singular: "sequence", Short: []string{"seq"}, Groups: []string{"flows.knative.dev/v1"}},
 	{Kind: "Parallel", Plural: "parallels", Singular: "parallel", Short: []string{"par"}, Groups: []string{"flows.knative.dev/v1"}},
+	{Kind: "QueueSource", Plural: "queuesources", Singular: "queuesource", Short: []string{"queue", "queues", "mqt"}, Groups: []string{"flick.dev/v1"}},
+	{Kind: "Secret", Plural: "secrets", Singular: "secret", Short: []string{"secrets"}, Groups: []string{"flick.dev/v1"}},
 	{Kind: "PingSource", Plural: "pingsources", Singular: "pingsource", Short: []string{"ping", "pings", "timer", "timers"}, Groups: []string{"sources.knative.dev/v1"}},
 }
 

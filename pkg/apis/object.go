@@ -47,6 +47,10 @@ func NewObject(kind string) (Object, error) {
 		return &Parallel{}, nil
 	case "PingSource":
 		return &PingSource{}, nil
+	case "QueueSource":
+		return &QueueSource{}, nil
+	case "Secret":
+		return &Secret{}, nil
 	}
 	return nil, fmt.Errorf("unknown kind %q", kind)
 }

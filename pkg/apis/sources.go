@@ -3,6 +3,7 @@ package apis
 import (
 	"encoding/base64"
 	"fmt"
+	"net/url"
 	"regexp"
 )
 
@@ -112,6 +113,175 @@ func validateOverrides(errs *FieldErrors, field string, o *CEOverrides) {
 			if k == r {
 				errs.add(f, "is a CloudEvents attribute a source sets itself")
 			}
+		}
+	}
+}
+
+// QueueTypes are the queues a QueueSource consumes.
+var QueueTypes = []string{"nats", "redis", "mqtt", "rabbitmq", "kafka"}
+
+// QueueSource consumes a message queue's topic into a sink (Fission's MessageQueueTrigger):
+// each message is delivered as a CloudEvent and acknowledged once the sink accepted it.
+type QueueSource struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta        `json:"metadata"`
+	Spec     QueueSourceSpec   `json:"spec"`
+	Status   QueueSourceStatus `json:"status,omitzero"`
+}
+
+// QueueSourceSpec says which queue, which topic, and where its messages go.
+type QueueSourceSpec struct {
+	// Type is the queue: nats (JetStream), redis (Streams), mqtt, rabbitmq or kafka.
+	Type string `json:"type"`
+	// URL is the queue server, e.g. nats://127.0.0.1:4222 or kafka://host:9092,host:9092.
+	URL string `json:"url"`
+	// Topic is the subject, stream key, MQTT topic, queue or Kafka topic consumed.
+	Topic string `json:"topic"`
+	// ResponseTopic, when set, receives the body of every answer of the sink.
+	ResponseTopic string `json:"responseTopic,omitempty"`
+	// ErrorTopic, when set, receives the messages the sink still refused after the last
+	// retry, with the error in headers.
+	ErrorTopic string `json:"errorTopic,omitempty"`
+	// MaxRetries is how many times a refused message is delivered again (default 3).
+	MaxRetries *int32 `json:"maxRetries,omitempty"`
+	// Concurrency is how many messages are delivered at once (default 1: in order).
+	Concurrency int32 `json:"concurrency,omitempty"`
+	// Group is the durable consumer's name (default flick-{namespace}-{name}).
+	Group string `json:"group,omitempty"`
+	// ContentType is the data's media type for messages that do not say.
+	ContentType string `json:"contentType,omitempty"`
+	// Secret names a Secret of the namespace whose username and password keys authenticate.
+	Secret string      `json:"secret,omitempty"`
+	Sink   Destination `json:"sink"`
+}
+
+// QueueSourceStatus reports the connection and progress.
+type QueueSourceStatus struct {
+	ObservedGeneration int64       `json:"observedGeneration,omitempty"`
+	Conditions         []Condition `json:"conditions,omitempty"`
+	SinkURI            string      `json:"sinkUri,omitempty"`
+	Connected          bool        `json:"connected"`
+	// Lag is the topic's messages not acknowledged yet (-1: the queue cannot tell).
+	Lag       int64  `json:"lag"`
+	Delivered int64  `json:"delivered,omitempty"`
+	Failed    int64  `json:"failed,omitempty"`
+	LastError string `json:"lastError,omitempty"`
+}
+
+// DefaultQueueRetries is how many times a refused message is delivered again.
+const DefaultQueueRetries = 3
+
+// Default fills in what a queue source leaves out.
+func (q *QueueSource) Default() {
+	if q.Metadata.Namespace == "" {
+		q.Metadata.Namespace = "default"
+	}
+	if q.Spec.MaxRetries == nil {
+		n := int32(DefaultQueueRetries)
+		q.Spec.MaxRetries = &n
+	}
+	if q.Spec.Concurrency == 0 {
+		q.Spec.Concurrency = 1
+	}
+	if q.Spec.Group == "" {
+		q.Spec.Group = "flick-" + q.Metadata.Namespace + "-" + q.Metadata.Name
+	}
+}
+
+// Validate checks the queue source.
+func (q *QueueSource) Validate() error {
+	var errs FieldErrors
+	validateMeta(&errs, &q.Metadata)
+	known := false
+	for _, t := range QueueTypes {
+		known = known || q.Spec.Type == t
+	}
+	if !known {
+		errs.add("spec.type", quote(q.Spec.Type)+" is not a queue: use nats, redis, mqtt, rabbitmq or kafka")
+	}
+	if q.Spec.URL == "" {
+		errs.add("spec.url", "is required (e.g. nats://127.0.0.1:4222)")
+	} else if u, err := url.Parse(q.Spec.URL); err != nil || u.Scheme == "" || u.Host == "" {
+		errs.add("spec.url", quote(q.Spec.URL)+" is not a URL with a scheme and a host")
+	} else if u.User != nil {
+		if _, hasPassword := u.User.Password(); hasPassword {
+			errs.add("spec.url", "holds a password: put credentials in a Secret and name it in spec.secret")
+		}
+	}
+	if q.Spec.Topic == "" {
+		errs.add("spec.topic", "is required")
+	}
+	if q.Spec.MaxRetries != nil && (*q.Spec.MaxRetries < 0 || *q.Spec.MaxRetries > 100) {
+		errs.add("spec.maxRetries", "must be between 0 and 100")
+	}
+	if q.Spec.Concurrency < 1 || q.Spec.Concurrency > 1000 {
+		errs.add("spec.concurrency", "must be between 1 and 1000")
+	}
+	if q.Spec.Secret != "" && !dnsLabel.MatchString(q.Spec.Secret) {
+		errs.add("spec.secret", quote(q.Spec.Secret)+" is not a name")
+	}
+	validateDestination(&errs, "spec.sink", &q.Spec.Sink, true)
+	return errs.OrNil()
+}
+
+// Config is unused for queue sources: they run no instances.
+func (q *QueueSource) Config() WorkloadConfig { return WorkloadConfig{} }
+
+// Secret holds credentials that sources use: the API and the CLI never show its values.
+type Secret struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta `json:"metadata"`
+	Spec     SecretSpec `json:"spec"`
+	Status   struct{}   `json:"status,omitzero"`
+}
+
+// SecretSpec is Kubernetes' Secret data: Data values in base64, StringData as they are
+// (StringData wins for a key in both).
+type SecretSpec struct {
+	Data       map[string]string `json:"data,omitempty"`
+	StringData map[string]string `json:"stringData,omitempty"`
+}
+
+// Default fills in what a secret leaves out.
+func (s *Secret) Default() {
+	if s.Metadata.Namespace == "" {
+		s.Metadata.Namespace = "default"
+	}
+}
+
+// Validate checks the secret's keys and base64 values, never quoting a value.
+func (s *Secret) Validate() error {
+	var errs FieldErrors
+	validateMeta(&errs, &s.Metadata)
+	for k, v := range s.Spec.Data {
+		if _, err := base64.StdEncoding.DecodeString(v); err != nil {
+			errs.add("spec.data."+k, "is not base64")
+		}
+	}
+	return errs.OrNil()
+}
+
+// Config is unused for secrets.
+func (s *Secret) Config() WorkloadConfig { return WorkloadConfig{} }
+
+// Value is a key's value.
+func (s *Secret) Value(key string) (string, bool) {
+	if v, ok := s.Spec.StringData[key]; ok {
+		return v, true
+	}
+	v, ok := s.Spec.Data[key]
+	if !ok {
+		return "", false
+	}
+	b, err := base64.StdEncoding.DecodeString(v)
+	return string(b), err == nil
+}
+
+// Redacted is the secret as the API shows it: its keys, every value replaced.
+func (s *Secret) Redacted() {
+	for _, m := range []map[string]string{s.Spec.Data, s.Spec.StringData} {
+		for k := range m {
+			m[k] = "(redacted)"
 		}
 	}
 }

@@ -1,11 +1,17 @@
 package e2e
 
 import (
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flickdev/flick/internal/eventing/jetstream/natstest"
 )
 
 // TestPingSource: a ping source with @every 1s fires once a second with Knative's attributes;
@@ -67,5 +73,117 @@ func TestPingSource(t *testing.T) {
 	}
 	if untilUp == 0 {
 		t.Errorf("no tick between the kill and the server being up fired: the catch-up lost it (ids %v)", ids)
+	}
+}
+
+// TestQueueSourceNATS: messages published on a JetStream subject reach a function, whose
+// answers appear on the response topic; a failing function's messages reach the error topic
+// after the retries; a restart of nats-server loses nothing; credentials live in a Secret
+// whose values the API never shows.
+func TestQueueSourceNATS(t *testing.T) {
+	nsrv := natstest.Start(t, natstest.Options{})
+	nc, err := nats.Connect(nsrv.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "ORDERS", Subjects: []string{"orders.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, "")
+	fn := writeFiles(t, map[string]string{"main.py": `def handle(req):
+    if req.path.strip("/") == "broken":
+        return (500, {}, b"cannot do " + req.body)
+    return (200, {"Content-Type": "text/plain"}, req.body.upper())
+`})
+	s.mustFlick("fn", "deploy", "upper", "--runtime", "python", "--code", fn)
+	if _, errOut, code := s.flick("queue", "create", "leaky", "--type", "nats", "--url", "nats://app:hunter2@127.0.0.1:4222", "--topic", "x", "--sink", "fn:upper"); code == 0 ||
+		!strings.Contains(errOut, "spec.url") || strings.Contains(errOut, "hunter2") {
+		t.Errorf("a password in the URL: exit %d, %s", code, errOut)
+	}
+	s.mustFlick("secret", "create", "creds", "--from-literal", "username=app", "--from-literal", "password=hunter2")
+	for _, out := range []string{s.mustFlick("get", "secret", "creds", "-o", "yaml"), s.mustFlick("get", "secrets"), s.apiDo("GET", "/apis/flick.dev/v1/namespaces/default/secrets", "", "").body} {
+		if strings.Contains(out, "hunter2") || strings.Contains(out, "aHVudGVyMg") {
+			t.Errorf("a secret's value is shown:\n%s", out)
+		}
+	}
+	s.mustFlick("queue", "create", "up", "--type", "nats", "--url", nsrv.URL(), "--topic", "orders.in", "--function", "upper", "--response-topic", "orders.out", "--concurrency", "4")
+	manifest := writeFiles(t, map[string]string{"bad.yaml": `apiVersion: flick.dev/v1
+kind: QueueSource
+metadata: {name: bad}
+spec:
+  type: nats
+  url: ` + nsrv.URL() + `
+  topic: orders.in
+  errorTopic: orders.failed
+  maxRetries: 1
+  sink: {ref: {kind: Function, name: upper}, uri: /broken}
+`})
+	s.mustFlick("apply", "-f", manifest+"/bad.yaml")
+	eventually(t, 20*time.Second, "both queue sources connected", func() bool {
+		return strings.Count(s.mustFlick("get", "sources"), "Connected") == 2
+	})
+
+	publish := func(bodies ...string) {
+		for _, b := range bodies {
+			if _, err := js.Publish(t.Context(), "orders.in", []byte(b)); err != nil {
+				t.Fatalf("publish %s: %v", b, err)
+			}
+		}
+	}
+	read := func(subject string, n int) []*nats.Msg {
+		t.Helper()
+		cons, err := js.CreateOrUpdateConsumer(t.Context(), "ORDERS", jetstream.ConsumerConfig{FilterSubject: subject, AckPolicy: jetstream.AckNonePolicy})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []*nats.Msg
+		deadline := time.Now().Add(45 * time.Second)
+		for len(got) < n && time.Now().Before(deadline) {
+			batch, err := cons.FetchNoWait(n - len(got))
+			if err == nil {
+				for m := range batch.Messages() {
+					got = append(got, &nats.Msg{Subject: m.Subject(), Data: m.Data(), Header: m.Headers()})
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if len(got) < n {
+			t.Fatalf("%s holds %d of %d messages\n%s", subject, len(got), n, s.mustFlick("get", "sources"))
+		}
+		return got
+	}
+	publish("a", "b", "c")
+	// nats-server goes down and comes back: nothing published before or after is lost.
+	nsrv.Restart()
+	publish("d", "e")
+	var answers []string
+	for _, m := range read("orders.out", 5) {
+		answers = append(answers, string(m.Data))
+	}
+	sort.Strings(answers)
+	if strings.Join(answers, ",") != "A,B,C,D,E" {
+		t.Errorf("response topic: %v, want A..E", answers)
+	}
+	for _, m := range read("orders.failed", 5) {
+		if !strings.Contains(m.Header.Get("flick-error"), "500") {
+			t.Errorf("error topic message %q: headers %v", m.Data, m.Header)
+		}
+	}
+	eventually(t, 10*time.Second, "the counts in flick get sources", func() bool {
+		out := s.mustFlick("get", "sources")
+		return strings.Contains(out, "lag 0, delivered 5, failed 0") && strings.Contains(out, "delivered 0, failed 5")
+	})
+	metrics := s.apiDo("GET", "/metrics", "-", "").body
+	for _, want := range []string{
+		`flick_queue_messages_delivered_total{namespace="default",source="up",topic="orders.in",type="nats"} 5`,
+		`flick_queue_messages_failed_total{namespace="default",source="bad",topic="orders.in",type="nats"} 5`,
+		`flick_queue_lag_messages{namespace="default",source="up",topic="orders.in",type="nats"} 0`,
+		`flick_queue_connected{namespace="default",source="up",topic="orders.in",type="nats"} 1`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }

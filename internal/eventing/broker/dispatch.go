@@ -429,25 +429,50 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 	return 0
 }
 
-// Deliver sends one event to a destination in a namespace, once: published to a broker or
-// channel of this server, POSTed otherwise. It fails unless the destination accepted it
-// (2xx); retrying is the caller's (a source's) business. attrs are the event's attributes
-// by name (datacontenttype included), data its bytes.
-func (m *Manager) Deliver(ctx context.Context, ns string, dest apis.Destination, attrs map[string]string, data []byte, timeout time.Duration) error {
+// Answer is a destination's response to one event.
+type Answer struct {
+	Code        int
+	ContentType string
+	Body        []byte
+}
+
+// Call sends one event to a destination in a namespace, once, and returns the answer: a
+// broker or channel of this server is published to (202, no body), anything else POSTed to.
+// Retrying is the caller's (a source's) business. attrs are the event's attributes by name
+// (datacontenttype included), data its bytes.
+func (m *Manager) Call(ctx context.Context, ns string, dest apis.Destination, attrs map[string]string, data []byte, timeout time.Duration) (Answer, error) {
 	ep, err := m.endpoint(ns, dest)
 	if err != nil {
-		return err
+		return Answer{}, err
 	}
 	e := cevent{attrs: attrs, data: data}
 	if err := e.validate(); err != nil {
-		return fmt.Errorf("invalid event: %w", err)
+		return Answer{}, fmt.Errorf("invalid event: %w", err)
 	}
-	d := &dispatch{m: m, delivery: delivery{timeout: timeout}}
-	if r := d.deliver(ctx, ep, e); !r.ok() {
-		if r.err != nil {
-			return r.err
+	if ep.topic != "" {
+		d := &dispatch{m: m}
+		if r := d.deliver(ctx, ep, e); !r.ok() {
+			return Answer{Code: r.code}, r.err
 		}
-		return fmt.Errorf("%s answered %d", ep.url, r.code)
+		return Answer{Code: http.StatusAccepted}, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	a, err := m.sender.post(ctx, ep.url, e)
+	if err != nil {
+		return Answer{}, err
+	}
+	return Answer{Code: a.code, ContentType: a.header.Get("Content-Type"), Body: a.body}, nil
+}
+
+// Deliver is Call for senders that only need to know the event was accepted (2xx).
+func (m *Manager) Deliver(ctx context.Context, ns string, dest apis.Destination, attrs map[string]string, data []byte, timeout time.Duration) error {
+	a, err := m.Call(ctx, ns, dest, attrs, data, timeout)
+	if err != nil {
+		return err
+	}
+	if a.Code < 200 || a.Code > 299 {
+		return fmt.Errorf("the sink answered %d", a.Code)
 	}
 	return nil
 }
