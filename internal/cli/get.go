@@ -112,6 +112,12 @@ func newGetCmd(o *options) *cobra.Command {
 					printSources(out, items, all)
 				case "Secret":
 					printSecrets(out, items, all)
+				case "Route":
+					if k.Plural == "routes" {
+						printRoutes(out, items, all)
+					} else {
+						printTable(out, items, all)
+					}
 				default:
 					printTable(out, items, all)
 				}

@@ -85,6 +85,7 @@ func NewRoot() *cobra.Command {
 		newTriggerCmd(o),
 		newPingCmd(o),
 		newQueueCmd(o),
+		newRouteCmd(o),
 		newSecretCmd(o),
 		newEventCmd(o),
 		newCallsCmd(o),

@@ -27,6 +27,8 @@ import (
 type Routes interface {
 	SetRoute(key string, r router.Route)
 	DeleteRoute(key string)
+	// SetPathRoutes replaces the HTTP routes (Flick's Route kind).
+	SetPathRoutes(rs []router.PathRoute)
 	// Stats are the router's counts for a workload; rollouts judge revisions by them.
 	Stats(key string) router.Stats
 }
@@ -55,6 +57,8 @@ type Reconciler struct {
 	BrokerURL func(ns, name string) string
 	// Sources, when set, runs event sources (ping sources).
 	Sources Sources
+	// DataURL is the data plane's address (http://host:port), for routes' status.
+	DataURL string
 
 	mu        sync.Mutex // guards workloads; held while calling the engine, so calls stay in order
 	workloads map[string]*workload
@@ -173,7 +177,7 @@ func (r *Reconciler) wake() {
 func (r *Reconciler) Run(ctx context.Context) error {
 	watches := map[string]<-chan store.Event{}
 	initial := 0
-	for _, plural := range []string{"functions", "revisions", "services", "configurations", "serving-routes", "runtimes", "brokers", "triggers", "sequences", "parallels", "pingsources", "queuesources", "secrets"} {
+	for _, plural := range []string{"functions", "revisions", "services", "configurations", "serving-routes", "runtimes", "brokers", "triggers", "sequences", "parallels", "pingsources", "queuesources", "secrets", "routes"} {
 		ch, err := r.store.Watch(ctx, plural, "")
 		if err != nil {
 			return err
@@ -225,6 +229,8 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			plural = "queuesources"
 		case ev, ok = <-watches["secrets"]:
 			plural = "secrets"
+		case ev, ok = <-watches["routes"]:
+			plural = "routes"
 		}
 		if !ok {
 			return errors.New(plural + " watch closed")
@@ -280,6 +286,9 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			if r.Sources != nil {
 				r.handleQueueSource(ev)
 			}
+			continue
+		case "routes":
+			r.handleHTTPRoute(ev)
 			continue
 		case "secrets":
 			if r.Sources != nil && (ev.Type != store.Modified || generationChanged(ev.Object)) {

@@ -15,16 +15,33 @@ type Target struct {
 // ({name}.{namespace}.{domain}) or OpenFaaS style by path (/function/{name}[.{namespace}]/...).
 // It is a pure function of its inputs.
 func Resolve(host, path, domain string) (Target, bool) {
+	if t, ok := resolveHost(normalHost(host), path, domain); ok {
+		return t, true
+	}
+	return resolveFunctionPath(path)
+}
+
+// normalHost is a Host header without its port or trailing dot, in lower case.
+func normalHost(host string) string {
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
-	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	return strings.ToLower(strings.TrimSuffix(host, "."))
+}
+
+// resolveHost maps {name}.{namespace}.{domain} to its workload.
+func resolveHost(host, path, domain string) (Target, bool) {
 	if sub, ok := strings.CutSuffix(host, "."+domain); ok {
 		name, ns, ok := strings.Cut(sub, ".")
 		if ok && name != "" && ns != "" && !strings.Contains(ns, ".") {
 			return Target{Key: ns + "/" + name, Path: path}, true
 		}
 	}
+	return Target{}, false
+}
+
+// resolveFunctionPath maps OpenFaaS's /function/{name}[.{namespace}]/... to its workload.
+func resolveFunctionPath(path string) (Target, bool) {
 	if rest, ok := strings.CutPrefix(path, "/function/"); ok {
 		id, sub, _ := strings.Cut(rest, "/")
 		name, ns, hasNS := strings.Cut(id, ".")

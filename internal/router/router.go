@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/flickdev/flick/internal/engine"
@@ -27,6 +28,7 @@ type Router struct {
 	log     *slog.Logger
 	proxy   *httputil.ReverseProxy
 	table   table
+	paths   atomic.Pointer[[]PathRoute] // compiled HTTP routes, swapped whole
 	stats   statsTable
 	pools   pools
 }
@@ -112,9 +114,17 @@ func rewrite(pr *httputil.ProxyRequest) {
 
 // ServeHTTP routes by host or path.
 func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	target, ok := Resolve(r.Host, r.URL.Path, rt.domain)
+	// A workload's own host first, then HTTP routes, then OpenFaaS's /function/{name}.
+	host := normalHost(r.Host)
+	target, ok := resolveHost(host, r.URL.Path, rt.domain)
 	if !ok {
-		WriteError(w, http.StatusNotFound, fmt.Sprintf("no function or service at host %q path %q: use http://{name}.{namespace}.%s/ or /function/{name}", r.Host, r.URL.Path, rt.domain))
+		if rt.servePath(w, r, host) {
+			return
+		}
+		target, ok = resolveFunctionPath(r.URL.Path)
+	}
+	if !ok {
+		WriteError(w, http.StatusNotFound, fmt.Sprintf("no function or service at host %q path %q: use http://{name}.{namespace}.%s/, /function/{name} or a route", r.Host, r.URL.Path, rt.domain))
 		return
 	}
 	rt.Serve(w, r, target)

@@ -299,6 +299,12 @@ func (s *Server) decodeObject(w http.ResponseWriter, r *http.Request, k apis.Kin
 	if err != nil {
 		return nil, nil, err
 	}
+	if got, _ := apis.LookupTypeMeta(out.TypeMeta); got.Plural != k.Plural { // Flick's and Knative's Route
+		return nil, nil, &apis.FieldError{Field: "apiVersion", Message: fmt.Sprintf("%s %s does not belong at %s", out.APIVersion, out.Kind, r.URL.Path)}
+	}
+	if err := s.checkRouteConflicts(out); err != nil {
+		return nil, nil, err
+	}
 	if err := s.checkSources(out); err != nil {
 		return nil, nil, err
 	}
@@ -344,6 +350,36 @@ func checkFilters(res *apis.Resource) error {
 		}
 	}
 	return errs.OrNil()
+}
+
+// checkRouteConflicts refuses an HTTP route that would take the same requests as another
+// (the same host, path shape and a method in common), naming both.
+func (s *Server) checkRouteConflicts(res *apis.Resource) error {
+	if res.Kind != "Route" || res.APIVersion != apis.GroupFlick+"/v1" {
+		return nil
+	}
+	obj, err := apis.Decode(res)
+	if err != nil {
+		return err
+	}
+	mine := reconciler.PathRouteOf(obj.(*apis.HTTPRoute))
+	others, err := s.store.List("routes", "")
+	if err != nil {
+		return err
+	}
+	for _, o := range others {
+		if o.Key() == res.Key() {
+			continue
+		}
+		other, err := apis.Decode(o)
+		if err != nil {
+			continue
+		}
+		if why, ok := router.Conflict(mine, reconciler.PathRouteOf(other.(*apis.HTTPRoute))); ok {
+			return &apis.FieldError{Field: "spec.path", Message: why}
+		}
+	}
+	return nil
 }
 
 type badRequest struct{ msg string }

@@ -241,6 +241,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	s.reconciler.Eventing = brokers
 	s.reconciler.Sources = sources
 	s.reconciler.BrokerURL = func(ns, name string) string { return "http://" + dataLn.Addr().String() + broker.Address(ns, name) }
+	s.reconciler.DataURL = "http://" + dataLn.Addr().String()
 
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()

@@ -2,6 +2,7 @@ package apis
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -36,7 +37,8 @@ var kinds = []KindInfo{
 	{Kind: "Runtime", Plural: "runtimes", Singular: "runtime", Short: []string{"runtimes"}, Groups: []string{"flick.dev/v1"}, Namespace: RuntimeNamespace},
 	{Kind: "Event", Plural: "events", Singular: "event", Short: []string{"ev"}, Groups: []string{"flick.dev/v1"}},
 	{Kind: "Configuration", Plural: "configurations", Singular: "configuration", Short: []string{"config", "cfg", "kcfg"}, Groups: []string{"serving.knative.dev/v1"}},
-	{Kind: "Route", Plural: "serving-routes", REST: "routes", Singular: "route", Short: []string{"rt", "kroute"}, Groups: []string{"serving.knative.dev/v1"}},
+	{Kind: "Route", Plural: "routes", Singular: "route", Short: []string{"httproute", "httproutes", "httptrigger", "httptriggers"}, Groups: []string{"flick.dev/v1"}},
+	{Kind: "Route", Plural: "serving-routes", REST: "routes", Singular: "kroute", Short: []string{"kroutes", "rt"}, Groups: []string{"serving.knative.dev/v1"}},
 	{Kind: "Broker", Plural: "brokers", Singular: "broker", Short: []string{"brokers"}, Groups: []string{"eventing.knative.dev/v1"}},
 	{Kind: "Trigger", Plural: "triggers", Singular: "trigger", Short: []string{"triggers"}, Groups: []string{"eventing.knative.dev/v1"}},
 	{Kind: "Sequence", Plural: "sequences", Singular: "sequence", Short: []string{"seq"}, Groups: []string{"flows.knative.dev/v1"}},
@@ -93,6 +95,7 @@ func LookupTypeMeta(tm TypeMeta) (KindInfo, error) {
 	if tm.APIVersion == "" {
 		return KindInfo{}, &FieldError{Field: "apiVersion", Message: "is required"}
 	}
+	var served []string
 	for _, k := range kinds {
 		if k.Kind != tm.Kind {
 			continue
@@ -102,15 +105,20 @@ func LookupTypeMeta(tm TypeMeta) (KindInfo, error) {
 				return k, nil
 			}
 		}
-		return KindInfo{}, &FieldError{Field: "apiVersion", Message: fmt.Sprintf("%s is served as %s, not %q", k.Kind, strings.Join(k.Groups, " or "), tm.APIVersion)}
+		served = append(served, k.Groups...)
+	}
+	if len(served) > 0 {
+		return KindInfo{}, &FieldError{Field: "apiVersion", Message: fmt.Sprintf("%s is served as %s, not %q", tm.Kind, strings.Join(served, " or "), tm.APIVersion)}
 	}
 	return KindInfo{}, &FieldError{Field: "kind", Message: fmt.Sprintf("unknown kind %q (known: %s)", tm.Kind, knownKinds())}
 }
 
 func knownKinds() string {
-	names := make([]string, len(kinds))
-	for i, k := range kinds {
-		names[i] = k.Kind
+	var names []string
+	for _, k := range kinds {
+		if !slices.Contains(names, k.Kind) {
+			names = append(names, k.Kind)
+		}
 	}
 	return strings.Join(names, ", ")
 }
@@ -138,5 +146,5 @@ func (k KindInfo) RESTPlural() string {
 // Addressable reports whether objects of the kind answer at {name}.{namespace}.{domain}; such
 // kinds share names within a namespace.
 func (k KindInfo) Addressable() bool {
-	return k.Kind == "Function" || k.Kind == "Service" || k.Kind == "Route"
+	return k.Kind == "Function" || k.Kind == "Service" || k.Plural == "serving-routes"
 }

@@ -20,8 +20,13 @@ type Object interface {
 	Config() WorkloadConfig
 }
 
-// NewObject returns an empty typed object of the kind.
-func NewObject(kind string) (Object, error) {
+// NewObject returns an empty typed object of the kind, by its apiVersion and kind: Flick's
+// Route (flick.dev/v1) and Knative's (serving.knative.dev/v1) share the name.
+func NewObject(tm TypeMeta) (Object, error) {
+	kind := tm.Kind
+	if kind == "Route" && tm.APIVersion == GroupFlick+"/v1" {
+		return &HTTPRoute{}, nil
+	}
 	switch kind {
 	case "Function":
 		return &Function{}, nil
@@ -57,7 +62,7 @@ func NewObject(kind string) (Object, error) {
 
 // Decode turns the envelope into its typed object.
 func Decode(r *Resource) (Object, error) {
-	obj, err := NewObject(r.Kind)
+	obj, err := NewObject(r.TypeMeta)
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +97,7 @@ func Prepare(r *Resource) (*Resource, []string, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	obj, err := NewObject(kind.Kind)
+	obj, err := NewObject(TypeMeta{APIVersion: kind.APIVersion(), Kind: kind.Kind})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -238,8 +238,8 @@ spec:
 	if r := s.get("latest-blog-route.default.localhost", "/"); r.body != "v2" {
 		t.Errorf("tag of the configuration's latest: %d %q", r.code, r.body)
 	}
-	if out := s.mustFlick("get", "routes"); !strings.Contains(out, "blog-route") {
-		t.Errorf("flick get routes:\n%s", out)
+	if out := s.mustFlick("get", "kroutes"); !strings.Contains(out, "blog-route") {
+		t.Errorf("flick get kroutes:\n%s", out)
 	}
 	s.mustFlick("delete", "configuration", "blog")
 	eventually(t, 10*time.Second, "the configuration's revisions to go", func() bool {
