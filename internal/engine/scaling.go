@@ -134,11 +134,31 @@ func (w *Workload) decideLocked(now time.Time, poke bool) {
 			d.Desired = min(d.Desired, w.asConfig.Max)
 		}
 	}
+	if now.Before(w.floorUntil) && w.floor > d.Desired {
+		d.Desired = w.floor
+		if w.asConfig.Max > 0 {
+			d.Desired = min(d.Desired, w.asConfig.Max)
+		}
+	}
 	if poke && d.Desired < w.desired {
 		return
 	}
 	w.desired = d.Desired
 	w.applyLocked(now)
+}
+
+// SetFloor asks for at least n instances for the next ttl (within max-scale): an outside
+// signal of demand the requests do not show yet, such as a queue's backlog (KEDA's lag). A
+// floor above the current scale is applied at once; the floor lapses unless renewed.
+func (w *Workload) SetFloor(n int, ttl time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	now := time.Now()
+	w.floor, w.floorUntil = n, now.Add(ttl)
+	if w.removed || w.pending || n <= w.desired {
+		return
+	}
+	w.decideLocked(now, true)
 }
 
 // applyLocked starts or stops instances to reach the desired count.

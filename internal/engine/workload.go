@@ -60,6 +60,9 @@ type Workload struct {
 	panic        bool
 	stableValue  float64
 	rps          float64
+	// floor is a least scale an outside signal asks for (a queue's lag), until floorUntil.
+	floor      int
+	floorUntil time.Time
 
 	// Cold starts: requests that arrived with no ready instance, and how long they waited.
 	coldStarts uint64

@@ -251,6 +251,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	recErr := make(chan error, 1)
 	go func() { recErr <- s.reconciler.Run(runCtx) }()
 	go s.startDeliveryWhenRouted(runCtx)
+	go sources.scaleOnLag(runCtx)
 
 	dataSrv := &http.Server{Handler: s.dataHandler(brokers, s.calls), ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	// Watches and log follows never go idle on their own: their context ends at shutdown.

@@ -12,7 +12,9 @@ import (
 	"github.com/flickdev/flick/internal/reconciler"
 	"github.com/flickdev/flick/internal/sources/ping"
 	"github.com/flickdev/flick/internal/sources/queue"
+	mqttqueue "github.com/flickdev/flick/internal/sources/queue/mqtt"
 	natsqueue "github.com/flickdev/flick/internal/sources/queue/nats"
+	redisqueue "github.com/flickdev/flick/internal/sources/queue/redis"
 	"github.com/flickdev/flick/internal/store"
 	"github.com/flickdev/flick/pkg/apis"
 )
@@ -29,19 +31,30 @@ type eventSources struct {
 	pings   *ping.Runner
 	queues  *queue.Runner
 	mu      sync.Mutex
-	sinks   map[string]apis.Destination // queue source namespace/name -> its sink
+	sinks   map[string]queueSink // by queue source namespace/name
+	// floor keeps a sink at a least scale (a function's or service's workload).
+	floor func(ns string, sink apis.Destination, n int)
+}
+
+// queueSink is where a queue source's messages go, and how its backlog scales it.
+type queueSink struct {
+	dest         apis.Destination
+	lagThreshold int
+	concurrency  int
 }
 
 // queueDrivers are the queues QueueSources consume, by spec.type.
 func queueDrivers() map[string]queue.Opener {
 	return map[string]queue.Opener{
-		"nats": natsqueue.Open,
+		"nats":  natsqueue.Open,
+		"redis": redisqueue.Open,
+		"mqtt":  mqttqueue.Open,
 	}
 }
 
 // openSources opens the ping sources' state under DATA_DIR/sources.
 func (s *Server) openSources(brokers *broker.Manager) (*eventSources, error) {
-	es := &eventSources{store: s.store, brokers: brokers, sinks: map[string]apis.Destination{}}
+	es := &eventSources{store: s.store, brokers: brokers, sinks: map[string]queueSink{}, floor: s.scaleFloor}
 	r, err := ping.Open(ping.Options{Dir: filepath.Join(s.cfg.DataDir, "sources"), Send: es.sendPing, Log: s.log})
 	if err != nil {
 		return nil, err
@@ -64,7 +77,7 @@ func (es *eventSources) deliverMessage(ctx context.Context, src queue.Source, at
 	if !ok {
 		return queue.Answer{}, fmt.Errorf("queue source %s/%s has no sink", src.Namespace, src.Name)
 	}
-	a, err := es.brokers.Call(ctx, src.Namespace, sink, attrs, data, sourceDeliveryTimeout)
+	a, err := es.brokers.Call(ctx, src.Namespace, sink.dest, attrs, data, sourceDeliveryTimeout)
 	return queue.Answer{Code: a.Code, ContentType: a.ContentType, Body: a.Body}, err
 }
 
@@ -72,7 +85,7 @@ func (es *eventSources) deliverMessage(ctx context.Context, src queue.Source, at
 func (es *eventSources) UpsertQueue(q *apis.QueueSource, username, password string) error {
 	ns, name := q.Metadata.Namespace, q.Metadata.Name
 	es.mu.Lock()
-	es.sinks[ns+"/"+name] = q.Spec.Sink
+	es.sinks[ns+"/"+name] = queueSink{dest: q.Spec.Sink, lagThreshold: max(int(q.Spec.LagThreshold), 1), concurrency: int(q.Spec.Concurrency)}
 	es.mu.Unlock()
 	retries := apis.DefaultQueueRetries
 	if q.Spec.MaxRetries != nil {
@@ -145,6 +158,59 @@ func (es *eventSources) PingStatus(ns, name string) (reconciler.PingProgress, bo
 // SinkURL is where a sink is reached.
 func (es *eventSources) SinkURL(ns string, d apis.Destination) (string, error) {
 	return es.brokers.DestinationURL(ns, d)
+}
+
+// floorTTL is how long a scale floor from a queue's lag holds unless renewed.
+const floorTTL = 10 * time.Second
+
+// scaleOnLag keeps each queue source's function or service sink at no fewer than
+// lag / lagThreshold instances (at most the source's concurrency, which bounds how many
+// messages are delivered at once), like KEDA, until ctx ends.
+func (es *eventSources) scaleOnLag(ctx context.Context) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, l := range es.queues.List() {
+			es.mu.Lock()
+			sink, ok := es.sinks[l.Source.Namespace+"/"+l.Source.Name]
+			es.mu.Unlock()
+			if !ok || l.Status.Lag <= 0 {
+				continue
+			}
+			n := min(int((l.Status.Lag+int64(sink.lagThreshold)-1)/int64(sink.lagThreshold)), max(sink.concurrency, 1))
+			es.floor(l.Source.Namespace, sink.dest, n)
+		}
+	}
+}
+
+// scaleFloor asks a function's, or a service's main revision's, workload for at least n
+// instances for a while.
+func (s *Server) scaleFloor(ns string, sink apis.Destination, n int) {
+	if sink.Ref == nil || (sink.Ref.Kind != "Function" && sink.Ref.Kind != "Service") {
+		return
+	}
+	refNS := sink.Ref.Namespace
+	if refNS == "" {
+		refNS = ns
+	}
+	key := refNS + "/" + sink.Ref.Name
+	if r, ok := s.router.RouteOf(key); ok && len(r.Splits) > 0 {
+		main := r.Splits[0]
+		for _, sp := range r.Splits {
+			if sp.Percent > main.Percent {
+				main = sp
+			}
+		}
+		key = main.Key
+	}
+	if w := s.engine.Get(key); w != nil {
+		w.SetFloor(n, floorTTL)
+	}
 }
 
 // queueStats reports queue sources for metrics (none before the data plane is up).

@@ -148,6 +148,10 @@ type QueueSourceSpec struct {
 	Concurrency int32 `json:"concurrency,omitempty"`
 	// Group is the durable consumer's name (default flick-{namespace}-{name}).
 	Group string `json:"group,omitempty"`
+	// LagThreshold is the backlog one instance of the sink is expected to work through
+	// (KEDA's name; default 10): a function or service sink is kept at no fewer than
+	// lag / lagThreshold instances, at most concurrency.
+	LagThreshold int32 `json:"lagThreshold,omitempty"`
 	// ContentType is the data's media type for messages that do not say.
 	ContentType string `json:"contentType,omitempty"`
 	// Secret names a Secret of the namespace whose username and password keys authenticate.
@@ -168,8 +172,11 @@ type QueueSourceStatus struct {
 	LastError string `json:"lastError,omitempty"`
 }
 
-// DefaultQueueRetries is how many times a refused message is delivered again.
-const DefaultQueueRetries = 3
+// Queue source defaults: retries of a refused message, and backlog per sink instance.
+const (
+	DefaultQueueRetries = 3
+	DefaultLagThreshold = 10
+)
 
 // Default fills in what a queue source leaves out.
 func (q *QueueSource) Default() {
@@ -182,6 +189,9 @@ func (q *QueueSource) Default() {
 	}
 	if q.Spec.Concurrency == 0 {
 		q.Spec.Concurrency = 1
+	}
+	if q.Spec.LagThreshold == 0 {
+		q.Spec.LagThreshold = DefaultLagThreshold
 	}
 	if q.Spec.Group == "" {
 		q.Spec.Group = "flick-" + q.Metadata.Namespace + "-" + q.Metadata.Name
@@ -216,6 +226,9 @@ func (q *QueueSource) Validate() error {
 	}
 	if q.Spec.Concurrency < 1 || q.Spec.Concurrency > 1000 {
 		errs.add("spec.concurrency", "must be between 1 and 1000")
+	}
+	if q.Spec.LagThreshold < 1 {
+		errs.add("spec.lagThreshold", "must be at least 1")
 	}
 	if q.Spec.Secret != "" && !dnsLabel.MatchString(q.Spec.Secret) {
 		errs.add("spec.secret", quote(q.Spec.Secret)+" is not a name")

@@ -187,3 +187,40 @@ spec:
 		}
 	}
 }
+
+// TestQueueLagScaling: a backlog on a queue scales the function behind it (like KEDA): with
+// 40 messages waiting, concurrency 4 and lagThreshold 5, a function that one instance would
+// serve by its request concurrency alone runs on several.
+func TestQueueLagScaling(t *testing.T) {
+	nsrv := natstest.Start(t, natstest.Options{})
+	nc, err := nats.Connect(nsrv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "JOBS", Subjects: []string{"jobs.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 40; i++ {
+		if _, err := js.Publish(t.Context(), "jobs.new", []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := startServer(t, "")
+	fn := writeFiles(t, map[string]string{"main.py": `import time
+def handle(req):
+    time.sleep(0.4)
+    return (200, {}, b"ok")
+`})
+	s.mustFlick("fn", "deploy", "slow", "--runtime", "python", "--code", fn)
+	s.mustFlick("queue", "create", "jobs", "--type", "nats", "--url", nsrv.URL(), "--topic", "jobs.new", "--function", "slow", "--concurrency", "4")
+	most := 0
+	eventually(t, 30*time.Second, "the backlog worked through", func() bool {
+		most = max(most, s.status("fn", "slow").Replicas)
+		return strings.Contains(s.mustFlick("get", "sources"), "lag 0, delivered 40")
+	})
+	if most < 3 {
+		t.Errorf("the function ran on at most %d instances with 40 messages waiting, want the lag to scale it to 4", most)
+	}
+}
