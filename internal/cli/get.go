@@ -108,7 +108,7 @@ func newGetCmd(o *options) *cobra.Command {
 					printEvents(out, items)
 				case "Broker", "Trigger", "Sequence", "Parallel":
 					printEventing(out, items, all)
-				case "PingSource", "QueueSource":
+				case "PingSource", "QueueSource", "SinkBinding", "ContainerSource":
 					printSources(out, items, all)
 				case "Secret":
 					printSecrets(out, items, all)

@@ -16,7 +16,9 @@ import (
 )
 
 // sourceKinds are the kinds `flick get sources` lists.
-func sourceKinds() []string { return []string{"pingsources", "queuesources"} }
+func sourceKinds() []string {
+	return []string{"pingsources", "queuesources", "containersources", "sinkbindings"}
+}
 
 func newPingCmd(o *options) *cobra.Command {
 	cmd := &cobra.Command{Use: "ping", Aliases: []string{"timer"},
@@ -95,7 +97,25 @@ func printSources(out io.Writer, items []*apis.Resource, withNS bool) {
 			reason = "LastFailed"
 		}
 		progress := fmt.Sprintf("last %s, next %s", orDash(st.LastFired), orDash(st.NextTick))
-		if r.Kind == "QueueSource" {
+		switch r.Kind {
+		case "ContainerSource":
+			var cs apis.ContainerSourceStatus
+			_ = json.Unmarshal(r.Status, &cs)
+			progress = fmt.Sprintf("pid %d, restarts %d", cs.PID, cs.Restarts)
+		case "SinkBinding":
+			var spec apis.SinkBindingSpec
+			_ = json.Unmarshal(r.Spec, &spec)
+			subject := spec.Subject.Name
+			if subject == "" && spec.Subject.Selector != nil {
+				var sel []string
+				for k, v := range spec.Subject.Selector.MatchLabels {
+					sel = append(sel, k+"="+v)
+				}
+				sort.Strings(sel)
+				subject = strings.Join(sel, ",")
+			}
+			progress = "binds " + strings.ToLower(spec.Subject.Kind) + " " + subject
+		case "QueueSource":
 			lag := "?"
 			if st.Lag >= 0 {
 				lag = fmt.Sprint(st.Lag)

@@ -177,7 +177,7 @@ func (r *Reconciler) wake() {
 func (r *Reconciler) Run(ctx context.Context) error {
 	watches := map[string]<-chan store.Event{}
 	initial := 0
-	for _, plural := range []string{"functions", "revisions", "services", "configurations", "serving-routes", "runtimes", "brokers", "triggers", "sequences", "parallels", "pingsources", "queuesources", "secrets", "routes"} {
+	for _, plural := range []string{"functions", "revisions", "services", "configurations", "serving-routes", "runtimes", "brokers", "triggers", "sequences", "parallels", "pingsources", "queuesources", "secrets", "routes", "sinkbindings", "containersources"} {
 		ch, err := r.store.Watch(ctx, plural, "")
 		if err != nil {
 			return err
@@ -231,6 +231,10 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			plural = "secrets"
 		case ev, ok = <-watches["routes"]:
 			plural = "routes"
+		case ev, ok = <-watches["sinkbindings"]:
+			plural = "sinkbindings"
+		case ev, ok = <-watches["containersources"]:
+			plural = "containersources"
 		}
 		if !ok {
 			return errors.New(plural + " watch closed")
@@ -289,6 +293,16 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			continue
 		case "routes":
 			r.handleHTTPRoute(ev)
+			continue
+		case "sinkbindings":
+			if r.Sources != nil {
+				r.handleSinkBinding(ev)
+			}
+			continue
+		case "containersources":
+			if r.Sources != nil {
+				r.handleContainerSource(ev)
+			}
 			continue
 		case "secrets":
 			if r.Sources != nil && (ev.Type != store.Modified || generationChanged(ev.Object)) {

@@ -319,6 +319,7 @@ func (r *Reconciler) sumRevisions(st *apis.WorkloadStatus, revs []*apis.Revision
 // ensureRevision creates the revision for the owner's current template when the newest
 // revision snapshots another one. It returns the revision it created, if any.
 func (r *Reconciler) ensureRevision(o owner, revs []*apis.Revision) (*apis.Revision, error) {
+	o = r.withBindings(o)
 	hash := templateHash(o)
 	want := o.template.Metadata.Name
 	var newest *apis.Revision

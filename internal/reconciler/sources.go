@@ -24,6 +24,18 @@ type Sources interface {
 	DeleteQueue(ns, name string)
 	// QueueStatus reports a queue source's connection and progress.
 	QueueStatus(ns, name string) (QueueProgress, bool)
+	// UpsertContainer starts or replaces a container source's process.
+	UpsertContainer(cs *apis.ContainerSource, sinkURL string)
+	DeleteContainer(ns, name string)
+	ContainerStatus(ns, name string) (ContainerProgress, bool)
+}
+
+// ContainerProgress is where a container source's process stands.
+type ContainerProgress struct {
+	Running  bool
+	PID      int
+	Restarts int
+	LastExit string
 }
 
 // QueueProgress is where a queue source stands.
@@ -218,6 +230,7 @@ func (r *Reconciler) sourceStatusLoop(ctx context.Context) {
 			}
 		}
 		r.refreshQueueStatus()
+		r.refreshContainerStatus()
 	}
 }
 
@@ -240,6 +253,76 @@ func (r *Reconciler) refreshQueueStatus() {
 		st.Conditions = apis.SetCondition(st.Conditions, ready, time.Now())
 		if !reflect.DeepEqual(was, st) {
 			_ = r.writeStatus("queuesources", it.Metadata.Namespace, it.Metadata.Name, st)
+		}
+	}
+}
+
+// handleContainerSource starts, replaces or stops a container source's process.
+func (r *Reconciler) handleContainerSource(ev store.Event) {
+	res := ev.Object
+	ns, name := res.Metadata.Namespace, res.Metadata.Name
+	if ev.Type == store.Deleted {
+		r.Sources.DeleteContainer(ns, name)
+		return
+	}
+	if ev.Type == store.Modified && !generationChanged(res) {
+		return // our own status write
+	}
+	obj, err := apis.Decode(res)
+	if err != nil {
+		return
+	}
+	cs := obj.(*apis.ContainerSource)
+	var prev apis.ContainerSourceStatus
+	_ = jsonUnmarshal(res.Status, &prev)
+	st := apis.ContainerSourceStatus{ObservedGeneration: res.Metadata.Generation}
+	uri, err := r.Sources.SinkURL(ns, cs.Spec.Sink)
+	var ready apis.Condition
+	if err != nil {
+		r.Sources.DeleteContainer(ns, name)
+		ready = apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionFalse, Reason: "SinkNotResolved", Message: err.Error()}
+	} else {
+		st.SinkURI = uri
+		r.Sources.UpsertContainer(cs, uri)
+		ready = r.fillContainerProgress(ns, name, &st)
+	}
+	st.Conditions = apis.SetCondition(prev.Conditions, ready, time.Now())
+	if err := r.writeStatus("containersources", ns, name, st); err != nil {
+		r.log.Warn("write container source status", "source", ns+"/"+name, "err", err)
+	}
+}
+
+func (r *Reconciler) fillContainerProgress(ns, name string, st *apis.ContainerSourceStatus) apis.Condition {
+	p, ok := r.Sources.ContainerStatus(ns, name)
+	if !ok {
+		return apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionFalse, Reason: "NotRunning"}
+	}
+	st.PID, st.Restarts, st.LastExit = p.PID, p.Restarts, p.LastExit
+	if !p.Running {
+		return apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionFalse, Reason: "NotRunning", Message: p.LastExit}
+	}
+	return apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionTrue, Reason: "Running"}
+}
+
+func (r *Reconciler) refreshContainerStatus() {
+	items, err := r.store.List("containersources", "")
+	if err != nil {
+		return
+	}
+	for _, it := range items {
+		var st apis.ContainerSourceStatus
+		if jsonUnmarshal(it.Status, &st) != nil || st.ObservedGeneration != it.Metadata.Generation {
+			continue
+		}
+		if c := apis.FindCondition(st.Conditions, apis.ConditionReady); c != nil && c.Reason == "SinkNotResolved" {
+			continue
+		}
+		was := st
+		was.Conditions = append([]apis.Condition(nil), st.Conditions...)
+		ready := r.fillContainerProgress(it.Metadata.Namespace, it.Metadata.Name, &st)
+		st.Conditions = apis.SetCondition(st.Conditions, ready, time.Now())
+		if !reflect.DeepEqual(was, st) {
+			_ = r.writeStatus("containersources", it.Metadata.Namespace, it.Metadata.Name, st)
 		}
 	}
 }

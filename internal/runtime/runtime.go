@@ -38,6 +38,9 @@ type InstanceSpec struct {
 	// NoNetwork gives the instance a network namespace of its own (loopback only); it
 	// serves on a listening socket the driver hands it as fd 3 ($FLICK_LISTEN_FD).
 	NoNetwork bool
+	// NoListen says the instance serves nothing (a container source's process): Start
+	// returns once it runs instead of waiting for it to accept connections.
+	NoListen bool
 }
 
 // Limits bound one instance; zero fields take the driver's defaults.

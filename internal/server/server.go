@@ -84,11 +84,14 @@ type Server struct {
 	coldStarts *coldstart.Recorder
 	brokers    *broker.Manager
 	sources    *eventSources
-	calls      *async.Manager
-	images     *image.Store // nil when instances cannot run images (no sandbox)
-	noImages   string
-	meter      *usage.Meter
-	topRing    statsRing
+	// driver and builder also run container sources' processes.
+	driver   *local.Driver
+	builder  *builder.Builder
+	calls    *async.Manager
+	images   *image.Store // nil when instances cannot run images (no sandbox)
+	noImages string
+	meter    *usage.Meter
+	topRing  statsRing
 }
 
 // Run starts the platform and blocks until ctx ends, then drains and stops everything.
@@ -133,6 +136,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	s.driver, s.builder = driver, b
 
 	mode, isolation, err := s.useSandbox(driver, tools)
 	if err != nil {

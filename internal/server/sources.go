@@ -2,14 +2,20 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/flickdev/flick/internal/builder"
 	"github.com/flickdev/flick/internal/eventing/broker"
 	"github.com/flickdev/flick/internal/metrics"
 	"github.com/flickdev/flick/internal/reconciler"
+	"github.com/flickdev/flick/internal/runtime"
+	"github.com/flickdev/flick/internal/sources/container"
 	"github.com/flickdev/flick/internal/sources/ping"
 	"github.com/flickdev/flick/internal/sources/queue"
 	mqttqueue "github.com/flickdev/flick/internal/sources/queue/mqtt"
@@ -26,12 +32,14 @@ const sourceDeliveryTimeout = 30 * time.Second
 // the broker manager (so a broker sink is published to directly and a function is woken
 // through the data plane).
 type eventSources struct {
-	store   *store.Store
-	brokers *broker.Manager
-	pings   *ping.Runner
-	queues  *queue.Runner
-	mu      sync.Mutex
-	sinks   map[string]queueSink // by queue source namespace/name
+	store      *store.Store
+	brokers    *broker.Manager
+	pings      *ping.Runner
+	queues     *queue.Runner
+	containers *container.Runner
+	builder    *builder.Builder
+	mu         sync.Mutex
+	sinks      map[string]queueSink // by queue source namespace/name
 	// floor keeps a sink at a least scale (a function's or service's workload).
 	floor func(ns string, sink apis.Destination, n int)
 }
@@ -61,10 +69,13 @@ func (s *Server) openSources(brokers *broker.Manager) (*eventSources, error) {
 	}
 	es.pings = r
 	es.queues = queue.NewRunner(queue.Options{Drivers: queueDrivers(), Deliver: es.deliverMessage, Log: s.log})
+	es.containers = container.NewRunner(container.Options{Driver: s.driver, Log: s.log})
+	es.builder = s.builder
 	return es, nil
 }
 
 func (es *eventSources) close() {
+	es.containers.Close()
 	es.queues.Close()
 	es.pings.Close()
 }
@@ -224,4 +235,40 @@ func (s *Server) queueStats() []metrics.QueueStat {
 			Connected: l.Status.Connected, Lag: l.Status.Lag, Delivered: l.Status.Delivered, Failed: l.Status.Failed})
 	}
 	return out
+}
+
+// UpsertContainer starts or replaces a container source's process, with K_SINK (and
+// K_CE_OVERRIDES) in its environment. Its container is built like a revision's: a host
+// command, or an image pulled and unpacked, in the source's own goroutine.
+func (es *eventSources) UpsertContainer(cs *apis.ContainerSource, sinkURL string) {
+	ns, name := cs.Metadata.Namespace, cs.Metadata.Name
+	c := cs.Spec.Template.Spec.Containers[0]
+	c.Env = append(append([]apis.EnvVar{}, c.Env...), apis.EnvVar{Name: reconciler.EnvSink, Value: sinkURL})
+	if cs.Spec.CEOverrides != nil {
+		js, _ := json.Marshal(cs.Spec.CEOverrides)
+		c.Env = append(c.Env, apis.EnvVar{Name: reconciler.EnvCEOverrides, Value: string(js)})
+	}
+	rev := &apis.Revision{Metadata: apis.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{apis.LabelConfiguration: name},
+		Annotations: cs.Spec.Template.Metadata.Annotations}}
+	rev.Spec.Containers = []apis.Container{c}
+	version, _ := json.Marshal(rev)
+	sum := sha256.Sum256(version)
+	es.containers.Upsert(container.Source{Key: ns + "/" + name, Version: hex.EncodeToString(sum[:8]),
+		Build: func(ctx context.Context) (runtime.InstanceSpec, error) {
+			art, err := es.builder.Revision(ctx, rev, "")
+			if err != nil {
+				return runtime.InstanceSpec{}, err
+			}
+			art.Instance.Runtime = "container-source"
+			return art.Instance, nil
+		}})
+}
+
+// DeleteContainer stops a container source's process.
+func (es *eventSources) DeleteContainer(ns, name string) { es.containers.Delete(ns + "/" + name) }
+
+// ContainerStatus reports a container source's process.
+func (es *eventSources) ContainerStatus(ns, name string) (reconciler.ContainerProgress, bool) {
+	st, ok := es.containers.Status(ns + "/" + name)
+	return reconciler.ContainerProgress{Running: st.Running, PID: st.PID, Restarts: st.Restarts, LastExit: st.LastExit}, ok
 }

@@ -45,6 +45,8 @@ var kinds = []KindInfo{
 	{Kind: "Parallel", Plural: "parallels", Singular: "parallel", Short: []string{"par"}, Groups: []string{"flows.knative.dev/v1"}},
 	{Kind: "QueueSource", Plural: "queuesources", Singular: "queuesource", Short: []string{"queue", "queues", "mqt"}, Groups: []string{"flick.dev/v1"}},
 	{Kind: "Secret", Plural: "secrets", Singular: "secret", Short: []string{"secrets"}, Groups: []string{"flick.dev/v1"}},
+	{Kind: "SinkBinding", Plural: "sinkbindings", Singular: "sinkbinding", Short: []string{"sb", "binding", "bindings"}, Groups: []string{"sources.knative.dev/v1"}},
+	{Kind: "ContainerSource", Plural: "containersources", Singular: "containersource", Short: []string{"cs"}, Groups: []string{"sources.knative.dev/v1"}},
 	{Kind: "PingSource", Plural: "pingsources", Singular: "pingsource", Short: []string{"ping", "pings", "timer", "timers"}, Groups: []string{"sources.knative.dev/v1"}},
 }
 

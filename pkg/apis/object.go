@@ -56,6 +56,10 @@ func NewObject(tm TypeMeta) (Object, error) {
 		return &QueueSource{}, nil
 	case "Secret":
 		return &Secret{}, nil
+	case "SinkBinding":
+		return &SinkBinding{}, nil
+	case "ContainerSource":
+		return &ContainerSource{}, nil
 	}
 	return nil, fmt.Errorf("unknown kind %q", kind)
 }

@@ -298,3 +298,157 @@ func (s *Secret) Redacted() {
 		}
 	}
 }
+
+// SinkBinding is Knative's: the Functions, Services and Configurations its subject names get
+// K_SINK (the sink's URL) and K_CE_OVERRIDES in their environment, so their own code can send
+// events, through a new revision.
+type SinkBinding struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta        `json:"metadata"`
+	Spec     SinkBindingSpec   `json:"spec"`
+	Status   SinkBindingStatus `json:"status,omitzero"`
+}
+
+// SinkBindingSpec is Knative's.
+type SinkBindingSpec struct {
+	Subject     BindingSubject `json:"subject"`
+	Sink        Destination    `json:"sink"`
+	CEOverrides *CEOverrides   `json:"ceOverrides,omitempty"`
+}
+
+// BindingSubject names what is bound: a kind and a name, or a kind and a label selector.
+type BindingSubject struct {
+	APIVersion string         `json:"apiVersion,omitempty"`
+	Kind       string         `json:"kind"`
+	Name       string         `json:"name,omitempty"`
+	Selector   *LabelSelector `json:"selector,omitempty"`
+}
+
+// LabelSelector matches labels exactly.
+type LabelSelector struct {
+	MatchLabels map[string]string `json:"matchLabels,omitempty"`
+}
+
+// SinkBindingStatus reports the sink.
+type SinkBindingStatus struct {
+	ObservedGeneration int64       `json:"observedGeneration,omitempty"`
+	Conditions         []Condition `json:"conditions,omitempty"`
+	SinkURI            string      `json:"sinkUri,omitempty"`
+}
+
+// BindableKinds are the kinds a SinkBinding's subject may name.
+var BindableKinds = []string{"Function", "Service", "Configuration"}
+
+// Default fills in what a binding leaves out.
+func (b *SinkBinding) Default() {
+	if b.Metadata.Namespace == "" {
+		b.Metadata.Namespace = "default"
+	}
+}
+
+// Validate checks the binding.
+func (b *SinkBinding) Validate() error {
+	var errs FieldErrors
+	validateMeta(&errs, &b.Metadata)
+	known := false
+	for _, k := range BindableKinds {
+		known = known || b.Spec.Subject.Kind == k
+	}
+	if !known {
+		errs.add("spec.subject.kind", quote(b.Spec.Subject.Kind)+" cannot be bound: use Function, Service or Configuration")
+	}
+	switch {
+	case b.Spec.Subject.Name == "" && b.Spec.Subject.Selector == nil:
+		errs.add("spec.subject", "needs a name or a selector")
+	case b.Spec.Subject.Name != "" && b.Spec.Subject.Selector != nil:
+		errs.add("spec.subject", "takes a name or a selector, not both")
+	case b.Spec.Subject.Name != "" && !dnsLabel.MatchString(b.Spec.Subject.Name):
+		errs.add("spec.subject.name", quote(b.Spec.Subject.Name)+" is not a name")
+	}
+	validateDestination(&errs, "spec.sink", &b.Spec.Sink, true)
+	validateOverrides(&errs, "spec.ceOverrides", b.Spec.CEOverrides)
+	return errs.OrNil()
+}
+
+// Config is unused for bindings.
+func (b *SinkBinding) Config() WorkloadConfig { return WorkloadConfig{} }
+
+// Binds says whether the binding's subject is the object of that kind, name and labels.
+func (b *SinkBinding) Binds(kind, name string, labels map[string]string) bool {
+	s := b.Spec.Subject
+	if s.Kind != kind {
+		return false
+	}
+	if s.Name != "" {
+		return s.Name == name
+	}
+	for k, v := range s.Selector.MatchLabels {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// ContainerSource is Knative's: a long-running process of the user's that sends events to
+// K_SINK. In the embedded mode its container's command runs on the host (or its image
+// runs), in a sandbox like any instance, restarted when it exits.
+type ContainerSource struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta            `json:"metadata"`
+	Spec     ContainerSourceSpec   `json:"spec"`
+	Status   ContainerSourceStatus `json:"status,omitzero"`
+}
+
+// ContainerSourceSpec is Knative's: a pod template (its first container runs) and a sink.
+type ContainerSourceSpec struct {
+	Template    PodTemplate  `json:"template"`
+	Sink        Destination  `json:"sink"`
+	CEOverrides *CEOverrides `json:"ceOverrides,omitempty"`
+}
+
+// PodTemplate is the part of Kubernetes' PodTemplateSpec a container source uses.
+type PodTemplate struct {
+	Metadata ObjectMeta `json:"metadata,omitzero"`
+	Spec     struct {
+		Containers []Container `json:"containers"`
+	} `json:"spec"`
+}
+
+// ContainerSourceStatus reports the process.
+type ContainerSourceStatus struct {
+	ObservedGeneration int64       `json:"observedGeneration,omitempty"`
+	Conditions         []Condition `json:"conditions,omitempty"`
+	SinkURI            string      `json:"sinkUri,omitempty"`
+	PID                int         `json:"pid,omitempty"`
+	Restarts           int         `json:"restarts,omitempty"`
+	LastExit           string      `json:"lastExit,omitempty"`
+}
+
+// Default fills in what a container source leaves out.
+func (c *ContainerSource) Default() {
+	if c.Metadata.Namespace == "" {
+		c.Metadata.Namespace = "default"
+	}
+}
+
+// Validate checks the container source.
+func (c *ContainerSource) Validate() error {
+	var errs FieldErrors
+	validateMeta(&errs, &c.Metadata)
+	cs := c.Spec.Template.Spec.Containers
+	switch {
+	case len(cs) == 0:
+		errs.add("spec.template.spec.containers", "needs a container")
+	case len(cs) > 1:
+		errs.add("spec.template.spec.containers", "takes one container")
+	case cs[0].Image == "" && len(cs[0].Command) == 0:
+		errs.add("spec.template.spec.containers[0]", "needs an image or a command")
+	}
+	validateDestination(&errs, "spec.sink", &c.Spec.Sink, true)
+	validateOverrides(&errs, "spec.ceOverrides", c.Spec.CEOverrides)
+	return errs.OrNil()
+}
+
+// Config is unused for container sources: their process is not a workload.
+func (c *ContainerSource) Config() WorkloadConfig { return WorkloadConfig{} }

@@ -186,6 +186,9 @@ func (d *Driver) Start(ctx context.Context, spec runtime.InstanceSpec) (*runtime
 		inst.MarkExited(reason)
 	}()
 
+	if spec.NoListen {
+		return inst, nil
+	}
 	if err := waitReady(ctx, inst); err != nil {
 		_ = d.Stop(context.Background(), inst, 0)
 		return nil, d.startError(spec.Workload, inst, err)
