@@ -2,7 +2,7 @@
 # Installs what the examples and tests need beyond Go, gcc and make: a Python 3 and a Node.js
 # for the python and node runtimes; runc for the --oci-runtime tests (as root only: the OCI
 # runtime needs root anyway); and the queue servers the queue sources' tests start on their
-# own ports (redis-server, mosquitto). Already-installed tools are used as they are.
+# own ports (redis-server, mosquitto, rabbitmq-server). Already-installed tools are used as they are.
 set -euo pipefail
 missing=()
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
@@ -12,6 +12,7 @@ if [ "$(id -u)" -eq 0 ] && ! command -v runc >/dev/null 2>&1; then missing+=(run
 has() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 has redis-server || missing+=(redis-server)
 has mosquitto || missing+=(mosquitto)
+[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing+=(rabbitmq-server)
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "installing ${missing[*]} (needed by the runtimes, make run and the tests)" >&2
 if [ "$(id -u)" -ne 0 ]; then

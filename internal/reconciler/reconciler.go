@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -175,14 +176,18 @@ func (r *Reconciler) wake() {
 
 // Run watches the store until ctx ends.
 func (r *Reconciler) Run(ctx context.Context) error {
-	watches := map[string]<-chan store.Event{}
+	// One watch per kind this reconciler handles; select over all of them (reflect.Select:
+	// the list is long and grows with every kind).
+	plurals := []string{"functions", "revisions", "services", "configurations", "serving-routes", "runtimes", "brokers", "triggers",
+		"sequences", "parallels", "pingsources", "queuesources", "secrets", "routes", "sinkbindings", "containersources"}
+	cases := []reflect.SelectCase{{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())}}
 	initial := 0
-	for _, plural := range []string{"functions", "revisions", "services", "configurations", "serving-routes", "runtimes", "brokers", "triggers", "sequences", "parallels", "pingsources", "queuesources", "secrets", "routes", "sinkbindings", "containersources"} {
+	for _, plural := range plurals {
 		ch, err := r.store.Watch(ctx, plural, "")
 		if err != nil {
 			return err
 		}
-		watches[plural] = ch
+		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ch)})
 		initial += len(ch)
 	}
 	go r.writeStatusLoop(ctx)
@@ -197,44 +202,14 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		if initial <= 0 {
 			r.initialDone.Store(true)
 		}
-		var ev store.Event
-		var ok bool
-		var plural string
-		select {
-		case <-ctx.Done():
+		chosen, v, ok := reflect.Select(cases)
+		if chosen == 0 {
 			return nil
-		case ev, ok = <-watches["functions"]:
-			plural = "functions"
-		case ev, ok = <-watches["revisions"]:
-			plural = "revisions"
-		case ev, ok = <-watches["services"]:
-			plural = "services"
-		case ev, ok = <-watches["configurations"]:
-			plural = "configurations"
-		case ev, ok = <-watches["serving-routes"]:
-			plural = "serving-routes"
-		case ev, ok = <-watches["runtimes"]:
-			plural = "runtimes"
-		case ev, ok = <-watches["brokers"]:
-			plural = "brokers"
-		case ev, ok = <-watches["triggers"]:
-			plural = "triggers"
-		case ev, ok = <-watches["sequences"]:
-			plural = "sequences"
-		case ev, ok = <-watches["parallels"]:
-			plural = "parallels"
-		case ev, ok = <-watches["pingsources"]:
-			plural = "pingsources"
-		case ev, ok = <-watches["queuesources"]:
-			plural = "queuesources"
-		case ev, ok = <-watches["secrets"]:
-			plural = "secrets"
-		case ev, ok = <-watches["routes"]:
-			plural = "routes"
-		case ev, ok = <-watches["sinkbindings"]:
-			plural = "sinkbindings"
-		case ev, ok = <-watches["containersources"]:
-			plural = "containersources"
+		}
+		plural := plurals[chosen-1]
+		var ev store.Event
+		if ok {
+			ev = v.Interface().(store.Event)
 		}
 		if !ok {
 			return errors.New(plural + " watch closed")

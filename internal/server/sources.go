@@ -18,8 +18,10 @@ import (
 	"github.com/flickdev/flick/internal/sources/container"
 	"github.com/flickdev/flick/internal/sources/ping"
 	"github.com/flickdev/flick/internal/sources/queue"
+	kafkaqueue "github.com/flickdev/flick/internal/sources/queue/kafka"
 	mqttqueue "github.com/flickdev/flick/internal/sources/queue/mqtt"
 	natsqueue "github.com/flickdev/flick/internal/sources/queue/nats"
+	rabbitqueue "github.com/flickdev/flick/internal/sources/queue/rabbitmq"
 	redisqueue "github.com/flickdev/flick/internal/sources/queue/redis"
 	"github.com/flickdev/flick/internal/store"
 	"github.com/flickdev/flick/pkg/apis"
@@ -54,9 +56,11 @@ type queueSink struct {
 // queueDrivers are the queues QueueSources consume, by spec.type.
 func queueDrivers() map[string]queue.Opener {
 	return map[string]queue.Opener{
-		"nats":  natsqueue.Open,
-		"redis": redisqueue.Open,
-		"mqtt":  mqttqueue.Open,
+		"nats":     natsqueue.Open,
+		"redis":    redisqueue.Open,
+		"mqtt":     mqttqueue.Open,
+		"rabbitmq": rabbitqueue.Open,
+		"kafka":    kafkaqueue.Open,
 	}
 }
 

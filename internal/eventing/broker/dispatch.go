@@ -340,7 +340,12 @@ func (d *dispatch) deliver(ctx context.Context, to endpoint, e cevent) result {
 	if to.topic == "" {
 		return d.send(ctx, to.url, e)
 	}
-	t := d.m.topic(to.topic)
+	return d.m.publishTo(ctx, to, e)
+}
+
+// publishTo appends an event to a broker or channel of this manager.
+func (m *Manager) publishTo(ctx context.Context, to endpoint, e cevent) result {
+	t := m.topic(to.topic)
 	if t == nil {
 		return result{code: http.StatusNotFound, err: fmt.Errorf("%s does not exist", to.url)}
 	}
@@ -450,11 +455,8 @@ func (m *Manager) Call(ctx context.Context, ns string, dest apis.Destination, at
 		return Answer{}, fmt.Errorf("invalid event: %w", err)
 	}
 	if ep.topic != "" {
-		d := &dispatch{m: m}
-		if r := d.deliver(ctx, ep, e); !r.ok() {
-			return Answer{Code: r.code}, r.err
-		}
-		return Answer{Code: http.StatusAccepted}, nil
+		r := m.publishTo(ctx, ep, e)
+		return Answer{Code: r.code}, r.err
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
