@@ -41,6 +41,7 @@ bench: build examples
 	$(GO) run ./bench/sandbox
 	$(GO) run ./bench/eventlog
 	$(GO) run ./bench/eventing -flick $(BIN)
+	$(GO) run ./bench/queues -flick $(BIN)
 	$(GO) run ./bench/split -flick $(BIN)
 	$(GO) run ./bench/burst -flick $(BIN)
 	$(GO) run ./bench/datapath -flick $(BIN)

@@ -23,12 +23,14 @@ cat <<MSG
 
 Flick is running. Try:
   curl http://127.0.0.1:$port/function/hello-python?name=you
+  curl http://127.0.0.1:$port/hello/route      # an HTTP route with a path parameter: $bin get routes
   curl -H 'Host: hello-go.default.localhost' http://127.0.0.1:$port/
   curl http://hello-node.default.localhost:$port/      # *.localhost resolves to 127.0.0.1 on most systems
   curl http://127.0.0.1:$port/function/hello-binary
   curl -H 'Host: counter.default.localhost' http://127.0.0.1:$port/
   curl -i http://127.0.0.1:$port/brokers/default/default -H 'Ce-Specversion: 1.0' -H 'Ce-Id: 1' -H 'Ce-Type: com.example.greeting' -H 'Ce-Source: /curl' -d '{"hello": "events"}'
       # a CloudEvent to the broker; the trigger sends it to event-display: $bin logs event-display
+      # (a PingSource sends one there every minute too: $bin get sources)
   curl -i -X POST http://127.0.0.1:$port/async-function/hello-python -d 'later'
       # an asynchronous call (202 and X-Call-Id): $bin calls list
 CLI (in another shell, same machine):

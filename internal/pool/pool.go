@@ -376,8 +376,14 @@ func (d *Driver) Start(ctx context.Context, spec runtime.InstanceSpec) (*runtime
 		d.giveBack(w, inst)
 		return nil, err
 	}
+	// The warm instance itself failed (it died, or does not answer): the request is not its
+	// business. It goes, and the function starts an instance of its own instead.
 	d.inner.Stop(context.Background(), inst, 0)
-	return nil, fmt.Errorf("specialize %s instance %s: %w", spec.Specialize.Runtime, inst.ID, err)
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("specialize %s instance %s: %w", spec.Specialize.Runtime, inst.ID, err)
+	}
+	d.log.Warn("a warm instance failed to specialize; starting the function's own", "runtime", spec.Specialize.Runtime, "instance", inst.ID, "err", err)
+	return d.startOwn(ctx, spec)
 }
 
 // startOwn starts an instance of its own (no warm one serves it), timing the start.

@@ -58,6 +58,9 @@ func TestExamples(t *testing.T) {
 		if r.code != 200 || !strings.Contains(r.body, `"service":"counter"`) {
 			t.Errorf("%s: counter answered %d %q", phase, r.code, r.body)
 		}
+		if r := s.get("", "/hello/route"); r.code != 200 || strings.TrimSpace(r.body) != "Hello, route, from Python!" {
+			t.Errorf("%s: the hello route answered %d %q", phase, r.code, r.body)
+		}
 	}
 	check("first start")
 

@@ -7,7 +7,8 @@
 // one that is a library (Kafka's kfake) would run inside the test and implement Server itself.
 // A missing program fails the test with a pointer to scripts/deps.sh: it is never skipped.
 //
-// It is for tests only and must never be imported by the flick binary or any non-test code.
+// It is for tests and the benchmark programs (bench/, through StartRedis and StartMosquitto
+// in program.go) only, and must never be imported by the flick binary.
 package servers
 
 import (
