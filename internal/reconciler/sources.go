@@ -53,21 +53,32 @@ type PingProgress struct {
 	LastError       error
 }
 
-// handlePingSource starts, updates or stops a ping source.
-func (r *Reconciler) handlePingSource(ev store.Event) {
+// changed is the object of a store event that needs reconciling: nil for a deletion (after
+// onDelete ran) and for our own status writes, which leave the generation alone.
+func changed(ev store.Event, onDelete func(ns, name string)) apis.Object {
 	res := ev.Object
-	ns, name := res.Metadata.Namespace, res.Metadata.Name
 	if ev.Type == store.Deleted {
-		r.Sources.DeletePing(ns, name)
-		return
+		onDelete(res.Metadata.Namespace, res.Metadata.Name)
+		return nil
 	}
 	if ev.Type == store.Modified && !generationChanged(res) {
-		return // our own status write
+		return nil
 	}
 	obj, err := apis.Decode(res)
 	if err != nil {
+		return nil
+	}
+	return obj
+}
+
+// handlePingSource starts, updates or stops a ping source.
+func (r *Reconciler) handlePingSource(ev store.Event) {
+	obj := changed(ev, r.Sources.DeletePing)
+	if obj == nil {
 		return
 	}
+	res := ev.Object
+	ns, name := res.Metadata.Namespace, res.Metadata.Name
 	p := obj.(*apis.PingSource)
 	var prev apis.PingSourceStatus
 	_ = jsonUnmarshal(res.Status, &prev)
@@ -259,19 +270,12 @@ func (r *Reconciler) refreshQueueStatus() {
 
 // handleContainerSource starts, replaces or stops a container source's process.
 func (r *Reconciler) handleContainerSource(ev store.Event) {
+	obj := changed(ev, r.Sources.DeleteContainer)
+	if obj == nil {
+		return
+	}
 	res := ev.Object
 	ns, name := res.Metadata.Namespace, res.Metadata.Name
-	if ev.Type == store.Deleted {
-		r.Sources.DeleteContainer(ns, name)
-		return
-	}
-	if ev.Type == store.Modified && !generationChanged(res) {
-		return // our own status write
-	}
-	obj, err := apis.Decode(res)
-	if err != nil {
-		return
-	}
 	cs := obj.(*apis.ContainerSource)
 	var prev apis.ContainerSourceStatus
 	_ = jsonUnmarshal(res.Status, &prev)

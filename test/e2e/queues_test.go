@@ -14,6 +14,7 @@ import (
 	kafkaqueue "github.com/flickdev/flick/internal/sources/queue/kafka"
 	mqttqueue "github.com/flickdev/flick/internal/sources/queue/mqtt"
 	"github.com/flickdev/flick/internal/sources/queue/queuetest/servers"
+	rabbitqueue "github.com/flickdev/flick/internal/sources/queue/rabbitmq"
 	redisqueue "github.com/flickdev/flick/internal/sources/queue/redis"
 )
 
@@ -33,6 +34,7 @@ func TestQueueSources(t *testing.T) {
 	}{
 		{"redis", func(t *testing.T) servers.Server { return servers.Redis(t) }, redisqueue.Open, true},
 		{"mqtt", func(t *testing.T) servers.Server { return servers.Mosquitto(t) }, mqttqueue.Open, true},
+		{"rabbitmq", func(t *testing.T) servers.Server { return servers.RabbitMQ(t) }, rabbitqueue.Open, true},
 		{"kafka", func(t *testing.T) servers.Server { return kafkaCluster(t, "in-up", "in-bad", "answers", "failures") }, kafkaqueue.Open, false},
 	}
 	s := startServer(t, "")

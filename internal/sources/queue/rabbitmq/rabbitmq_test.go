@@ -3,7 +3,6 @@ package rabbitmq
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -16,11 +15,19 @@ import (
 
 	"github.com/flickdev/flick/internal/sources/queue"
 	"github.com/flickdev/flick/internal/sources/queue/queuetest"
+	"github.com/flickdev/flick/internal/sources/queue/queuetest/servers"
 )
 
 // rabbit is the package's RabbitMQ node, started once by TestMain: a node takes seconds
-// to boot.
-var rabbit *rabbitServer
+// to boot. Its only user is rabbitUser, with a password that an error showing it would
+// give away; rabbitURL carries them.
+var (
+	rabbit     servers.Server
+	rabbitURL  string
+	rabbitPass = "pw-" + strconv.Itoa(os.Getpid()) + "-s3cret"
+)
+
+const rabbitUser = "flick"
 
 func TestMain(m *testing.M) { os.Exit(runTests(m)) }
 
@@ -31,17 +38,13 @@ func runTests(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	s, err := newRabbitServer(dir)
+	rabbit, err = servers.StartRabbitMQ(dir, "default_user = "+rabbitUser, "default_pass = "+rabbitPass)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "rabbitmq tests:", err)
 		return 1
 	}
-	defer s.cleanup()
-	if err := s.start(context.Background()); err != nil {
-		fmt.Fprintln(os.Stderr, "rabbitmq tests:", err)
-		return 1
-	}
-	rabbit = s
+	defer rabbit.Stop()
+	rabbitURL = servers.WithUser(rabbit.URL(), rabbitUser, rabbitPass)
 	return m.Run()
 }
 
@@ -52,7 +55,7 @@ func newTopic(t *testing.T) string {
 }
 
 func TestContract(t *testing.T) {
-	queuetest.Run(t, queuetest.Setup{Open: Open, URL: rabbit.URL(), NewTopic: newTopic, Headers: true})
+	queuetest.Run(t, queuetest.Setup{Open: Open, URL: rabbitURL, NewTopic: newTopic, Headers: true})
 }
 
 func open(t *testing.T, cfg queue.Config) *Driver {
@@ -121,7 +124,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // A message that keeps failing comes back after the nack delay, not in a hot loop.
 func TestFailingMessageIsNotRequeuedHot(t *testing.T) {
 	topic := newTopic(t)
-	d := open(t, queue.Config{URL: rabbit.URL(), Topic: topic, Concurrency: 1})
+	d := open(t, queue.Config{URL: rabbitURL, Topic: topic, Concurrency: 1})
 	publish(t, d, topic, "poison")
 	var r recorder
 	ctx, cancel := context.WithCancel(t.Context())
@@ -142,28 +145,25 @@ func TestFailingMessageIsNotRequeuedHot(t *testing.T) {
 }
 
 func TestCredentials(t *testing.T) {
-	host := net.JoinHostPort("127.0.0.1", strconv.Itoa(rabbit.port))
+	host := rabbit.Addr()
 	topic := newTopic(t)
 	ctx := t.Context()
 
 	// Config's credentials, and they win over the URL's.
 	for _, u := range []string{"amqp://" + host + "/", "amqp://flick:url-wrong-pw@" + host + "/"} {
-		d := open(t, queue.Config{URL: u, Topic: topic, Username: rabbit.user, Password: rabbit.pass})
+		d := open(t, queue.Config{URL: u, Topic: topic, Username: rabbitUser, Password: rabbitPass})
 		if _, err := d.Lag(ctx); err != nil {
 			t.Errorf("Lag with Config's credentials over %s: %v", u, err)
 		}
 	}
 
-	closedPort, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
+	closedPort := servers.FreePort(t)
 	for _, c := range []struct {
 		name, url, user, pass, secret string
 	}{
-		{"wrong password in Config", "amqp://" + host + "/", rabbit.user, "config-wrong-pw", "config-wrong-pw"},
+		{"wrong password in Config", "amqp://" + host + "/", rabbitUser, "config-wrong-pw", "config-wrong-pw"},
 		{"wrong password in the URL", "amqp://flick:url-wrong-pw@" + host + "/", "", "", "url-wrong-pw"},
-		{"no server", "amqp://flick:" + rabbit.pass + "@127.0.0.1:" + strconv.Itoa(closedPort) + "/", "", "", rabbit.pass},
+		{"no server", "amqp://flick:" + rabbitPass + "@127.0.0.1:" + strconv.Itoa(closedPort) + "/", "", "", rabbitPass},
 	} {
 		_, err := Open(ctx, queue.Config{URL: c.url, Topic: topic, Username: c.user, Password: c.pass})
 		if err == nil {
@@ -183,7 +183,7 @@ func TestCredentials(t *testing.T) {
 // again and the messages that were not acknowledged come back, the acknowledged ones not.
 func TestConnectionLoss(t *testing.T) {
 	topic := newTopic(t)
-	d := open(t, queue.Config{URL: rabbit.URL(), Topic: topic, Concurrency: 1})
+	d := open(t, queue.Config{URL: rabbitURL, Topic: topic, Concurrency: 1})
 	publish(t, d, topic, "m0", "m1", "m2", "m3", "m4", "m5")
 
 	// m0 to m2 are acknowledged; m3's handle is under way when the server stops. With a
@@ -206,15 +206,13 @@ func TestConnectionLoss(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("m3 never arrived")
 	}
-	if err := rabbit.stop(); err != nil {
-		t.Fatal(err)
-	}
+	rabbit.Stop()
 	select {
 	case err := <-done:
 		if err == nil {
 			t.Fatal("Consume returned nil when the server stopped, want an error")
 		}
-		if strings.Contains(err.Error(), rabbit.pass) {
+		if strings.Contains(err.Error(), rabbitPass) {
 			t.Errorf("the error shows the password: %v", err)
 		}
 		t.Logf("Consume returned %v", err)
@@ -222,9 +220,7 @@ func TestConnectionLoss(t *testing.T) {
 		t.Fatal("Consume did not return within 30s of the server stopping")
 	}
 
-	if err := rabbit.start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	rabbit.Start()
 	var again recorder
 	ctx, cancel := context.WithCancel(t.Context())
 	done = make(chan error, 1)

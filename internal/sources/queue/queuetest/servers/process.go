@@ -14,7 +14,7 @@ import (
 	"time"
 )
 
-// How long a server may take to accept connections, and to stop on SIGTERM.
+// How long a server may take, unless it says otherwise, to be ready and to stop on SIGTERM.
 const (
 	startTimeout = 10 * time.Second
 	stopTimeout  = 10 * time.Second
@@ -22,15 +22,29 @@ const (
 
 // process is a server program run by a test: its port, configuration and data directory
 // stay the same across Kill and Start.
+//
+// It runs in a process group of its own, so that Kill reaches every process of a server
+// that is more than one (rabbitmq-server is a script over the Erlang VM); and it gets
+// SIGTERM when the test binary dies without running its cleanups (a -timeout panic), so it
+// does not outlive the test.
 type process struct {
 	tb   testing.TB
 	name string // the program's name, for messages
 	bin  string
 	args []string
-	dir  string // the working directory, holding the configuration, data and logs
+	env  []string // the server's environment; nil for the test's
+	dir  string   // the working directory, holding the configuration, data and logs
 	port int
 	url  string
 	logs []string // files the server logs to besides its output, shown when it fails
+
+	startTimeout, stopTimeout time.Duration
+	// ready says whether the server is up; nil means once it accepts a TCP connection on
+	// its port.
+	ready func() error
+	// ended, if set, is called each time the server has ended (by Kill, Stop or a failed
+	// Start), to end what it left running outside its process group.
+	ended func()
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd     // nil before the first Start
@@ -41,7 +55,10 @@ type process struct {
 // directory; the caller completes its args, url and logs, then calls run.
 func newProcess(tb testing.TB, name string) *process {
 	tb.Helper()
-	return &process{tb: tb, name: name, bin: binary(tb, name), dir: tb.TempDir(), port: FreePort(tb)}
+	return &process{
+		tb: tb, name: name, bin: binary(tb, name), dir: tb.TempDir(), port: FreePort(tb),
+		startTimeout: startTimeout, stopTimeout: stopTimeout,
+	}
 }
 
 // writeFile writes a file of the server's configuration, a line each, into its directory
@@ -86,7 +103,9 @@ func (p *process) Start() {
 	defer out.Close() // the child has its own copy
 	cmd := exec.Command(p.bin, p.args...)
 	cmd.Dir = p.dir
+	cmd.Env = p.env
 	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		p.tb.Fatalf("start %s: %v", p.bin, err)
 	}
@@ -102,13 +121,16 @@ func (p *process) Start() {
 	}
 }
 
-// waitReady waits until the server accepts a connection on its port.
+// waitReady waits until the server is ready: p.ready, or accepting a connection on its port.
 func (p *process) waitReady() error {
-	deadline := time.Now().Add(startTimeout)
+	ready := p.ready
+	if ready == nil {
+		ready = p.accepts
+	}
+	deadline := time.Now().Add(p.startTimeout)
 	for {
-		c, err := net.DialTimeout("tcp", p.Addr(), time.Second)
+		err := ready()
 		if err == nil {
-			c.Close()
 			return nil
 		}
 		select {
@@ -117,9 +139,18 @@ func (p *process) waitReady() error {
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s did not accept connections on %s within %s", p.name, p.Addr(), startTimeout)
+			return fmt.Errorf("%s on %s was not ready within %s: %v", p.name, p.Addr(), p.startTimeout, err)
 		}
 	}
+}
+
+// accepts says whether the server accepts a TCP connection on its port.
+func (p *process) accepts() error {
+	c, err := net.DialTimeout("tcp", p.Addr(), time.Second)
+	if err != nil {
+		return err
+	}
+	return c.Close()
 }
 
 func (p *process) Kill() {
@@ -135,18 +166,29 @@ func (p *process) Stop() {
 }
 
 // end sends the server sig and waits until it has exited, killing it if it takes longer
-// than stopTimeout. p.mu is held.
+// than stopTimeout. SIGKILL goes to its whole process group; SIGTERM to the program we
+// started, which stops the rest (rabbitmq-server's script passes it on to the VM and waits
+// for it). Whatever is left in the group afterwards is killed. p.mu is held.
 func (p *process) end(sig syscall.Signal) {
 	if !p.running() {
 		return
 	}
-	p.cmd.Process.Signal(sig)
+	group := -p.cmd.Process.Pid
+	if sig == syscall.SIGKILL {
+		syscall.Kill(group, sig)
+	} else {
+		p.cmd.Process.Signal(sig)
+	}
 	select {
 	case <-p.exited:
-	case <-time.After(stopTimeout):
-		p.tb.Logf("%s did not exit within %s of %s; killing it", p.name, stopTimeout, sig)
-		p.cmd.Process.Kill()
+	case <-time.After(p.stopTimeout):
+		p.tb.Logf("%s did not exit within %s of %s; killing it", p.name, p.stopTimeout, sig)
+		syscall.Kill(group, syscall.SIGKILL)
 		<-p.exited
+	}
+	syscall.Kill(group, syscall.SIGKILL)
+	if p.ended != nil {
+		p.ended()
 	}
 }
 

@@ -19,6 +19,13 @@ func StartMosquitto(dir string, config ...string) (Server, error) {
 	return startProgram(dir, func(tb testing.TB) Server { return Mosquitto(tb, config...) })
 }
 
+// StartRabbitMQ is RabbitMQ for programs that are not tests, as StartRedis is Redis; a
+// package's TestMain uses it to share one node between its tests, since a node takes seconds
+// to boot. Stop also stops the node's epmd.
+func StartRabbitMQ(dir string, config ...string) (Server, error) {
+	return startProgram(dir, func(tb testing.TB) Server { return RabbitMQ(tb, config...) })
+}
+
 // startProgram runs a test constructor with a programTB, turning its failure into an error.
 func startProgram(dir string, start func(testing.TB) Server) (srv Server, err error) {
 	defer func() {

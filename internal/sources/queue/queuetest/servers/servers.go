@@ -3,12 +3,13 @@
 // free local port, with its data in a temporary directory that survives restarts, so a test
 // can crash a server under its clients and bring it back.
 //
-// A server that is a program (redis-server, mosquitto) runs as a child process (process.go);
-// one that is a library (Kafka's kfake) would run inside the test and implement Server itself.
-// A missing program fails the test with a pointer to scripts/deps.sh: it is never skipped.
+// A server that is a program (redis-server, mosquitto, rabbitmq-server) runs as a child
+// process (process.go); one that is a library (Kafka's kfake) would run inside the test and
+// implement Server itself. A missing program fails the test with a pointer to
+// scripts/deps.sh: it is never skipped.
 //
-// It is for tests and the benchmark programs (bench/, through StartRedis and StartMosquitto
-// in program.go) only, and must never be imported by the flick binary.
+// It is for tests, TestMain functions and the benchmark programs (bench/), the last two
+// through the Start functions in program.go, and must never be imported by the flick binary.
 package servers
 
 import (
@@ -17,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -26,7 +28,8 @@ import (
 // is shown then if the test failed.
 type Server interface {
 	// URL is the server's address for a queue.Config, without credentials:
-	// redis://127.0.0.1:PORT/0, mqtt://127.0.0.1:PORT. It stays the same across restarts.
+	// redis://127.0.0.1:PORT/0, mqtt://127.0.0.1:PORT, amqp://127.0.0.1:PORT/. It stays the
+	// same across restarts.
 	URL() string
 	// Addr is the host:port the server listens on, for clients that take no URL.
 	Addr() string
@@ -66,19 +69,32 @@ func FreePort(tb testing.TB) int {
 // sbin are the directories outside a user's PATH where Debian installs servers.
 var sbin = []string{"/usr/sbin", "/usr/local/sbin"}
 
-// binary finds a server program on PATH or in sbin, and fails the test when it is not
+// binary finds a server program in dirs (where a package keeps the program itself when
+// PATH has a wrapper, or none), on PATH or in sbin, and fails the test when it is not
 // installed.
-func binary(tb testing.TB, name string) string {
+func binary(tb testing.TB, name string, dirs ...string) string {
 	tb.Helper()
+	if p := executableIn(name, dirs); p != "" {
+		return p
+	}
 	if p, err := exec.LookPath(name); err == nil {
 		return p
 	}
-	for _, dir := range sbin {
+	if p := executableIn(name, sbin); p != "" {
+		return p
+	}
+	where := "not on PATH nor in " + strings.Join(slices.Concat(dirs, sbin), " nor ")
+	tb.Fatalf("%s is not installed (%s): run scripts/deps.sh to install the test dependencies", name, where)
+	return ""
+}
+
+// executableIn is the path of the first executable file name in dirs, or "".
+func executableIn(name string, dirs []string) string {
+	for _, dir := range dirs {
 		p := filepath.Join(dir, name)
 		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
 			return p
 		}
 	}
-	tb.Fatalf("%s is not installed (not on PATH nor in %s): run scripts/deps.sh to install the test dependencies", name, strings.Join(sbin, " nor "))
 	return ""
 }

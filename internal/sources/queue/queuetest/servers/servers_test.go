@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	amqp "github.com/rabbitmq/amqp091-go"
 	goredis "github.com/redis/go-redis/v9"
 )
 
@@ -66,6 +67,62 @@ func TestMosquittoConfig(t *testing.T) {
 	if err := mqttConnect(t, closed.Addr(), "flick", "pw"); err != nil {
 		t.Errorf("connect with the password: %v", err)
 	}
+}
+
+// TestRabbitMQKill: the test's config replaces the default user, Kill really kills the node,
+// and a durable queue's persistent message that was confirmed before the Kill is there
+// after Start, on the same URL.
+func TestRabbitMQKill(t *testing.T) {
+	srv := RabbitMQ(t, "default_user = flick", "default_pass = pw")
+	if want := "amqp://" + srv.Addr() + "/"; srv.URL() != want {
+		t.Errorf("URL %q, want %q", srv.URL(), want)
+	}
+	if conn, err := amqp.Dial(srv.URL()); err == nil {
+		conn.Close()
+		t.Error("guest logged in, want only the config's user")
+	}
+	ch := amqpChannel(t, WithUser(srv.URL(), "flick", "pw"))
+	if _, err := ch.QueueDeclare("kept", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	confirm, err := ch.PublishWithDeferredConfirmWithContext(t.Context(), "", "kept", false, false,
+		amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte("m")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := confirm.WaitContext(t.Context()); !ok || err != nil {
+		t.Fatalf("publish not confirmed: %v, %v", ok, err)
+	}
+
+	srv.Kill()
+	if c, err := net.Dial("tcp", srv.Addr()); err == nil {
+		c.Close()
+		t.Fatal("the node still accepts connections after Kill")
+	}
+	srv.Kill() // a second time does nothing
+	srv.Start()
+	ch = amqpChannel(t, WithUser(srv.URL(), "flick", "pw"))
+	if m, ok, err := ch.Get("kept", true); !ok || string(m.Body) != "m" {
+		t.Errorf("after Kill and Start: get from kept = %q, %v, %v; want m", m.Body, ok, err)
+	}
+}
+
+// amqpChannel is a channel on a new connection to url, closed when the test ends.
+func amqpChannel(t *testing.T, url string) *amqp.Channel {
+	t.Helper()
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch
 }
 
 func mqttConnect(t *testing.T, addr, username, password string) error {
