@@ -5,7 +5,6 @@ package loadgen
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/flickdev/flick/internal/freeport"
 	"github.com/flickdev/flick/pkg/client"
 )
 
@@ -166,12 +166,11 @@ func FmtDur(d time.Duration) string {
 
 // FreeAddr returns a free loopback address.
 func FreeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr()
 	if err != nil {
 		panic(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 // NumCPU counts the machine's processors.

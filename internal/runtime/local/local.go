@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/flickdev/flick/internal/freeport"
 	"github.com/flickdev/flick/internal/logs"
 	"github.com/flickdev/flick/internal/runtime"
 	"github.com/flickdev/flick/internal/sandbox"
@@ -401,14 +402,9 @@ func startTick(pid int) uint64 {
 	return v
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+// freePort is a port for an instance to listen on (below the ephemeral range, which the
+// machine's outgoing connections draw from).
+func freePort() (int, error) { return freeport.Pick() }
 
 // instanceID is a name plus a random suffix, like a pod name.
 func instanceID(name string) string {

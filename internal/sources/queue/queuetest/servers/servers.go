@@ -13,7 +13,6 @@
 package servers
 
 import (
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -21,6 +20,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/flickdev/flick/internal/freeport"
 )
 
 // Server is a queue server a test started on a free local port, with its data in a
@@ -58,12 +59,11 @@ func WithUser(rawURL, username, password string) string {
 // for a client to find closed.
 func FreePort(tb testing.TB) int {
 	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Pick()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 // sbin are the directories outside a user's PATH where Debian installs servers.
