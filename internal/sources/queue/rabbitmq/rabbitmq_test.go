@@ -2,12 +2,11 @@ package rabbitmq
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -54,196 +53,44 @@ func newTopic(t *testing.T) string {
 	return "flick." + name + "." + strconv.FormatInt(time.Now().UnixNano(), 36)
 }
 
+// setup reaches the package's node as rabbitUser.
+func setup() queuetest.Setup {
+	return queuetest.Setup{Open: Open, URL: rabbitURL, NewTopic: newTopic, Headers: true, LagOmitsUnderWay: true}
+}
+
 func TestContract(t *testing.T) {
-	queuetest.Run(t, queuetest.Setup{Open: Open, URL: rabbitURL, NewTopic: newTopic, Headers: true})
-}
-
-func open(t *testing.T, cfg queue.Config) *Driver {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	d, err := Open(ctx, cfg)
-	if err != nil {
-		t.Fatalf("open: %v", err)
-	}
-	t.Cleanup(func() { d.Close() })
-	return d.(*Driver)
-}
-
-func publish(t *testing.T, d queue.Driver, topic string, bodies ...string) {
-	t.Helper()
-	for _, b := range bodies {
-		if err := d.Publish(t.Context(), topic, queue.Message{Body: []byte(b)}); err != nil {
-			t.Fatalf("publish %s: %v", b, err)
-		}
-	}
-}
-
-// recorder is a handler that keeps what it handled.
-type recorder struct {
-	mu      sync.Mutex
-	handled []string
-	tries   map[string]int
-}
-
-func (r *recorder) bodies() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]string(nil), r.handled...)
-}
-
-func (r *recorder) handle(fail func(body string) error) queue.Handler {
-	return func(ctx context.Context, m queue.Message) error {
-		r.mu.Lock()
-		if r.tries == nil {
-			r.tries = map[string]int{}
-		}
-		r.tries[string(m.Body)]++
-		r.mu.Unlock()
-		if err := fail(string(m.Body)); err != nil {
-			return err
-		}
-		r.mu.Lock()
-		r.handled = append(r.handled, string(m.Body))
-		r.mu.Unlock()
-		return nil
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within 20s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	queuetest.Run(t, setup())
 }
 
 // A message that keeps failing comes back after the nack delay, not in a hot loop.
 func TestFailingMessageIsNotRequeuedHot(t *testing.T) {
 	topic := newTopic(t)
-	d := open(t, queue.Config{URL: rabbitURL, Topic: topic, Concurrency: 1})
-	publish(t, d, topic, "poison")
-	var r recorder
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() {
-		done <- d.Consume(ctx, r.handle(func(string) error { return fmt.Errorf("not now") }))
-	}()
+	d := queuetest.Open(t, Open, queue.Config{URL: rabbitURL, Topic: topic, Concurrency: 1})
+	queuetest.Publish(t, d, topic, 1)
+	c := queuetest.Consume(t, d, func(context.Context, queue.Message, int) error { return errors.New("not now") })
 	time.Sleep(3*nackDelay + nackDelay/2)
-	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("Consume = %v after its context ended, want nil", err)
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if n := r.tries["poison"]; n < 2 || n > 4 {
+	c.Halt(t)
+	if n := c.Tries(queuetest.Body(0)); n < 2 || n > 4 {
 		t.Errorf("a failing message was tried %d times in %v, want 2 to 4 (one per %v)", n, 3*nackDelay+nackDelay/2, nackDelay)
 	}
 }
 
+// TestCredentials: credentials in the URL or in Config (which override the URL's) reach
+// the node, and no error quotes a password, nor does one where no server listens.
 func TestCredentials(t *testing.T) {
-	host := rabbit.Addr()
-	topic := newTopic(t)
-	ctx := t.Context()
-
-	// Config's credentials, and they win over the URL's.
-	for _, u := range []string{"amqp://" + host + "/", "amqp://flick:url-wrong-pw@" + host + "/"} {
-		d := open(t, queue.Config{URL: u, Topic: topic, Username: rabbitUser, Password: rabbitPass})
-		if _, err := d.Lag(ctx); err != nil {
-			t.Errorf("Lag with Config's credentials over %s: %v", u, err)
-		}
-	}
-
-	closedPort := servers.FreePort(t)
-	for _, c := range []struct {
-		name, url, user, pass, secret string
-	}{
-		{"wrong password in Config", "amqp://" + host + "/", rabbitUser, "config-wrong-pw", "config-wrong-pw"},
-		{"wrong password in the URL", "amqp://flick:url-wrong-pw@" + host + "/", "", "", "url-wrong-pw"},
-		{"no server", "amqp://flick:" + rabbitPass + "@127.0.0.1:" + strconv.Itoa(closedPort) + "/", "", "", rabbitPass},
-	} {
-		_, err := Open(ctx, queue.Config{URL: c.url, Topic: topic, Username: c.user, Password: c.pass})
-		if err == nil {
-			t.Errorf("%s: Open succeeded", c.name)
-			continue
-		}
-		if strings.Contains(err.Error(), c.secret) {
-			t.Errorf("%s: the error shows the password: %v", c.name, err)
-		}
-		if !strings.Contains(err.Error(), "127.0.0.1:") {
-			t.Errorf("%s: the error does not name the server: %v", c.name, err)
-		}
-	}
+	s := setup()
+	s.URL = rabbit.URL()
+	queuetest.Credentials(t, s, rabbitUser, rabbitPass)
 }
 
-// When the server stops, Consume returns an error; once it is back, the driver dials
-// again and the messages that were not acknowledged come back, the acknowledged ones not.
+// TestConnectionLoss: when the node stops, Consume returns an error; once it is back, the
+// driver dials again and the messages that were not acknowledged come back, in order, the
+// acknowledged ones not. The node is shared, so it is stopped rather than killed. With a
+// prefetch of one, a message arrives only once the server has the previous one's ack.
 func TestConnectionLoss(t *testing.T) {
-	topic := newTopic(t)
-	d := open(t, queue.Config{URL: rabbitURL, Topic: topic, Concurrency: 1})
-	publish(t, d, topic, "m0", "m1", "m2", "m3", "m4", "m5")
-
-	// m0 to m2 are acknowledged; m3's handle is under way when the server stops. With a
-	// prefetch of one, m3 arrives only once the server has m2's ack.
-	var r recorder
-	reached := make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		done <- d.Consume(t.Context(), func(ctx context.Context, m queue.Message) error {
-			if string(m.Body) != "m3" {
-				return r.handle(func(string) error { return nil })(ctx, m)
-			}
-			close(reached)
-			<-ctx.Done()
-			return ctx.Err()
-		})
-	}()
-	select {
-	case <-reached:
-	case <-time.After(20 * time.Second):
-		t.Fatal("m3 never arrived")
-	}
-	rabbit.Stop()
-	select {
-	case err := <-done:
-		if err == nil {
-			t.Fatal("Consume returned nil when the server stopped, want an error")
-		}
-		if strings.Contains(err.Error(), rabbitPass) {
-			t.Errorf("the error shows the password: %v", err)
-		}
-		t.Logf("Consume returned %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("Consume did not return within 30s of the server stopping")
-	}
-
-	rabbit.Start()
-	var again recorder
-	ctx, cancel := context.WithCancel(t.Context())
-	done = make(chan error, 1)
-	go func() { done <- d.Consume(ctx, again.handle(func(string) error { return nil })) }()
-	waitFor(t, "m3, m4 and m5 after the restart", func() bool { return len(again.bodies()) >= 3 })
-	time.Sleep(500 * time.Millisecond) // an acknowledged message coming back would show now
-	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("Consume = %v after its context ended, want nil", err)
-	}
-	got := again.bodies()
-	slices.Sort(got)
-	if strings.Join(got, ",") != "m3,m4,m5" {
-		t.Errorf("after the restart got %v, want [m3 m4 m5]", got)
-	}
-	if first := r.bodies(); strings.Join(first, ",") != "m0,m1,m2" {
-		t.Errorf("before the stop handled %v, want [m0 m1 m2]", first)
-	}
-	// Publishing works on the new connection too.
-	publish(t, d, topic, "m6")
-	if n, err := d.Lag(t.Context()); err != nil || n != 1 {
-		t.Errorf("Lag = %d, %v after publishing one more; want 1", n, err)
-	}
+	queuetest.ConnectionLoss(t, setup(), queuetest.Outage{
+		Kill: rabbit.Stop, Restart: rabbit.Start, Concurrency: 1, Notice: 30 * time.Second,
+	})
 }
 
 func TestMessageFromDelivery(t *testing.T) {
