@@ -219,6 +219,12 @@ func (rt *Router) servePath(w http.ResponseWriter, r *http.Request, host string)
 		WriteError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s %s: the route takes %s", r.Method, r.URL.Path, strings.Join(allowed, ", ")))
 		return true
 	}
+	// Parameters come from the path only: a client's own headers of those names go.
+	for k := range r.Header {
+		if strings.HasPrefix(k, "X-Flick-Param-") || strings.HasPrefix(k, "X-Fission-Params-") {
+			delete(r.Header, k)
+		}
+	}
 	for _, prm := range params {
 		name := textproto.CanonicalMIMEHeaderKey(prm.Name)
 		r.Header["X-Flick-Param-"+name] = []string{prm.Value}

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +28,17 @@ def handle(req):
 	})
 	if r := s.get("anything.example", "/api/users/42"); r.code != 200 || r.body != "users GET /api/users/42 id=42" {
 		t.Errorf("GET /api/users/42: %d %q", r.code, r.body)
+	}
+	req, _ := http.NewRequest("GET", "http://"+s.data+"/ab/x", nil)
+	req.Header.Set("X-Flick-Param-Id", "forged")
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	} else {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(body), "forged") {
+			t.Errorf("a client's own X-Flick-Param-Id reached the function: %q", body)
+		}
 	}
 	if r := s.do("POST", "anything.example", "/api/users/42", strings.NewReader("x")); r.code != 405 || !strings.Contains(r.body, "GET") {
 		t.Errorf("POST /api/users/42: %d %q, want 405 naming GET", r.code, r.body)
