@@ -98,7 +98,7 @@ func newGetCmd(o *options) *cobra.Command {
 				}
 			default:
 				if len(items) == 0 {
-					fmt.Fprintf(cmd.ErrOrStderr(), "no %s found\n", k.RESTPlural())
+					fmt.Fprintf(cmd.ErrOrStderr(), "no %ss found\n", k.Singular)
 					return nil
 				}
 				switch k.Kind {
