@@ -32,10 +32,11 @@ func newGetCmd(o *options) *cobra.Command {
 	var all bool
 	cmd := &cobra.Command{
 		Use:   "get KIND [NAME]",
-		Short: "Show functions or services (a table, or -o json|yaml)",
+		Short: "Show resources of a kind (functions, services, routes, brokers...) or every source (flick get sources)",
 		Example: `  flick get functions
   flick get fn hello -o yaml
-  flick get ksvc -A`,
+  flick get ksvc -A
+  flick get sources`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if args[0] == "sources" || args[0] == "source" {
@@ -258,7 +259,7 @@ func shortDuration(d time.Duration) string {
 func newDeleteCmd(o *options) *cobra.Command {
 	return &cobra.Command{
 		Use:     "delete KIND NAME",
-		Short:   "Delete a function or service (its instances stop)",
+		Short:   "Delete a resource of any kind (a function's or service's instances stop)",
 		Example: "  flick delete fn hello",
 		Args:    cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
