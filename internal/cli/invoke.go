@@ -140,7 +140,7 @@ func newLogsCmd(o *options) *cobra.Command {
 	var opts client.LogOptions
 	cmd := &cobra.Command{
 		Use:   "logs NAME",
-		Short: "Print a function's or service's logs (every instance, with timestamps)",
+		Short: "Print a function's, service's or container source's logs (every instance, with timestamps)",
 		Example: `  flick logs hello
   flick logs hello -f --since 5m`,
 		Args: cobra.ExactArgs(1),
@@ -156,7 +156,12 @@ func newLogsCmd(o *options) *cobra.Command {
 			}
 			k, err := workloadKind(cmd.Context(), c, o.namespace, args[0])
 			if err != nil {
-				return err
+				// A container source's process logs under its name too.
+				cs, _ := apis.LookupKind("containersource")
+				if _, cerr := c.Get(cmd.Context(), cs, o.namespace, args[0]); cerr != nil {
+					return fmt.Errorf("no function, service or container source %q in namespace %q", args[0], o.namespace)
+				}
+				k = cs
 			}
 			return c.Logs(cmd.Context(), k, o.namespace, args[0], opts, cmd.OutOrStdout())
 		},

@@ -331,6 +331,9 @@ spec:
 	if out := s.mustFlick("get", "sources"); !strings.Contains(out, "ContainerSource") || !strings.Contains(out, "Running") {
 		t.Errorf("flick get sources:\n%s", out)
 	}
+	if out := s.mustFlick("logs", "ticker"); !strings.Contains(out, "instance exited: killed by signal killed") {
+		t.Errorf("flick logs ticker lacks the killed process:\n%s", out)
+	}
 	last := st.Status.PID
 	s.mustFlick("delete", "containersource", "ticker")
 	eventually(t, 15*time.Second, "the process gone", func() bool { return !alive(last) })
