@@ -116,6 +116,17 @@ func newTriggerCmd(o *options) *cobra.Command {
 	return cmd
 }
 
+// sinkFlags is the destination of --sink, or of Fission's --function NAME.
+func sinkFlags(sink, function string) (apis.Destination, error) {
+	if function != "" {
+		if sink != "" {
+			return apis.Destination{}, fmt.Errorf("--function and --sink exclude each other")
+		}
+		sink = "fn:" + function
+	}
+	return parseSink("--sink", sink)
+}
+
 // parseSink turns fn:NAME, svc:NAME, broker:NAME or a URL into a destination.
 func parseSink(flag, s string) (apis.Destination, error) {
 	if s == "" {

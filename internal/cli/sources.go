@@ -32,13 +32,7 @@ func newPingCmd(o *options) *cobra.Command {
   flick timer create tick --cron "@every 10s" --function hello`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if function != "" {
-				if sink != "" {
-					return fmt.Errorf("--function and --sink exclude each other")
-				}
-				sink = "fn:" + function
-			}
-			dest, err := parseSink("--sink", sink)
+			dest, err := sinkFlags(sink, function)
 			if err != nil {
 				return err
 			}
@@ -171,13 +165,7 @@ func newQueueCmd(o *options) *cobra.Command {
   flick queue create jobs --type redis --url redis://127.0.0.1:6379 --topic jobs --secret redis-creds --sink svc:worker --concurrency 8`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if function != "" {
-				if sink != "" {
-					return fmt.Errorf("--function and --sink exclude each other")
-				}
-				sink = "fn:" + function
-			}
-			dest, err := parseSink("--sink", sink)
+			dest, err := sinkFlags(sink, function)
 			if err != nil {
 				return err
 			}

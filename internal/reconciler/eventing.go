@@ -133,15 +133,8 @@ func (r *Reconciler) handleFlow(ev store.Event) {
 	res := ev.Object
 	ns, name := res.Metadata.Namespace, res.Metadata.Name
 	owner := res.Kind + "/" + ns + "/" + name
-	if ev.Type == store.Deleted {
-		r.Eventing.DeleteFlow(owner)
-		return
-	}
-	if ev.Type == store.Modified && !generationChanged(res) {
-		return // our own status write
-	}
-	obj, err := apis.Decode(res)
-	if err != nil {
+	obj := changed(ev, func(string, string) { r.Eventing.DeleteFlow(owner) })
+	if obj == nil {
 		return
 	}
 	var plan flows.Plan

@@ -3,6 +3,7 @@ package reconciler
 import (
 	"context"
 	"reflect"
+	"slices"
 	"time"
 
 	"github.com/flickdev/flick/internal/store"
@@ -119,15 +120,9 @@ func formatTime(t time.Time) string {
 
 // handleQueueSource starts, restarts or stops a queue source.
 func (r *Reconciler) handleQueueSource(ev store.Event) {
-	res := ev.Object
-	if ev.Type == store.Deleted {
-		r.Sources.DeleteQueue(res.Metadata.Namespace, res.Metadata.Name)
-		return
+	if changed(ev, r.Sources.DeleteQueue) != nil {
+		r.reconcileQueueSource(ev.Object)
 	}
-	if ev.Type == store.Modified && !generationChanged(res) {
-		return // our own status write
-	}
-	r.reconcileQueueSource(res)
 }
 
 func (r *Reconciler) reconcileQueueSource(res *apis.Resource) {
@@ -246,24 +241,39 @@ func (r *Reconciler) sourceStatusLoop(ctx context.Context) {
 }
 
 func (r *Reconciler) refreshQueueStatus() {
-	items, err := r.store.List("queuesources", "")
+	refreshProgress(r, "queuesources", func(st *apis.QueueSourceStatus) (int64, *[]apis.Condition) {
+		return st.ObservedGeneration, &st.Conditions
+	},
+		r.fillQueueProgress, "SinkNotResolved", "SecretNotFound", "InvalidSource")
+}
+
+// refreshProgress keeps the progress in the status of a kind's running sources current: for
+// each object its handler reconciled, and not stopped for one of the reasons given (only a
+// change to it makes it run again), fill rewrites the progress and says whether it is ready;
+// what changed is written.
+func refreshProgress[S any](r *Reconciler, plural string, meta func(*S) (int64, *[]apis.Condition), fill func(ns, name string, st *S) apis.Condition, stopped ...string) {
+	items, err := r.store.List(plural, "")
 	if err != nil {
 		return
 	}
 	for _, it := range items {
-		var st apis.QueueSourceStatus
-		if jsonUnmarshal(it.Status, &st) != nil || st.ObservedGeneration != it.Metadata.Generation {
+		var st S
+		if jsonUnmarshal(it.Status, &st) != nil {
 			continue
 		}
-		if c := apis.FindCondition(st.Conditions, apis.ConditionReady); c != nil && (c.Reason == "SinkNotResolved" || c.Reason == "SecretNotFound" || c.Reason == "InvalidSource") {
-			continue // not running: only a change to it (or its secret) makes it run
+		gen, conds := meta(&st)
+		if gen != it.Metadata.Generation {
+			continue // not reconciled yet: its handler writes the whole status
+		}
+		if c := apis.FindCondition(*conds, apis.ConditionReady); c != nil && slices.Contains(stopped, c.Reason) {
+			continue
 		}
 		was := st
-		was.Conditions = append([]apis.Condition(nil), st.Conditions...)
-		ready := r.fillQueueProgress(it.Metadata.Namespace, it.Metadata.Name, &st)
-		st.Conditions = apis.SetCondition(st.Conditions, ready, time.Now())
+		*conds = append([]apis.Condition(nil), *conds...) // was keeps the old ones
+		ready := fill(it.Metadata.Namespace, it.Metadata.Name, &st)
+		*conds = apis.SetCondition(*conds, ready, time.Now())
 		if !reflect.DeepEqual(was, st) {
-			_ = r.writeStatus("queuesources", it.Metadata.Namespace, it.Metadata.Name, st)
+			_ = r.writeStatus(plural, it.Metadata.Namespace, it.Metadata.Name, st)
 		}
 	}
 }
@@ -309,24 +319,7 @@ func (r *Reconciler) fillContainerProgress(ns, name string, st *apis.ContainerSo
 }
 
 func (r *Reconciler) refreshContainerStatus() {
-	items, err := r.store.List("containersources", "")
-	if err != nil {
-		return
-	}
-	for _, it := range items {
-		var st apis.ContainerSourceStatus
-		if jsonUnmarshal(it.Status, &st) != nil || st.ObservedGeneration != it.Metadata.Generation {
-			continue
-		}
-		if c := apis.FindCondition(st.Conditions, apis.ConditionReady); c != nil && c.Reason == "SinkNotResolved" {
-			continue
-		}
-		was := st
-		was.Conditions = append([]apis.Condition(nil), st.Conditions...)
-		ready := r.fillContainerProgress(it.Metadata.Namespace, it.Metadata.Name, &st)
-		st.Conditions = apis.SetCondition(st.Conditions, ready, time.Now())
-		if !reflect.DeepEqual(was, st) {
-			_ = r.writeStatus("containersources", it.Metadata.Namespace, it.Metadata.Name, st)
-		}
-	}
+	refreshProgress(r, "containersources", func(st *apis.ContainerSourceStatus) (int64, *[]apis.Condition) {
+		return st.ObservedGeneration, &st.Conditions
+	}, r.fillContainerProgress, "SinkNotResolved")
 }
