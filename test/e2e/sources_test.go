@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"sort"
 	"strconv"
@@ -126,9 +127,21 @@ spec:
 		return strings.Count(s.mustFlick("get", "sources"), "Connected") == 2
 	})
 
+	// A publish that races a restart can be lost on the dying connection and never
+	// acknowledged; like any JetStream producer the test retries, and the message id makes
+	// the retry a duplicate the stream drops rather than a second message.
 	publish := func(bodies ...string) {
 		for _, b := range bodies {
-			if _, err := js.Publish(t.Context(), "orders.in", []byte(b)); err != nil {
+			var err error
+			for try := 0; try < 20; try++ {
+				ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+				_, err = js.Publish(ctx, "orders.in", []byte(b), jetstream.WithMsgID("orders-"+b))
+				cancel()
+				if err == nil {
+					break
+				}
+			}
+			if err != nil {
 				t.Fatalf("publish %s: %v", b, err)
 			}
 		}

@@ -178,13 +178,19 @@ func (d *Driver) handle(ctx context.Context, m jetstream.Msg, handle queue.Handl
 }
 
 // Publish sends a message to a subject (a stream must hold it for JetStream to take it).
+// Headers named Nats-* are JetStream's instructions to the server, not data: copied from a
+// consumed message onto its error-topic copy, Nats-Msg-Id would have the stream drop the
+// copy as a duplicate of the original, so they are left out.
 func (d *Driver) Publish(ctx context.Context, topic string, m queue.Message) error {
 	nm := &nats.Msg{Subject: topic, Data: m.Body}
-	if len(m.Headers) > 0 {
-		nm.Header = nats.Header{}
-		for k, v := range m.Headers {
-			nm.Header.Set(k, v)
+	for k, v := range m.Headers {
+		if len(k) >= 5 && strings.EqualFold(k[:5], "nats-") {
+			continue
 		}
+		if nm.Header == nil {
+			nm.Header = nats.Header{}
+		}
+		nm.Header.Set(k, v)
 	}
 	if _, err := d.js.PublishMsg(ctx, nm); err != nil {
 		return fmt.Errorf("nats %s: publish to %s: %w", d.safe, topic, err)

@@ -59,3 +59,37 @@ func TestOpenErrors(t *testing.T) {
 		t.Errorf("no stream: %v", err)
 	}
 }
+
+// TestPublishDropsControlHeaders: a message republished with the headers it was consumed
+// with (the error topic does this) is stored, not dropped as a duplicate of the original.
+func TestPublishDropsControlHeaders(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	stream, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "ORDERS", Subjects: []string{"orders.>"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(t.Context(), "orders.in", []byte("a"), jetstream.WithMsgID("a")); err != nil {
+		t.Fatal(err)
+	}
+	d, err := Open(t.Context(), queue.Config{URL: srv.URL(), Topic: "orders.in", Group: "g"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := d.Publish(t.Context(), "orders.failed", queue.Message{Body: []byte("a"), Headers: map[string]string{"Nats-Msg-Id": "a", "x-kept": "yes"}}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := stream.GetLastMsgForSubject(t.Context(), "orders.failed")
+	if err != nil {
+		t.Fatalf("the republished message was not stored: %v", err)
+	}
+	if m.Header.Get("x-kept") != "yes" || m.Header.Get("Nats-Msg-Id") != "" {
+		t.Errorf("headers %v, want x-kept and no Nats-Msg-Id", m.Header)
+	}
+}
