@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -83,6 +84,14 @@ func run(flickBin string, runs int, loadFor time.Duration, conns int) error {
 			return err
 		}
 		fmt.Printf("| %s | %s | %s | %s | %s |\n", f.label, loadgen.Pct(d, 50), loadgen.Pct(d, 99), loadgen.FmtDur(d[0]), loadgen.FmtDur(d[len(d)-1]))
+	}
+	if m, err := srv.Metrics(); err == nil {
+		fmt.Print("\nWhere the cold starts went: the server's flick_cold_start_phase_seconds, mean per start.\n\n")
+		fmt.Println("| runtime | executor | phase | mean | starts |")
+		fmt.Println("|---|---|---|---|---|")
+		for _, p := range phaseMeans(m) {
+			fmt.Printf("| %s | %s | %s | %s | %d |\n", p.runtime, p.executor, p.phase, loadgen.FmtDur(p.mean), p.count)
+		}
 	}
 
 	fmt.Printf("\nWarm: one instance; latency at 1 connection and throughput at %d connections, %s each, router and direct interleaved.\n\n", conns, loadFor)
@@ -252,4 +261,63 @@ func forkExecFloor(bin string, runs int) ([]time.Duration, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
 	return out, nil
+}
+
+type phaseMean struct {
+	runtime, executor, phase string
+	mean                     time.Duration
+	count                    int
+}
+
+// phaseMeans reads the cold-start phase histogram's sums and counts out of a Prometheus
+// exposition.
+func phaseMeans(exposition string) []phaseMean {
+	const metric = "flick_cold_start_phase_seconds"
+	sums, counts := map[string]float64{}, map[string]float64{}
+	for _, line := range strings.Split(exposition, "\n") {
+		var into map[string]float64
+		switch {
+		case strings.HasPrefix(line, metric+"_sum{"):
+			into = sums
+		case strings.HasPrefix(line, metric+"_count{"):
+			into = counts
+		default:
+			continue
+		}
+		labels, value, ok := strings.Cut(line[strings.IndexByte(line, '{')+1:], "} ")
+		if v, err := strconv.ParseFloat(value, 64); ok && err == nil {
+			into[labels] = v
+		}
+	}
+	var out []phaseMean
+	for labels, n := range counts {
+		if n == 0 {
+			continue
+		}
+		p := phaseMean{mean: time.Duration(sums[labels] / n * float64(time.Second)), count: int(n)}
+		for _, kv := range strings.Split(labels, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			v = strings.Trim(v, `"`)
+			switch k {
+			case "runtime":
+				p.runtime = v
+			case "executor":
+				p.executor = v
+			case "phase":
+				p.phase = v
+			}
+		}
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.runtime != b.runtime {
+			return a.runtime < b.runtime
+		}
+		if a.executor != b.executor {
+			return a.executor < b.executor
+		}
+		return a.phase < b.phase
+	})
+	return out
 }

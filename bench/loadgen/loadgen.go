@@ -23,6 +23,7 @@ import (
 // Server is a running flick server for a benchmark.
 type Server struct {
 	Bin, DataDir, Data, API string
+	Token                   string // the API's bearer token
 	Client                  *client.Client
 	cmd                     *exec.Cmd
 }
@@ -62,7 +63,8 @@ func Start(bin string, extra ...string) (*Server, error) {
 		s.Stop()
 		return nil, err
 	}
-	s.Client = client.New("http://"+s.API, strings.TrimSpace(string(token)))
+	s.Token = strings.TrimSpace(string(token))
+	s.Client = client.New("http://"+s.API, s.Token)
 	return s, nil
 }
 
@@ -71,6 +73,22 @@ func (s *Server) Stop() {
 	s.cmd.Process.Signal(os.Interrupt)
 	s.cmd.Wait()
 	os.RemoveAll(s.DataDir)
+}
+
+// Metrics returns the server's Prometheus exposition.
+func (s *Server) Metrics() (string, error) {
+	req, _ := http.NewRequest("GET", "http://"+s.API+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+s.Token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET /metrics: %s", resp.Status)
+	}
+	return string(b), err
 }
 
 // Flick runs the CLI against the server.

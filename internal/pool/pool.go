@@ -7,12 +7,10 @@
 package pool
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"sort"
@@ -59,7 +57,6 @@ type Driver struct {
 	inner  runtime.Driver
 	rebind Rebinder
 	log    *slog.Logger
-	client *http.Client
 	stops  sync.WaitGroup // instances being stopped in the background; Close waits for them
 	// Phases, when set, receives how long instance starts took, by phase.
 	Phases *coldstart.Recorder
@@ -95,8 +92,7 @@ type warm struct {
 // (the shim with no code); size is the number of warm instances per runtime.
 func New(inner runtime.Driver, rebind Rebinder, generic map[string]runtime.InstanceSpec, size int, log *slog.Logger) *Driver {
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &Driver{inner: inner, rebind: rebind, log: log, pools: map[string]*warm{}, runCtx: ctx, stopRuns: cancel,
-		client: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}}
+	d := &Driver{inner: inner, rebind: rebind, log: log, pools: map[string]*warm{}, runCtx: ctx, stopRuns: cancel}
 	for name, spec := range generic {
 		spec.Workload, spec.Name = Workload, "pool-"+name
 		d.pools[name] = &warm{name: name, spec: spec, size: size, specializeTime: histogram.New()}
@@ -257,18 +253,20 @@ func (d *Driver) startGeneric(w *warm) {
 	go d.watch(w, inst)
 }
 
-// warmUp sends a generic instance one request before it joins the pool, so the runtime's
-// request path is compiled and warm (Node's lazily compiled HTTP code costs milliseconds on
-// its first request). A generic shim answers it with 503.
+// warmUp sends a generic instance requests before it joins the pool, so the runtime's request
+// path is compiled and warm: V8 interprets code until it has run a few dozen times, and a
+// Node that answered 3 requests takes a millisecond longer over its specialization and first
+// request than one that answered 50. A generic shim answers them from a throwaway handler.
+const warmUps = 50
+
 func (d *Driver) warmUp(inst *runtime.Instance) {
-	for i := 0; i < 3; i++ {
+	ctx, cancel := context.WithTimeout(d.runCtx, 10*time.Second)
+	defer cancel()
+	for i := 0; i < warmUps; i++ {
 		// A POST with a JSON body, like the specialization that will follow.
-		resp, err := d.client.Post("http://"+inst.Addr+"/_flick/warmup?name=warm", "application/json", strings.NewReader(`{"warmup":true}`))
-		if err != nil {
+		if _, _, err := call(ctx, inst, http.MethodPost, "/_flick/warmup?name=warm", "application/json", []byte(`{"warmup":true}`)); err != nil {
 			return
 		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
 	}
 }
 
@@ -406,18 +404,11 @@ func (d *Driver) specialize(ctx context.Context, inst *runtime.Instance, s *runt
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+inst.Addr+"/_flick/specialize", bytes.NewReader(body))
+	code, b, err := call(ctx, inst, http.MethodPost, "/_flick/specialize", "application/json", body)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := d.client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode == http.StatusOK {
+	if code == http.StatusOK {
 		return nil
 	}
 	var e struct {
@@ -426,7 +417,7 @@ func (d *Driver) specialize(ctx context.Context, inst *runtime.Instance, s *runt
 	if json.Unmarshal(b, &e) == nil && e.Error != "" {
 		return &specializeError{msg: "loading the function failed:\n" + strings.TrimSpace(e.Error)}
 	}
-	return fmt.Errorf("specialize answered %s: %s", resp.Status, strings.TrimSpace(string(b)))
+	return fmt.Errorf("specialize answered %d %s: %s", code, http.StatusText(code), strings.TrimSpace(string(b)))
 }
 
 // Stop stops an instance through the inner driver.

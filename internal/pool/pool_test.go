@@ -1,9 +1,12 @@
 package pool
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -120,5 +123,66 @@ func TestSetLimitsRecyclesWarmInstances(t *testing.T) {
 	})
 	if p.SetLimits("cobol", runtime.Limits{}) {
 		t.Error("SetLimits of an unknown runtime reported true")
+	}
+}
+
+// TestSpecializeHandsItsConnectionOn: the specialization goes over the connection the warm-up
+// opened, and leaves it on the instance for the router's first request; a kept connection
+// the instance had closed meanwhile costs a redial, not a failed cold start.
+func TestSpecializeHandsItsConnectionOn(t *testing.T) {
+	p := newPool(t, 1)
+	waitReady(t, p, 1)
+	p.mu.Lock()
+	inst := p.pools["test"].ready[0]
+	p.mu.Unlock()
+	// The kept connection goes stale: its other end closes it.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			c.Close()
+		}
+	}()
+	stale, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inst.TakeConn() == nil {
+		t.Fatal("a warm instance holds no connection from its warm-up")
+	}
+	inst.HandOffConn(stale)
+
+	spec := runtime.InstanceSpec{Workload: "default/fn", Command: []string{"/nonexistent"},
+		Specialize: &runtime.Specialization{Runtime: "test", CodeDir: t.TempDir(), Handler: "main.handle"}}
+	got, err := p.Start(t.Context(), spec)
+	if err != nil {
+		t.Fatalf("specialize over a stale connection: %v", err)
+	}
+	defer p.Stop(context.Background(), got, time.Second)
+	if got != inst {
+		t.Fatalf("started %s, not the warm instance %s", got.ID, inst.ID)
+	}
+	c := got.TakeConn()
+	if c == nil {
+		t.Fatal("the specialized instance holds no connection for the router")
+	}
+	defer c.Close()
+	if c == stale {
+		t.Fatal("the stale connection was handed on")
+	}
+	req, _ := http.NewRequest("GET", "http://"+got.Addr+"/", nil)
+	if err := req.Write(c); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), req)
+	if err != nil {
+		t.Fatalf("the handed connection does not carry a request: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("GET over the handed connection: %s", resp.Status)
 	}
 }

@@ -81,6 +81,9 @@ func (ps *pools) of(inst *runtime.Instance) *pool {
 	}
 	p, loaded := ps.m.LoadOrStore(inst.ID, &pool{addr: inst.Addr})
 	if !loaded {
+		if c := inst.TakeConn(); c != nil {
+			p.(*pool).put(newUpstream(c))
+		}
 		go func() {
 			<-inst.Done()
 			ps.m.Delete(inst.ID)
@@ -97,7 +100,11 @@ func dial(ctx context.Context, addr string) (*upstream, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &upstream{conn: c, br: bufio.NewReaderSize(c, 16<<10), bw: bufio.NewWriterSize(c, 16<<10)}, nil
+	return newUpstream(c), nil
+}
+
+func newUpstream(c net.Conn) *upstream {
+	return &upstream{conn: c, br: bufio.NewReaderSize(c, 16<<10), bw: bufio.NewWriterSize(c, 16<<10)}
 }
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
