@@ -7,7 +7,7 @@ DATA_DIR  ?= $(HOME)/.flick
 LISTEN    ?= 127.0.0.1:8080
 API       ?= 127.0.0.1:8081
 
-.PHONY: build deps examples run test unit e2e vet bench bench-queue clean
+.PHONY: build deps kube-bins crds examples run test unit e2e vet bench bench-queue clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/flick
@@ -15,6 +15,15 @@ build:
 # Python and Node for their runtimes, from Debian's packages when missing.
 deps:
 	@scripts/deps.sh
+
+# A real etcd, kube-apiserver, kube-controller-manager and kube-scheduler for the Kubernetes
+# tests, built from the Go module proxy once (about 10 minutes) and cached in ~/.cache/flick.
+kube-bins:
+	@scripts/kube-bins.sh >/dev/null
+
+# The CRDs in config/crd, generated from the Go types (internal/kube/apis wraps pkg/apis).
+crds:
+	@scripts/crds.sh
 
 # Examples that need compiling before they are deployed (the binary function).
 examples:
@@ -27,6 +36,7 @@ vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+	@scripts/crds.sh --check
 
 unit:
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /test/e2e)
@@ -34,7 +44,7 @@ unit:
 e2e: build examples
 	FLICK_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 15m ./test/e2e/...
 
-test: deps vet unit e2e
+test: deps kube-bins vet unit e2e
 
 bench: build examples
 	$(GO) run ./bench/coldstart -flick $(BIN)

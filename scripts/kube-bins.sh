@@ -5,18 +5,17 @@
 # paths, so its commands are built in a scratch module that requires k8s.io/kubernetes and
 # replaces each staging module with its published v0.MINOR.PATCH.
 #
-# The binaries go to $KUBE_CACHE/$KUBE_VERSION/bin (default .cache/kube/ in the repo), and a
-# build is skipped when they are all there. The last line printed is that bin directory.
+# The binaries go to $KUBE_CACHE/$KUBE_VERSION/bin (default ~/.cache/flick/kube, outside the
+# repo so every clone shares them), and a build is skipped when they are all there. The last line printed is that bin directory.
 #
 #   KUBE_VERSION  Kubernetes version (default v1.37.2)
 #   ETCD_VERSION  etcd version (default v3.6.16)
-#   KUBE_CACHE    where the versions are cached (default <repo>/.cache/kube)
+#   KUBE_CACHE    where the versions are cached (default ${XDG_CACHE_HOME:-~/.cache}/flick/kube)
 set -euo pipefail
 
 KUBE_VERSION=${KUBE_VERSION:-v1.37.2}
 ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
-root=$(cd "$(dirname "$0")/.." && pwd)
-cache=${KUBE_CACHE:-$root/.cache/kube}
+cache=${KUBE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/flick/kube}
 dir=$cache/$KUBE_VERSION
 bin=$dir/bin
 kube_cmds=(kube-apiserver kube-controller-manager kube-scheduler)

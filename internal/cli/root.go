@@ -89,6 +89,7 @@ func NewRoot() *cobra.Command {
 		newSecretCmd(o),
 		newEventCmd(o),
 		newCallsCmd(o),
+		newInstallCmd(),
 		newVersionCmd(o),
 	)
 	return root

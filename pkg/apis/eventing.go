@@ -79,12 +79,15 @@ type Trigger struct {
 
 // TriggerSpec is Knative's.
 type TriggerSpec struct {
+	// +required
+	// +kubebuilder:validation:MinLength=1
 	Broker string `json:"broker"`
 	// Filter is the legacy exact-match filter on attributes.
 	Filter *TriggerFilter `json:"filter,omitempty"`
 	// Filters are the CloudEvents Subscriptions API filters (exact, prefix, suffix, all, any,
 	// not, cesql), ANDed.
-	Filters    []FilterSpec  `json:"filters,omitempty"`
+	Filters []FilterSpec `json:"filters,omitempty"`
+	// +required
 	Subscriber Destination   `json:"subscriber"`
 	Delivery   *DeliverySpec `json:"delivery,omitempty"`
 }
@@ -99,10 +102,19 @@ type FilterSpec struct {
 	Exact  map[string]string `json:"exact,omitempty"`
 	Prefix map[string]string `json:"prefix,omitempty"`
 	Suffix map[string]string `json:"suffix,omitempty"`
-	All    []FilterSpec      `json:"all,omitempty"`
-	Any    []FilterSpec      `json:"any,omitempty"`
-	Not    *FilterSpec       `json:"not,omitempty"`
-	CESQL  string            `json:"cesql,omitempty"`
+	// All, Any and Not nest filters: a CRD schema cannot recurse, so the API server keeps
+	// them as written and Flick validates them.
+	// +kubebuilder:validation:items:Type=object
+	// +kubebuilder:validation:items:XPreserveUnknownFields
+	All []FilterSpec `json:"all,omitempty"`
+	// +kubebuilder:validation:items:Type=object
+	// +kubebuilder:validation:items:XPreserveUnknownFields
+	Any []FilterSpec `json:"any,omitempty"`
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:Type=object
+	// +kubebuilder:pruning:PreserveUnknownFields
+	Not   *FilterSpec `json:"not,omitempty"`
+	CESQL string      `json:"cesql,omitempty"`
 }
 
 // TriggerStatus reports the resolved subscriber.
@@ -114,6 +126,8 @@ type TriggerStatus struct {
 
 // Destination is Knative's duck type: a reference to an addressable object, a URI, or both
 // (then the URI is resolved against the object's address).
+//
+// +kubebuilder:validation:XValidation:rule="has(self.ref) || has(self.uri)",message="a destination needs a ref or a uri"
 type Destination struct {
 	Ref *KReference `json:"ref,omitempty"`
 	URI string      `json:"uri,omitempty"`
@@ -122,9 +136,11 @@ type Destination struct {
 // KReference names an object.
 type KReference struct {
 	APIVersion string `json:"apiVersion,omitempty"`
-	Kind       string `json:"kind"`
-	Name       string `json:"name"`
-	Namespace  string `json:"namespace,omitempty"`
+	// +required
+	Kind string `json:"kind"`
+	// +required
+	Name      string `json:"name"`
+	Namespace string `json:"namespace,omitempty"`
 }
 
 // DeliverySpec is Knative's: retries with backoff, a timeout per attempt, and where events go
@@ -132,9 +148,10 @@ type KReference struct {
 type DeliverySpec struct {
 	DeadLetterSink *Destination `json:"deadLetterSink,omitempty"`
 	Retry          *int32       `json:"retry,omitempty"`
-	BackoffPolicy  string       `json:"backoffPolicy,omitempty"` // linear | exponential
-	BackoffDelay   string       `json:"backoffDelay,omitempty"`  // ISO 8601 duration
-	Timeout        string       `json:"timeout,omitempty"`       // ISO 8601 duration
+	// +kubebuilder:validation:Enum=linear;exponential
+	BackoffPolicy string `json:"backoffPolicy,omitempty"`
+	BackoffDelay  string `json:"backoffDelay,omitempty"` // ISO 8601 duration
+	Timeout       string `json:"timeout,omitempty"`      // ISO 8601 duration
 }
 
 // Default fills in what a broker leaves out.

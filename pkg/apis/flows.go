@@ -20,7 +20,12 @@ type Sequence struct {
 // SequenceSpec is Knative's. ChannelTemplate is accepted for Knative manifests and not
 // used: the hops between steps are Flick's own durable channels.
 type SequenceSpec struct {
-	Steps           []SequenceStep  `json:"steps"`
+	// +required
+	// +kubebuilder:validation:MinItems=1
+	Steps []SequenceStep `json:"steps"`
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:Type=object
+	// +kubebuilder:pruning:PreserveUnknownFields
 	ChannelTemplate json.RawMessage `json:"channelTemplate,omitempty"`
 	Reply           *Destination    `json:"reply,omitempty"`
 }
@@ -49,9 +54,14 @@ type Parallel struct {
 
 // ParallelSpec is Knative's.
 type ParallelSpec struct {
-	Branches        []ParallelBranch `json:"branches"`
-	ChannelTemplate json.RawMessage  `json:"channelTemplate,omitempty"`
-	Reply           *Destination     `json:"reply,omitempty"`
+	// +required
+	// +kubebuilder:validation:MinItems=1
+	Branches []ParallelBranch `json:"branches"`
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:Type=object
+	// +kubebuilder:pruning:PreserveUnknownFields
+	ChannelTemplate json.RawMessage `json:"channelTemplate,omitempty"`
+	Reply           *Destination    `json:"reply,omitempty"`
 }
 
 // ParallelBranch is Knative's, plus Filters: a branch may filter with the CloudEvents

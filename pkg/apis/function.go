@@ -39,9 +39,17 @@ type Function struct {
 }
 
 // FunctionSpec is what the user asks for.
+//
+// +kubebuilder:validation:XValidation:rule="self.runtime == 'image' ? has(self.image) : !has(self.image)",message="spec.image is required for runtime image, and only for it"
+// +kubebuilder:validation:XValidation:rule="self.runtime == 'image' || has(self.source)",message="spec.source is required: a directory or archive with the function's code"
+// +kubebuilder:validation:XValidation:rule="self.runtime != 'go' || !has(self.handler) || self.handler == 'Handle'",message="spec.handler: Go functions export func Handle(w http.ResponseWriter, r *http.Request); leave handler empty"
 type FunctionSpec struct {
-	Runtime string  `json:"runtime"`
-	Source  *Source `json:"source,omitempty"`
+	// +required
+	// +kubebuilder:validation:Enum=go;python;node;binary;image
+	Runtime string `json:"runtime"`
+	// Source is where the code came from and the uploaded archive (in a manifest, a path
+	// alone is the shorthand `source: ./dir`; the CLI writes the object).
+	Source *Source `json:"source,omitempty"`
 	// Image is the OCI image of runtime "image" functions; its entrypoint serves HTTP on
 	// $PORT.
 	Image string `json:"image,omitempty"`
@@ -51,6 +59,7 @@ type FunctionSpec struct {
 	Handler string `json:"handler,omitempty"`
 	// Executor is how instances start: "pool" (default) specializes a warm generic instance of
 	// the runtime when one is free; "deploy" always starts the function's own process.
+	// +kubebuilder:validation:Enum=pool;deploy
 	Executor             string   `json:"executor,omitempty"`
 	Env                  []EnvVar `json:"env,omitempty"`
 	TimeoutSeconds       int      `json:"timeoutSeconds,omitempty"`
@@ -62,6 +71,7 @@ type FunctionSpec struct {
 	// Network is "host" (default: the instance shares the server's network) or "none": a
 	// network namespace of its own with only loopback, so the function cannot connect
 	// anywhere; it is served through a socket the server hands in (go, python, node).
+	// +kubebuilder:validation:Enum=host;none
 	Network string `json:"network,omitempty"`
 }
 
@@ -72,11 +82,16 @@ const (
 )
 
 // Scale bounds a workload's instance count.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.max) || self.max == 0 || !has(self.min) || self.min <= self.max",message="spec.scale.min must not exceed spec.scale.max"
 type Scale struct {
+	// +kubebuilder:validation:Minimum=0
 	Min int `json:"min"`
 	// Max is the most instances; 0 means no limit.
 	Max int `json:"max"`
 	// Window is the idle time before the workload scales down to Min.
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:XIntOrString
 	Window Duration `json:"window"`
 	// Initial is how many instances a new revision starts with before any request; a
 	// revision becomes Ready once one of them is (Knative's initial-scale). Functions use 0.
@@ -129,10 +144,13 @@ type WorkloadStatus struct {
 
 // InstanceStatus is one running instance.
 type InstanceStatus struct {
-	ID      string    `json:"id"`
-	PID     int       `json:"pid,omitempty"`
-	Address string    `json:"address"`
-	Ready   bool      `json:"ready"`
+	ID      string `json:"id"`
+	PID     int    `json:"pid,omitempty"`
+	Address string `json:"address"`
+	Ready   bool   `json:"ready"`
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	// +kubebuilder:validation:Schemaless
 	Started time.Time `json:"started"`
 }
 
@@ -152,9 +170,12 @@ func (s *WorkloadStatus) ImageDigest() string {
 
 // ExitStatus records why an instance stopped unexpectedly.
 type ExitStatus struct {
-	Instance string    `json:"instance"`
-	Reason   string    `json:"reason"`
-	Time     time.Time `json:"time"`
+	Instance string `json:"instance"`
+	Reason   string `json:"reason"`
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	// +kubebuilder:validation:Schemaless
+	Time time.Time `json:"time"`
 }
 
 // Default fills in every field the user left out, so stored objects show what is in force.

@@ -23,16 +23,25 @@ type HTTPRouteSpec struct {
 	Host string `json:"host,omitempty"`
 	// Path is matched exactly (pathType Exact, the default) or with everything below it
 	// (Prefix); {name} segments match any one segment.
-	Path     string `json:"path"`
+	// +required
+	// +kubebuilder:validation:Pattern=`^/`
+	Path string `json:"path"`
+	// +kubebuilder:validation:Enum=Exact;Prefix
 	PathType string `json:"pathType,omitempty"`
 	// Methods are the HTTP methods taken; none means every method.
 	Methods []string `json:"methods,omitempty"`
 	// To is where requests go: one function or service, or several with weights summing
 	// to 100.
+	// +required
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=100
+	// +kubebuilder:validation:XValidation:rule="size(self) == 1 || self.map(t, has(t.weight) ? t.weight : 0).sum() == 100",message="spec.to: the weights of several targets must add up to 100"
 	To []RouteTarget `json:"to"`
 }
 
 // RouteTarget is a function or a service of the route's namespace, with its share.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.function) != has(self.service)",message="a route target names a function or a service, one of them"
 type RouteTarget struct {
 	Function string `json:"function,omitempty"`
 	Service  string `json:"service,omitempty"`

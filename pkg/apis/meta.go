@@ -19,11 +19,14 @@ type TypeMeta struct {
 
 // ObjectMeta is the metadata every stored object carries.
 type ObjectMeta struct {
-	Name              string            `json:"name"`
-	Namespace         string            `json:"namespace,omitempty"`
-	UID               string            `json:"uid,omitempty"`
-	ResourceVersion   string            `json:"resourceVersion,omitempty"`
-	Generation        int64             `json:"generation,omitempty"`
+	Name            string `json:"name"`
+	Namespace       string `json:"namespace,omitempty"`
+	UID             string `json:"uid,omitempty"`
+	ResourceVersion string `json:"resourceVersion,omitempty"`
+	Generation      int64  `json:"generation,omitempty"`
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	// +kubebuilder:validation:Schemaless
 	CreationTimestamp *time.Time        `json:"creationTimestamp,omitempty"`
 	Labels            map[string]string `json:"labels,omitempty"`
 	Annotations       map[string]string `json:"annotations,omitempty"`
@@ -41,10 +44,13 @@ const ConditionReady = "Ready"
 
 // Condition is one observation about an object's state.
 type Condition struct {
-	Type               string    `json:"type"`
-	Status             string    `json:"status"`
-	Reason             string    `json:"reason,omitempty"`
-	Message            string    `json:"message,omitempty"`
+	Type    string `json:"type"`
+	Status  string `json:"status"`
+	Reason  string `json:"reason,omitempty"`
+	Message string `json:"message,omitempty"`
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	// +kubebuilder:validation:Schemaless
 	LastTransitionTime time.Time `json:"lastTransitionTime,omitzero"`
 }
 
@@ -90,7 +96,12 @@ type Resource struct {
 func (r *Resource) Key() string { return r.Metadata.Namespace + "/" + r.Metadata.Name }
 
 // Duration is a time.Duration written as a Go duration string ("60s", "1m30s") in manifests.
-type Duration struct{ time.Duration }
+//
+// In a CRD a Duration field is marked Schemaless and XIntOrString: a string or a number.
+// (The field is hidden from controller-gen: JSON goes through the methods below.)
+type Duration struct {
+	time.Duration `json:"-"`
+}
 
 // MarshalJSON writes the duration as a string.
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
@@ -116,6 +127,8 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 
 // EnvVar is one environment variable for an instance.
 type EnvVar struct {
+	// +required
+	// +kubebuilder:validation:MinLength=1
 	Name  string `json:"name"`
 	Value string `json:"value,omitempty"`
 }

@@ -33,14 +33,17 @@ const (
 
 // RolloutStatus is a rollout's progress, kept in the Service's status so a restart resumes it.
 type RolloutStatus struct {
-	ID          string         `json:"id"`
-	To          string         `json:"to"`
-	From        []TrafficSplit `json:"from"`
-	Step        int            `json:"step"`
-	Percent     int            `json:"percent"`
-	StepStarted time.Time      `json:"stepStarted"`
-	Phase       string         `json:"phase"`
-	Reason      string         `json:"reason,omitempty"`
+	ID      string         `json:"id"`
+	To      string         `json:"to"`
+	From    []TrafficSplit `json:"from"`
+	Step    int            `json:"step"`
+	Percent int            `json:"percent"`
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	// +kubebuilder:validation:Schemaless
+	StepStarted time.Time `json:"stepStarted"`
+	Phase       string    `json:"phase"`
+	Reason      string    `json:"reason,omitempty"`
 	// Automatic marks a rollout started by the rollout-duration annotation.
 	Automatic bool           `json:"automatic,omitempty"`
 	History   []RolloutEvent `json:"history,omitempty"`
@@ -54,6 +57,9 @@ type TrafficSplit struct {
 
 // RolloutEvent is one line of a rollout's history.
 type RolloutEvent struct {
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	// +kubebuilder:validation:Schemaless
 	Time    time.Time `json:"time"`
 	Message string    `json:"message"`
 }

@@ -24,9 +24,13 @@ type RuntimeSpec struct {
 // RuntimePool sizes the warm pool.
 type RuntimePool struct {
 	// Size is how many warm generic instances are kept ready.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=64
 	Size int `json:"size"`
 	// IdleReap recycles a warm instance that waited this long (0: never), so a long-lived
 	// interpreter's state does not build up.
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:XIntOrString
 	IdleReap Duration `json:"idleReap,omitzero"`
 }
 

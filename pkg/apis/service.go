@@ -42,7 +42,10 @@ type Service struct {
 // ServiceSpec follows Knative's Service spec.
 type ServiceSpec struct {
 	Template RevisionTemplate `json:"template"`
-	Traffic  []TrafficTarget  `json:"traffic,omitempty"`
+	// +kubebuilder:validation:MaxItems=100
+	// +kubebuilder:validation:XValidation:rule="self.all(t, !has(t.percent) || (t.percent >= 0 && t.percent <= 100))",message="spec.traffic: a percent is between 0 and 100"
+	// +kubebuilder:validation:XValidation:rule="size(self) == 0 || self.map(t, has(t.percent) ? t.percent : 0).sum() == 100",message="spec.traffic: the percents must add up to 100"
+	Traffic []TrafficTarget `json:"traffic,omitempty"`
 }
 
 // RevisionTemplate is the part of a Service that each revision snapshots.
@@ -60,6 +63,7 @@ type TemplateMeta struct {
 
 // RevisionSpec is Knative's revision spec.
 type RevisionSpec struct {
+	// +kubebuilder:validation:Minimum=0
 	ContainerConcurrency int         `json:"containerConcurrency"`
 	TimeoutSeconds       int         `json:"timeoutSeconds,omitempty"`
 	Containers           []Container `json:"containers"`
@@ -97,13 +101,15 @@ type TrafficTarget struct {
 	ConfigurationName string `json:"configurationName,omitempty"`
 	RevisionName      string `json:"revisionName,omitempty"`
 	LatestRevision    *bool  `json:"latestRevision,omitempty"`
-	Percent           *int   `json:"percent,omitempty"`
-	Tag               string `json:"tag,omitempty"`
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	Percent *int   `json:"percent,omitempty"`
+	Tag     string `json:"tag,omitempty"`
 }
 
 // ServiceStatus is what Knative reports for a Service, plus Flick's instance summary.
 type ServiceStatus struct {
-	WorkloadStatus
+	WorkloadStatus            `json:",inline"`
 	LatestCreatedRevisionName string          `json:"latestCreatedRevisionName,omitempty"`
 	LatestReadyRevisionName   string          `json:"latestReadyRevisionName,omitempty"`
 	Traffic                   []TrafficStatus `json:"traffic,omitempty"`

@@ -26,17 +26,22 @@ type PingSource struct {
 }
 
 // PingSourceSpec is Knative's.
+//
+// +kubebuilder:validation:XValidation:rule="!(has(self.data) && has(self.dataBase64))",message="spec.data and spec.dataBase64: set at most one"
 type PingSourceSpec struct {
 	// Schedule is a cron schedule: five fields, or a descriptor such as @hourly or
 	// @every 10s.
+	// +required
+	// +kubebuilder:validation:MinLength=1
 	Schedule string `json:"schedule"`
 	// Timezone is an IANA time zone name (default UTC).
 	Timezone string `json:"timezone,omitempty"`
 	// ContentType is the data's media type.
 	ContentType string `json:"contentType,omitempty"`
 	// Data or DataBase64 is the event's data (at most one of them).
-	Data        string       `json:"data,omitempty"`
-	DataBase64  string       `json:"dataBase64,omitempty"`
+	Data       string `json:"data,omitempty"`
+	DataBase64 string `json:"dataBase64,omitempty"`
+	// +required
 	Sink        Destination  `json:"sink"`
 	CEOverrides *CEOverrides `json:"ceOverrides,omitempty"`
 }
@@ -132,10 +137,16 @@ type QueueSource struct {
 // QueueSourceSpec says which queue, which topic, and where its messages go.
 type QueueSourceSpec struct {
 	// Type is the queue: nats (JetStream), redis (Streams), mqtt, rabbitmq or kafka.
+	// +required
+	// +kubebuilder:validation:Enum=nats;redis;mqtt;rabbitmq;kafka
 	Type string `json:"type"`
 	// URL is the queue server, e.g. nats://127.0.0.1:4222 or kafka://host:9092,host:9092.
+	// +required
+	// +kubebuilder:validation:MinLength=1
 	URL string `json:"url"`
 	// Topic is the subject, stream key, MQTT topic, queue or Kafka topic consumed.
+	// +required
+	// +kubebuilder:validation:MinLength=1
 	Topic string `json:"topic"`
 	// ResponseTopic, when set, receives the body of every answer of the sink.
 	ResponseTopic string `json:"responseTopic,omitempty"`
@@ -155,8 +166,9 @@ type QueueSourceSpec struct {
 	// ContentType is the data's media type for messages that do not say.
 	ContentType string `json:"contentType,omitempty"`
 	// Secret names a Secret of the namespace whose username and password keys authenticate.
-	Secret string      `json:"secret,omitempty"`
-	Sink   Destination `json:"sink"`
+	Secret string `json:"secret,omitempty"`
+	// +required
+	Sink Destination `json:"sink"`
 }
 
 // QueueSourceStatus reports the connection and progress.
@@ -317,11 +329,15 @@ type SinkBindingSpec struct {
 }
 
 // BindingSubject names what is bound: a kind and a name, or a kind and a label selector.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.name) != has(self.selector)",message="spec.subject takes a name or a selector, one of them"
 type BindingSubject struct {
-	APIVersion string         `json:"apiVersion,omitempty"`
-	Kind       string         `json:"kind"`
-	Name       string         `json:"name,omitempty"`
-	Selector   *LabelSelector `json:"selector,omitempty"`
+	APIVersion string `json:"apiVersion,omitempty"`
+	// +required
+	// +kubebuilder:validation:Enum=Function;Service;Configuration
+	Kind     string         `json:"kind"`
+	Name     string         `json:"name,omitempty"`
+	Selector *LabelSelector `json:"selector,omitempty"`
 }
 
 // LabelSelector matches labels exactly.
@@ -410,9 +426,12 @@ type ContainerSourceSpec struct {
 // PodTemplate is the part of Kubernetes' PodTemplateSpec a container source uses.
 type PodTemplate struct {
 	Metadata ObjectMeta `json:"metadata,omitzero"`
-	Spec     struct {
-		Containers []Container `json:"containers"`
-	} `json:"spec"`
+	Spec     PodSpec    `json:"spec"`
+}
+
+// PodSpec is the part of Kubernetes' PodSpec a container source uses.
+type PodSpec struct {
+	Containers []Container `json:"containers"`
 }
 
 // ContainerSourceStatus reports the process.

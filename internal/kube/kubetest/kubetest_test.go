@@ -2,38 +2,46 @@ package kubetest
 
 import (
 	"errors"
-	"os"
-	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/tools/clientcmd"
 )
 
-// enabled skips the test unless FLICK_KUBE_TEST=1: the first run builds the control plane
-// (minutes), so it is asked for.
-func enabled(t *testing.T) {
-	if os.Getenv("FLICK_KUBE_TEST") != "1" {
-		t.Skip("set FLICK_KUBE_TEST=1 to run tests against a real control plane (built by scripts/kube-bins.sh)")
+func clients(t *testing.T, cp *ControlPlane) dynamic.Interface {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", cp.Kubeconfig())
+	if err != nil {
+		t.Fatal(err)
 	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dyn
 }
 
-func kubectl(t *testing.T, cp *ControlPlane, stdin string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command("kubectl", append([]string{"--kubeconfig", cp.Kubeconfig()}, args...)...)
-	cmd.Stdin = strings.NewReader(stdin)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
+var (
+	configMaps      = schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
+	serviceAccounts = schema.GroupVersionResource{Version: "v1", Resource: "serviceaccounts"}
+)
+
+func configMap(name string, data map[string]any) *unstructured.Unstructured {
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "v1", "kind": "ConfigMap",
+		"metadata": map[string]any{"name": name, "namespace": "default"},
+		"data":     data,
+	}}
 }
 
 func TestControlPlaneConfigMap(t *testing.T) {
-	enabled(t)
-	if _, err := exec.LookPath("kubectl"); err != nil {
-		t.Skip("kubectl is not installed")
-	}
 	var cp *ControlPlane
 	t.Run("configmap", func(t *testing.T) {
 		start := time.Now()
@@ -42,50 +50,51 @@ func TestControlPlaneConfigMap(t *testing.T) {
 		if !strings.HasPrefix(cp.URL(), "https://127.0.0.1:") {
 			t.Errorf("URL %q", cp.URL())
 		}
-		kubectl(t, cp, `apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: greeting
-  namespace: default
-data:
-  hello: world
-`, "apply", "-f", "-")
-		if got := kubectl(t, cp, "", "get", "configmap", "greeting", "-o", "jsonpath={.data.hello}"); got != "world" {
-			t.Errorf("configmap greeting: hello = %q, want world", got)
+		cms := clients(t, cp).Resource(configMaps).Namespace("default")
+		if _, err := cms.Create(t.Context(), configMap("greeting", map[string]any{"hello": "world"}), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := cms.Get(t.Context(), "greeting", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, _, _ := unstructured.NestedString(got.Object, "data", "hello"); v != "world" {
+			t.Errorf("configmap greeting: hello = %q, want world", v)
 		}
 	})
 	stopped(t, cp)
 }
 
 func TestControlPlaneWithControllers(t *testing.T) {
-	enabled(t)
-	if _, err := exec.LookPath("kubectl"); err != nil {
-		t.Skip("kubectl is not installed")
-	}
 	var cp *ControlPlane
 	t.Run("controllers", func(t *testing.T) {
 		start := time.Now()
 		cp = Start(t, WithControllers())
 		t.Logf("control plane with controllers started in %s", time.Since(start).Round(time.Millisecond))
+		dyn := clients(t, cp)
+		ctx := t.Context()
 		// The service account controller gives every namespace its default account.
 		eventually(t, func() bool {
-			out, err := exec.Command("kubectl", "--kubeconfig", cp.Kubeconfig(), "get", "serviceaccount", "default", "-o", "name").Output()
-			return err == nil && strings.TrimSpace(string(out)) == "serviceaccount/default"
+			_, err := dyn.Resource(serviceAccounts).Namespace("default").Get(ctx, "default", metav1.GetOptions{})
+			return err == nil
 		}, "the default service account exists")
 		// The garbage collector deletes what an owner that is gone owned.
-		kubectl(t, cp, "", "create", "configmap", "owner")
-		uid := kubectl(t, cp, "", "get", "configmap", "owner", "-o", "jsonpath={.metadata.uid}")
-		kubectl(t, cp, `apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: owned
-  ownerReferences:
-  - {apiVersion: v1, kind: ConfigMap, name: owner, uid: `+uid+`}
-`, "apply", "-f", "-")
-		kubectl(t, cp, "", "delete", "configmap", "owner")
+		cms := dyn.Resource(configMaps).Namespace("default")
+		owner, err := cms.Create(ctx, configMap("owner", nil), metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		owned := configMap("owned", nil)
+		owned.SetOwnerReferences([]metav1.OwnerReference{{APIVersion: "v1", Kind: "ConfigMap", Name: "owner", UID: owner.GetUID()}})
+		if _, err := cms.Create(ctx, owned, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := cms.Delete(ctx, "owner", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
 		eventually(t, func() bool {
-			out, err := exec.Command("kubectl", "--kubeconfig", cp.Kubeconfig(), "get", "configmap", "owned").CombinedOutput()
-			return err != nil && strings.Contains(string(out), "NotFound")
+			_, err := cms.Get(ctx, "owned", metav1.GetOptions{})
+			return apierrors.IsNotFound(err)
 		}, "the owned ConfigMap is garbage-collected")
 	})
 	stopped(t, cp)
