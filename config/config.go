@@ -35,9 +35,19 @@ type InstallOptions struct {
 	KnativeCRDs bool
 }
 
+// namespace is where Flick's own parts run on a cluster.
+const namespace = `apiVersion: v1
+kind: Namespace
+metadata:
+  name: flick-system
+  labels:
+    app.kubernetes.io/part-of: flick
+`
+
 // Install is every manifest `flick install --print` prints, as one YAML stream.
 func Install(o InstallOptions) []byte {
 	var out bytes.Buffer
+	out.WriteString("---\n" + namespace)
 	names, manifests := CRDs()
 	for i, m := range manifests {
 		if !o.KnativeCRDs && !strings.HasPrefix(names[i], "flick.dev_") {

@@ -90,6 +90,7 @@ func NewRoot() *cobra.Command {
 		newEventCmd(o),
 		newCallsCmd(o),
 		newInstallCmd(),
+		newOperatorCmd(),
 		newVersionCmd(o),
 	)
 	return root

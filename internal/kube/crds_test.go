@@ -7,13 +7,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
 	"github.com/flickdev/flick/config"
@@ -21,42 +20,21 @@ import (
 	"github.com/flickdev/flick/pkg/apis"
 )
 
-var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
-
-// installCRDs creates config/crd's CRDs and waits until the API server serves them all;
-// it returns the resource of each group/kind.
-func installCRDs(t *testing.T, dyn dynamic.Interface) map[schema.GroupKind]schema.GroupVersionResource {
+// installCRDs installs what flick install prints and returns the resource of each
+// group/kind its CRDs serve.
+func installCRDs(t *testing.T, cfg *rest.Config) map[schema.GroupKind]schema.GroupVersionResource {
 	t.Helper()
-	ctx := t.Context()
-	names, manifests := config.CRDs()
+	if err := Install(t.Context(), cfg, config.Install(config.InstallOptions{KnativeCRDs: true})); err != nil {
+		t.Fatal(err)
+	}
 	served := map[schema.GroupKind]schema.GroupVersionResource{}
-	for i, m := range manifests {
+	_, manifests := config.CRDs()
+	for _, m := range manifests {
 		crd := decode(t, m)
-		if _, err := dyn.Resource(crdGVR).Create(ctx, crd, metav1.CreateOptions{}); err != nil {
-			t.Fatalf("install %s: %v", names[i], err)
-		}
 		group, _, _ := unstructured.NestedString(crd.Object, "spec", "group")
 		kind, _, _ := unstructured.NestedString(crd.Object, "spec", "names", "kind")
 		plural, _, _ := unstructured.NestedString(crd.Object, "spec", "names", "plural")
 		served[schema.GroupKind{Group: group, Kind: kind}] = schema.GroupVersionResource{Group: group, Version: "v1", Resource: plural}
-	}
-	for i := range manifests {
-		name := strings.TrimSuffix(names[i], ".yaml")
-		group, plural, _ := strings.Cut(name, "_")
-		eventually(t, 30*time.Second, "CRD "+plural+"."+group+" established", func() bool {
-			crd, err := dyn.Resource(crdGVR).Get(ctx, plural+"."+group, metav1.GetOptions{})
-			if err != nil {
-				return false
-			}
-			conds, _, _ := unstructured.NestedSlice(crd.Object, "status", "conditions")
-			for _, c := range conds {
-				c, _ := c.(map[string]any)
-				if c["type"] == "Established" && c["status"] == "True" {
-					return true
-				}
-			}
-			return false
-		})
 	}
 	return served
 }
@@ -110,10 +88,10 @@ func manifests(t *testing.T, data []byte, from string) []*unstructured.Unstructu
 	return out
 }
 
-func controlPlane(t *testing.T) dynamic.Interface {
+func controlPlane(t *testing.T) (*rest.Config, dynamic.Interface) {
 	t.Helper()
 	cp := kubetest.Start(t)
-	cfg, err := clientcmd.BuildConfigFromFlags("", cp.Kubeconfig())
+	cfg, err := RESTConfig(cp.Kubeconfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,24 +99,15 @@ func controlPlane(t *testing.T) dynamic.Interface {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return dyn
-}
-
-func ensureNamespace(t *testing.T, dyn dynamic.Interface, name string) {
-	t.Helper()
-	ns := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": name}}}
-	if _, err := dyn.Resource(schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}).Create(t.Context(), ns, metav1.CreateOptions{}); err != nil && !strings.Contains(err.Error(), "already exists") {
-		t.Fatal(err)
-	}
+	return cfg, dyn
 }
 
 // TestCRDsTakeTheManifestsTheServerTakes: every example and every manifest of testdata/valid.yaml
 // is accepted by a real API server with Flick's CRDs, and what is read back keeps its spec
 // (nothing pruned that the embedded server reads).
 func TestCRDsTakeTheManifestsTheServerTakes(t *testing.T) {
-	dyn := controlPlane(t)
-	served := installCRDs(t, dyn)
-	ensureNamespace(t, dyn, apis.RuntimeNamespace)
+	cfg, dyn := controlPlane(t)
+	served := installCRDs(t, cfg)
 
 	files, _ := filepath.Glob("../../examples/*/*.yaml")
 	files = append(files, "testdata/valid.yaml")
@@ -185,8 +154,8 @@ func jsonOf(t *testing.T, v any) string {
 // TestCRDsRefuseWhatValidateRefuses: the API server turns away invalid objects with the
 // message of the CEL rule, enum or bound the types carry.
 func TestCRDsRefuseWhatValidateRefuses(t *testing.T) {
-	dyn := controlPlane(t)
-	served := installCRDs(t, dyn)
+	cfg, dyn := controlPlane(t)
+	served := installCRDs(t, cfg)
 	cases := []struct {
 		name, manifest, want string
 	}{
@@ -209,7 +178,7 @@ spec: {runtime: go, source: {path: ./x}, handler: main.Serve}`, "Go functions ex
 		{"min over max", `apiVersion: flick.dev/v1
 kind: Function
 metadata: {name: f5}
-spec: {runtime: node, source: {path: ./x}, scale: {min: 3, max: 2}}`, "spec.scale.min must not exceed spec.scale.max"},
+spec: {runtime: node, source: {path: ./x}, scale: {min: 3, max: 2}}`, "spec.scale: Invalid value: min must not exceed max"},
 		{"unknown executor", `apiVersion: flick.dev/v1
 kind: Function
 metadata: {name: f6}
@@ -219,7 +188,7 @@ kind: Service
 metadata: {name: s1}
 spec:
   template: {spec: {containers: [{image: x}]}}
-  traffic: [{revisionName: a, percent: 50}, {latestRevision: true, percent: 40}]`, "the percents must add up to 100"},
+  traffic: [{revisionName: a, percent: 50}, {latestRevision: true, percent: 40}]`, "spec.traffic: Invalid value: the percents must add up to 100"},
 		{"percent over 100", `apiVersion: serving.knative.dev/v1
 kind: Service
 metadata: {name: s2}
@@ -253,7 +222,7 @@ spec: {type: sqs, url: https://sqs, topic: t, sink: {uri: http://x/}}`, `spec.ty
 		{"route weights", `apiVersion: flick.dev/v1
 kind: Route
 metadata: {name: r1}
-spec: {path: /a, to: [{function: a, weight: 50}, {function: b, weight: 20}]}`, "the weights of several targets must add up to 100"},
+spec: {path: /a, to: [{function: a, weight: 50}, {function: b, weight: 20}]}`, "spec.to: Invalid value: the weights of several targets must add up to 100"},
 		{"route target with both", `apiVersion: flick.dev/v1
 kind: Route
 metadata: {name: r2}
@@ -265,7 +234,7 @@ spec: {path: a, to: [{function: a}]}`, "spec.path: Invalid value"},
 		{"binding with name and selector", `apiVersion: sources.knative.dev/v1
 kind: SinkBinding
 metadata: {name: b1}
-spec: {subject: {kind: Function, name: a, selector: {matchLabels: {a: b}}}, sink: {uri: http://x/}}`, "spec.subject takes a name or a selector, one of them"},
+spec: {subject: {kind: Function, name: a, selector: {matchLabels: {a: b}}}, sink: {uri: http://x/}}`, "spec.subject: Invalid value: needs a name or a selector, not both"},
 		{"empty sequence", `apiVersion: flows.knative.dev/v1
 kind: Sequence
 metadata: {name: q}
@@ -284,20 +253,10 @@ spec: {pool: {size: 100}}`, "spec.pool.size: Invalid value: 100"},
 			if err == nil {
 				t.Fatalf("accepted, want refused with %q", tc.want)
 			}
+			t.Log(err)
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("refused with\n%v\nwant a message containing %q", err, tc.want)
 			}
 		})
-	}
-}
-
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", within, what)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -72,7 +72,7 @@ func (r *Reconciler) load(plural, ns, name string) (*apis.Resource, apis.Object,
 func (r *Reconciler) latestOf(revs []*apis.Revision) (created, ready string) {
 	var createdGen, readyGen int64 = -1, -1
 	for _, rev := range revs {
-		gen := revisionGeneration(rev)
+		gen := rev.Generation()
 		if gen > createdGen {
 			created, createdGen = rev.Metadata.Name, gen
 		}

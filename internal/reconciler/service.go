@@ -2,13 +2,10 @@ package reconciler
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -16,9 +13,6 @@ import (
 	"github.com/flickdev/flick/internal/store"
 	"github.com/flickdev/flick/pkg/apis"
 )
-
-// AnnotationTemplateHash records on a revision which template it snapshots.
-const AnnotationTemplateHash = "flick.dev/template-hash"
 
 // serviceChanged reports whether a service event carries a generation, or a rollout request,
 // not yet reconciled.
@@ -146,7 +140,7 @@ func (r *Reconciler) reconcileService(key string) error {
 	var latestCreatedGen, latestReadyGen int64 = -1, -1
 	for _, rev := range revs {
 		byName[rev.Metadata.Name] = rev
-		gen := revisionGeneration(rev)
+		gen := rev.Generation()
 		if gen > latestCreatedGen {
 			latestCreated, latestCreatedGen = rev.Metadata.Name, gen
 		}
@@ -320,57 +314,11 @@ func (r *Reconciler) sumRevisions(st *apis.WorkloadStatus, revs []*apis.Revision
 // revision snapshots another one. It returns the revision it created, if any.
 func (r *Reconciler) ensureRevision(o owner, revs []*apis.Revision) (*apis.Revision, error) {
 	o = r.withBindings(o)
-	hash := templateHash(o)
-	want := o.template.Metadata.Name
-	var newest *apis.Revision
-	for _, rev := range revs {
-		if want != "" && rev.Metadata.Name == want {
-			if rev.Metadata.Annotations[AnnotationTemplateHash] != hash {
-				return nil, fmt.Errorf("spec.template.metadata.name: revision %s already exists with another template; give the new template a new name", want)
-			}
-			return nil, nil
-		}
-		if newest == nil || revisionGeneration(rev) > revisionGeneration(newest) {
-			newest = rev
-		}
+	rev, err := apis.NextRevision(apis.RevisionOwner{Namespace: o.ns, Name: o.name, Service: o.service, Function: o.function, Template: o.template, Annotations: o.annotations}, revs)
+	if rev == nil || err != nil {
+		return nil, err
 	}
-	if want == "" && newest != nil && newest.Metadata.Annotations[AnnotationTemplateHash] == hash {
-		return nil, nil
-	}
-	gen := int64(1)
-	if newest != nil {
-		gen = revisionGeneration(newest) + 1
-	}
-	name := want
-	if name == "" {
-		name = apis.RevisionName(o.name, gen)
-	}
-	labels := map[string]string{}
-	for k, v := range o.template.Metadata.Labels {
-		labels[k] = v
-	}
-	if o.service != "" {
-		labels[apis.LabelService] = o.service
-	}
-	if o.function {
-		labels[apis.LabelFunction] = o.name
-	}
-	labels[apis.LabelConfiguration] = o.name
-	labels[apis.LabelConfigurationGeneration] = strconv.FormatInt(gen, 10)
-	annotations := map[string]string{}
-	for k, v := range o.annotations {
-		annotations[k] = v
-	}
-	annotations[AnnotationTemplateHash] = hash
-	rev := &apis.Revision{
-		TypeMeta: apis.TypeMeta{APIVersion: "serving.knative.dev/v1", Kind: "Revision"},
-		Metadata: apis.ObjectMeta{Name: name, Namespace: o.ns, Labels: labels, Annotations: annotations},
-		Spec:     o.template.Spec,
-	}
-	rev.Default()
-	if err := rev.Validate(); err != nil {
-		return nil, fmt.Errorf("revision %s: %w", name, err)
-	}
+	name := rev.Metadata.Name
 	res, err := apis.Encode(rev)
 	if err != nil {
 		return nil, err
@@ -449,21 +397,4 @@ func (r *Reconciler) revisionCondition(ns, name string) *apis.Condition {
 		return &cc
 	}
 	return nil
-}
-
-func revisionGeneration(rev *apis.Revision) int64 {
-	n, _ := strconv.ParseInt(rev.Metadata.Labels[apis.LabelConfigurationGeneration], 10, 64)
-	return n
-}
-
-// templateHash identifies what a revision snapshots: the template's spec, labels and the
-// annotations a revision would carry.
-func templateHash(o owner) string {
-	b, _ := json.Marshal(struct {
-		Spec        apis.RevisionSpec
-		Labels      map[string]string
-		Annotations map[string]string
-	}{o.template.Spec, o.template.Metadata.Labels, o.annotations})
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:8])
 }

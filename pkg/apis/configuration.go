@@ -66,7 +66,7 @@ type Route struct {
 // RouteSpec is the traffic block.
 type RouteSpec struct {
 	// +kubebuilder:validation:MaxItems=100
-	// +kubebuilder:validation:XValidation:rule="size(self) == 0 || self.map(t, has(t.percent) ? t.percent : 0).sum() == 100",message="spec.traffic: the percents must add up to 100"
+	// +kubebuilder:validation:XValidation:rule="size(self) == 0 || self.map(t, has(t.percent) ? t.percent : 0).sum() == 100",message="the percents must add up to 100"
 	Traffic []TrafficTarget `json:"traffic"`
 }
 

@@ -83,7 +83,7 @@ const (
 
 // Scale bounds a workload's instance count.
 //
-// +kubebuilder:validation:XValidation:rule="!has(self.max) || self.max == 0 || !has(self.min) || self.min <= self.max",message="spec.scale.min must not exceed spec.scale.max"
+// +kubebuilder:validation:XValidation:rule="!has(self.max) || self.max == 0 || !has(self.min) || self.min <= self.max",message="min must not exceed max"
 type Scale struct {
 	// +kubebuilder:validation:Minimum=0
 	Min int `json:"min"`

@@ -35,7 +35,7 @@ type HTTPRouteSpec struct {
 	// +required
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=100
-	// +kubebuilder:validation:XValidation:rule="size(self) == 1 || self.map(t, has(t.weight) ? t.weight : 0).sum() == 100",message="spec.to: the weights of several targets must add up to 100"
+	// +kubebuilder:validation:XValidation:rule="size(self) == 1 || self.map(t, has(t.weight) ? t.weight : 0).sum() == 100",message="the weights of several targets must add up to 100"
 	To []RouteTarget `json:"to"`
 }
 

@@ -43,8 +43,8 @@ type Service struct {
 type ServiceSpec struct {
 	Template RevisionTemplate `json:"template"`
 	// +kubebuilder:validation:MaxItems=100
-	// +kubebuilder:validation:XValidation:rule="self.all(t, !has(t.percent) || (t.percent >= 0 && t.percent <= 100))",message="spec.traffic: a percent is between 0 and 100"
-	// +kubebuilder:validation:XValidation:rule="size(self) == 0 || self.map(t, has(t.percent) ? t.percent : 0).sum() == 100",message="spec.traffic: the percents must add up to 100"
+	// +kubebuilder:validation:XValidation:rule="self.all(t, !has(t.percent) || (t.percent >= 0 && t.percent <= 100))",message="a percent is between 0 and 100"
+	// +kubebuilder:validation:XValidation:rule="size(self) == 0 || self.map(t, has(t.percent) ? t.percent : 0).sum() == 100",message="the percents must add up to 100"
 	Traffic []TrafficTarget `json:"traffic,omitempty"`
 }
 

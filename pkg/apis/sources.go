@@ -330,7 +330,7 @@ type SinkBindingSpec struct {
 
 // BindingSubject names what is bound: a kind and a name, or a kind and a label selector.
 //
-// +kubebuilder:validation:XValidation:rule="has(self.name) != has(self.selector)",message="spec.subject takes a name or a selector, one of them"
+// +kubebuilder:validation:XValidation:rule="has(self.name) != has(self.selector)",message="needs a name or a selector, not both"
 type BindingSubject struct {
 	APIVersion string `json:"apiVersion,omitempty"`
 	// +required

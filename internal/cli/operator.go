@@ -1,0 +1,79 @@
+package cli
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/flickdev/flick/internal/kube"
+	"github.com/flickdev/flick/internal/kube/operator"
+)
+
+// newOperatorCmd runs the Kubernetes operator.
+func newOperatorCmd() *cobra.Command {
+	var (
+		kubeconfig, domain, codeURL, leaderNS, metrics, probes, logLevel string
+		leader, knative                                                  bool
+		images                                                           []string
+	)
+	cmd := &cobra.Command{
+		Use:   "operator",
+		Short: "Run the Kubernetes operator: Flick's and Knative's resources become Deployments and Services",
+		Long: `Run the Kubernetes operator. It watches the Flick and Knative custom resources (install
+their CRDs with flick install --print | kubectl apply -f -) and keeps, for every Service,
+Configuration and Function, one immutable Revision per template change, and for every
+Revision a Deployment and a Service of its name, owned by it. Statuses come back from the
+Deployments. With --leader-elect, one of several replicas acts at a time.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level: %w", err)
+			}
+			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			plan := operator.Plan{Images: operator.DefaultImages(imageTag()), CodeURL: codeURL}
+			for _, kv := range images {
+				rt, img, ok := strings.Cut(kv, "=")
+				if !ok || rt == "" || img == "" {
+					return fmt.Errorf("--runtime-image %q: want RUNTIME=IMAGE, e.g. python=registry.example.com/flick-python:1", kv)
+				}
+				plan.Images[rt] = img
+			}
+			cfg, err := kube.RESTConfig(kubeconfig)
+			if err != nil {
+				return err
+			}
+			mgr, err := operator.New(cfg, operator.Options{Knative: knative, Domain: domain, Plan: plan, LeaderElection: leader, LeaderNamespace: leaderNS,
+				MetricsAddr: metrics, ProbeAddr: probes, Log: log})
+			if err != nil {
+				return err
+			}
+			log.Info("operator starting", "cluster", cfg.Host, "leaderElection", leader)
+			return mgr.Start(ctrl.SetupSignalHandler())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig of the cluster (default: $KUBECONFIG, ~/.kube/config, or the pod's service account)")
+	f.StringVar(&domain, "domain", "example.com", "domain of the URLs in statuses: {name}.{namespace}.{domain}")
+	f.StringVar(&codeURL, "code-url", "http://flick-gateway.flick-system.svc/archives", "where function pods download their code archives")
+	f.StringArrayVar(&images, "runtime-image", nil, "RUNTIME=IMAGE: the image of a language runtime's pods (repeatable)")
+	f.BoolVar(&knative, "knative-kinds", true, "serve the serving.knative.dev kinds too (false where Knative is installed: install with --knative-crds=false)")
+	f.BoolVar(&leader, "leader-elect", false, "elect one active replica through a Lease")
+	f.StringVar(&leaderNS, "leader-election-namespace", "flick-system", "namespace of the leader election Lease")
+	f.StringVar(&metrics, "metrics-bind-address", "0", "address of the Prometheus metrics endpoint (0: off)")
+	f.StringVar(&probes, "health-probe-bind-address", "0", "address of /healthz and /readyz (0: off)")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+// imageTag is the tag of this release's runtime images.
+func imageTag() string {
+	if Version == "" || strings.Contains(Version, "dirty") {
+		return "latest"
+	}
+	return Version
+}

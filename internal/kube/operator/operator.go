@@ -1,0 +1,181 @@
+// Package operator is Flick's Kubernetes operator (`flick operator`): a controller-runtime
+// manager, with leader election, that turns the Flick and Knative custom resources into
+// Kubernetes objects. A Service, Configuration or Function makes an immutable Revision per
+// template change; a Revision becomes a Deployment and a Service of its name, owned by it so
+// that deleting the owner garbage-collects everything; statuses are mirrored back from the
+// Deployments. The decisions are pkg/apis's (NextRevision, ResolveTraffic) and plan.go's,
+// the same code the embedded server runs; this package only reads and writes objects.
+package operator
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/go-logr/logr"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/flickdev/flick/pkg/apis"
+)
+
+// Options configure the operator.
+type Options struct {
+	// Knative serves the serving.knative.dev kinds too (Flick's CRDs of that group are
+	// installed); off where Knative itself is installed and owns them.
+	Knative bool
+	// Domain is the domain of the URLs in statuses ({name}.{namespace}.{domain}).
+	Domain string
+	Plan   Plan
+	// LeaderElection makes one replica of several the one that acts; LeaderNamespace holds
+	// its Lease.
+	LeaderElection  bool
+	LeaderNamespace string
+	// MetricsAddr and ProbeAddr serve Prometheus metrics and /healthz, /readyz ("0": off).
+	MetricsAddr, ProbeAddr string
+	Log                    *slog.Logger
+
+	// skipNameValidation lets tests run several managers in one process (controller names
+	// are otherwise unique per process, for their metrics).
+	skipNameValidation bool
+}
+
+// servingGroups are the groups whose Services and Revisions the operator serves: Flick's,
+// and Knative's unless Knative itself is there.
+func servingGroups(o Options) []string {
+	if o.Knative {
+		return []string{apis.GroupServing, apis.GroupFlick}
+	}
+	return []string{apis.GroupFlick}
+}
+
+func gvk(group, kind string) schema.GroupVersionKind {
+	return schema.GroupVersionKind{Group: group, Version: "v1", Kind: kind}
+}
+
+func newUnstructured(k schema.GroupVersionKind) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(k)
+	return u
+}
+
+// New builds the manager with every controller; Start runs it.
+func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.Domain == "" {
+		o.Domain = "example.com"
+	}
+	scheme := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{appsv1.AddToScheme, corev1.AddToScheme} {
+		if err := add(scheme); err != nil {
+			return nil, err
+		}
+	}
+	log := logr.FromSlogHandler(o.Log.Handler())
+	ctrl.SetLogger(log)
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  scheme,
+		Logger:                  log,
+		LeaderElection:          o.LeaderElection,
+		LeaderElectionID:        "flick-operator",
+		LeaderElectionNamespace: o.LeaderNamespace,
+		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
+		HealthProbeBindAddress:  o.ProbeAddr,
+		Controller:              ctrlconfig.Controller{SkipNameValidation: &o.skipNameValidation},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("operator: %w", err)
+	}
+	for _, group := range servingGroups(o) {
+		r := &revisionReconciler{client: mgr.GetClient(), group: group, opts: o}
+		if err := ctrl.NewControllerManagedBy(mgr).Named("revision-" + group).
+			For(newUnstructured(gvk(group, "Revision"))).
+			Owns(&appsv1.Deployment{}).Owns(&corev1.Service{}).
+			Complete(r); err != nil {
+			return nil, err
+		}
+		for _, kind := range []string{"Service", "Configuration"} {
+			if group == apis.GroupFlick && kind == "Configuration" {
+				continue // Flick serves Configurations only as Knative's
+			}
+			o := &ownerReconciler{client: mgr.GetClient(), kind: gvk(group, kind), revisions: gvk(group, "Revision"), opts: o}
+			if err := ctrl.NewControllerManagedBy(mgr).Named(kind + "-" + group).
+				For(newUnstructured(o.kind)).
+				Owns(newUnstructured(o.revisions)).
+				Complete(o); err != nil {
+				return nil, err
+			}
+		}
+	}
+	fn := &ownerReconciler{client: mgr.GetClient(), kind: gvk(apis.GroupFlick, "Function"), revisions: gvk(apis.GroupFlick, "Revision"), opts: o}
+	if err := ctrl.NewControllerManagedBy(mgr).Named("function").
+		For(newUnstructured(fn.kind)).
+		Owns(newUnstructured(fn.revisions)).
+		Complete(fn); err != nil {
+		return nil, err
+	}
+	return mgr, nil
+}
+
+// decode reads an unstructured object into a pkg/apis type (they share the JSON).
+func decode(u *unstructured.Unstructured, into any) error {
+	b, err := u.MarshalJSON()
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, into)
+}
+
+// toMap turns a pkg/apis value into the map an unstructured object holds.
+func toMap(v any) (map[string]any, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	return m, json.Unmarshal(b, &m)
+}
+
+// patchStatus writes status into u's status subresource, when it changed.
+func patchStatus(ctx context.Context, c client.Client, u *unstructured.Unstructured, status any) error {
+	m, err := toMap(status)
+	if err != nil {
+		return err
+	}
+	old, _, _ := unstructured.NestedMap(u.Object, "status")
+	if equalJSON(old, m) {
+		return nil
+	}
+	orig := u.DeepCopy()
+	u.Object["status"] = m
+	return c.Status().Patch(ctx, u, client.MergeFrom(orig))
+}
+
+func equalJSON(a, b map[string]any) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
+}
+
+func now() metav1.Time { return metav1.NewTime(time.Now().UTC().Truncate(time.Second)) }
+
+// controllerRef makes owner the managing owner of an object: deleting it deletes the object.
+func controllerRef(owner *unstructured.Unstructured) metav1.OwnerReference {
+	return metav1.OwnerReference{
+		APIVersion: owner.GetAPIVersion(), Kind: owner.GetKind(), Name: owner.GetName(), UID: owner.GetUID(),
+		Controller: new(true), BlockOwnerDeletion: new(true),
+	}
+}
