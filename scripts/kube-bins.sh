@@ -23,8 +23,16 @@ kube_cmds=(kube-apiserver kube-controller-manager kube-scheduler)
 say() { echo "kube-bins: $*" >&2; }
 fail() { say "error: $*"; exit 1; }
 
+# etcd_is_wanted: the cached etcd is the wanted version. (Its output is read whole first:
+# grep -q would quit early, etcd would die of SIGPIPE, and pipefail would call it missing.)
+etcd_is_wanted() {
+  local out
+  [ -x "$bin/etcd" ] && out=$("$bin/etcd" --version 2>/dev/null) || return 1
+  grep -qx "etcd Version: ${ETCD_VERSION#v}" <<<"$out"
+}
+
 have_all() {
-  [ -x "$bin/etcd" ] && "$bin/etcd" --version 2>/dev/null | grep -qx "etcd Version: ${ETCD_VERSION#v}" || return 1
+  etcd_is_wanted || return 1
   for c in "${kube_cmds[@]}"; do [ -x "$bin/$c" ] || return 1; done
 }
 
@@ -49,7 +57,7 @@ mkdir -p "$bin"
 export GOWORK=off GOFLAGS=-mod=mod CGO_ENABLED=0
 
 build_etcd() {
-  "$bin/etcd" --version 2>/dev/null | grep -qx "etcd Version: ${ETCD_VERSION#v}" && { say "etcd: cached"; return; }
+  etcd_is_wanted && { say "etcd: cached"; return; }
   local mod=$dir/etcd-mod
   say "etcd $ETCD_VERSION: building in $mod"
   rm -rf "$mod" && mkdir -p "$mod"

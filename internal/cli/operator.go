@@ -19,6 +19,8 @@ func newOperatorCmd() *cobra.Command {
 		kubeconfig, domain, codeURL, leaderNS, metrics, probes, logLevel string
 		leader, knative                                                  bool
 		images                                                           []string
+		qps                                                              float32
+		burst                                                            int
 	)
 	cmd := &cobra.Command{
 		Use:   "operator",
@@ -48,7 +50,7 @@ Deployments. With --leader-elect, one of several replicas acts at a time.`,
 				return err
 			}
 			mgr, err := operator.New(cfg, operator.Options{Knative: knative, Domain: domain, Plan: plan, LeaderElection: leader, LeaderNamespace: leaderNS,
-				MetricsAddr: metrics, ProbeAddr: probes, Log: log})
+				MetricsAddr: metrics, ProbeAddr: probes, QPS: qps, Burst: burst, Log: log})
 			if err != nil {
 				return err
 			}
@@ -66,6 +68,8 @@ Deployments. With --leader-elect, one of several replicas acts at a time.`,
 	f.StringVar(&leaderNS, "leader-election-namespace", "flick-system", "namespace of the leader election Lease")
 	f.StringVar(&metrics, "metrics-bind-address", "0", "address of the Prometheus metrics endpoint (0: off)")
 	f.StringVar(&probes, "health-probe-bind-address", "0", "address of /healthz and /readyz (0: off)")
+	f.Float32Var(&qps, "kube-api-qps", 100, "requests per second to the API server, at most")
+	f.IntVar(&burst, "kube-api-burst", 200, "requests in a burst to the API server, at most")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }

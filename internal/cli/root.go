@@ -91,6 +91,7 @@ func NewRoot() *cobra.Command {
 		newCallsCmd(o),
 		newInstallCmd(),
 		newOperatorCmd(),
+		newGatewayCmd(),
 		newVersionCmd(o),
 	)
 	return root

@@ -61,48 +61,73 @@ const startTimeout = 60 * time.Second
 // Start runs a control plane for the test and stops it when the test ends.
 func Start(tb testing.TB, opts ...Option) *ControlPlane {
 	tb.Helper()
+	began := time.Now()
+	cp, err := Run(tb.TempDir(), opts...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(cp.Stop)
+	tb.Logf("kubetest: control plane at %s up in %s (logs in %s)", cp.url, time.Since(began).Round(time.Millisecond), cp.dir)
+	return cp
+}
+
+// Run starts a control plane with its files in dir, for programs that are not tests (the
+// benchmarks); Stop ends it.
+func Run(dir string, opts ...Option) (*ControlPlane, error) {
 	var o options
 	for _, opt := range opts {
 		opt(&o)
 	}
-	began := time.Now()
 	bin, err := BinDir()
 	if err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
-	dir := tb.TempDir()
 	certs, err := writeCerts(filepath.Join(dir, "pki"))
 	if err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	cp := &ControlPlane{dir: dir}
-	tb.Cleanup(func() {
-		for i := len(cp.procs) - 1; i >= 0; i-- {
-			cp.procs[i].stop()
+	ok := false
+	defer func() {
+		if !ok {
+			cp.Stop()
 		}
-	})
-	run := func(p *process, err error) {
-		tb.Helper()
-		if err != nil {
-			tb.Fatal(err)
-		}
-		cp.procs = append(cp.procs, p)
-	}
-
+	}()
 	etcdURL, p, err := startEtcd(bin, dir)
-	run(p, err)
+	if err != nil {
+		return nil, err
+	}
+	cp.procs = append(cp.procs, p)
 	url, p, err := startAPIServer(bin, dir, etcdURL, certs, o.controllers)
-	run(p, err)
+	if err != nil {
+		return nil, err
+	}
+	cp.procs = append(cp.procs, p)
 	cp.url, cp.kubeconfig = url, filepath.Join(dir, "admin.kubeconfig")
 	if err := writeKubeconfig(cp.kubeconfig, url, certs); err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	if o.controllers {
-		run(startControllerManager(bin, dir, cp.kubeconfig, certs))
-		run(startScheduler(bin, dir, cp.kubeconfig))
+		for _, start := range []func() (*process, error){
+			func() (*process, error) { return startControllerManager(bin, dir, cp.kubeconfig, certs) },
+			func() (*process, error) { return startScheduler(bin, dir, cp.kubeconfig) },
+		} {
+			p, err := start()
+			if err != nil {
+				return nil, err
+			}
+			cp.procs = append(cp.procs, p)
+		}
 	}
-	tb.Logf("kubetest: control plane at %s up in %s (logs in %s)", url, time.Since(began).Round(time.Millisecond), dir)
-	return cp
+	ok = true
+	return cp, nil
+}
+
+// Stop stops every process of the control plane, the last started first.
+func (c *ControlPlane) Stop() {
+	for i := len(c.procs) - 1; i >= 0; i-- {
+		c.procs[i].stop()
+	}
 }
 
 // BinDir returns the directory of the control plane's binaries: $FLICK_KUBE_BIN, or what

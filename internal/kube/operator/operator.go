@@ -25,6 +25,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/flickdev/flick/pkg/apis"
@@ -44,11 +45,16 @@ type Options struct {
 	LeaderNamespace string
 	// MetricsAddr and ProbeAddr serve Prometheus metrics and /healthz, /readyz ("0": off).
 	MetricsAddr, ProbeAddr string
-	Log                    *slog.Logger
+	// QPS and Burst bound the operator's requests to the API server (default 100 and 200:
+	// each Service costs about six writes, and client-go's default of 5/s would make a
+	// thousand take twenty minutes).
+	QPS   float32
+	Burst int
+	Log   *slog.Logger
 
-	// skipNameValidation lets tests run several managers in one process (controller names
+	// SkipNameValidation lets tests run several managers in one process (controller names
 	// are otherwise unique per process, for their metrics).
-	skipNameValidation bool
+	SkipNameValidation bool
 }
 
 // servingGroups are the groups whose Services and Revisions the operator serves: Flick's,
@@ -78,6 +84,14 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if o.Domain == "" {
 		o.Domain = "example.com"
 	}
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = o.QPS, o.Burst
+	if cfg.QPS == 0 {
+		cfg.QPS = 100
+	}
+	if cfg.Burst == 0 {
+		cfg.Burst = 200
+	}
 	scheme := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{appsv1.AddToScheme, corev1.AddToScheme} {
 		if err := add(scheme); err != nil {
@@ -94,16 +108,20 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		LeaderElectionNamespace: o.LeaderNamespace,
 		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
 		HealthProbeBindAddress:  o.ProbeAddr,
-		Controller:              ctrlconfig.Controller{SkipNameValidation: &o.skipNameValidation},
+		Controller:              ctrlconfig.Controller{SkipNameValidation: &o.SkipNameValidation},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("operator: %w", err)
 	}
+	// Objects are independent: several of each kind reconcile at once (one object is never
+	// reconciled by two workers at a time).
+	workers := controller.Options{MaxConcurrentReconciles: 4}
 	for _, group := range servingGroups(o) {
 		r := &revisionReconciler{client: mgr.GetClient(), group: group, opts: o}
 		if err := ctrl.NewControllerManagedBy(mgr).Named("revision-" + group).
 			For(newUnstructured(gvk(group, "Revision"))).
 			Owns(&appsv1.Deployment{}).Owns(&corev1.Service{}).
+			WithOptions(workers).
 			Complete(r); err != nil {
 			return nil, err
 		}
@@ -115,6 +133,7 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 			if err := ctrl.NewControllerManagedBy(mgr).Named(kind + "-" + group).
 				For(newUnstructured(o.kind)).
 				Owns(newUnstructured(o.revisions)).
+				WithOptions(workers).
 				Complete(o); err != nil {
 				return nil, err
 			}
@@ -124,6 +143,7 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if err := ctrl.NewControllerManagedBy(mgr).Named("function").
 		For(newUnstructured(fn.kind)).
 		Owns(newUnstructured(fn.revisions)).
+		WithOptions(workers).
 		Complete(fn); err != nil {
 		return nil, err
 	}

@@ -48,7 +48,7 @@ func cluster(t *testing.T) dynamic.Interface {
 	mgr, err := New(cfg, Options{Knative: true, Domain: "example.com", LeaderElection: true, LeaderNamespace: "flick-system",
 		Plan:        Plan{Images: DefaultImages("test"), CodeURL: "http://gw/archives"},
 		MetricsAddr: "0", ProbeAddr: "0", Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		skipNameValidation: true})
+		SkipNameValidation: true})
 	if err != nil {
 		t.Fatal(err)
 	}

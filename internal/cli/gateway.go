@@ -1,0 +1,79 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/flickdev/flick/internal/kube"
+	"github.com/flickdev/flick/internal/kube/gateway"
+)
+
+// newGatewayCmd runs the data plane in a cluster.
+func newGatewayCmd() *cobra.Command {
+	var (
+		kubeconfig, listen, domain, logLevel string
+		knative                              bool
+	)
+	cmd := &cobra.Command{
+		Use:   "gateway",
+		Short: "Run the data plane in a Kubernetes cluster: routing, buffering and autoscaling onto revisions' pods",
+		Long: `Run the data plane in a Kubernetes cluster: the embedded server's router, activator and
+autoscaler, with revisions' pods as instances. Requests reach http://{name}.{namespace}.{domain}/
+or /function/{name}; the traffic comes from the Services' statuses (flick operator writes
+them); a revision at zero pods is scaled up through its Deployment's /scale while the request
+waits, and scaled back down when idle.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level: %w", err)
+			}
+			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			cfg, err := kube.RESTConfig(kubeconfig)
+			if err != nil {
+				return err
+			}
+			gw, err := gateway.New(cfg, gateway.Options{Domain: domain, Knative: knative, Log: log})
+			if err != nil {
+				return err
+			}
+			ctx := ctrl.SetupSignalHandler()
+			srv := &http.Server{Addr: listen, Handler: gw.Handler(), ReadHeaderTimeout: 10 * time.Second}
+			runErr := make(chan error, 1)
+			go func() { runErr <- gw.Run(ctx) }()
+			serveErr := make(chan error, 1)
+			go func() { serveErr <- srv.ListenAndServe() }()
+			log.Info("gateway serving", "listen", listen, "cluster", cfg.Host, "domain", domain)
+			select {
+			case err := <-serveErr:
+				return fmt.Errorf("gateway: %w", err)
+			case err := <-runErr:
+				if err != nil {
+					return err
+				}
+			case <-ctx.Done():
+			}
+			shutdown, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := srv.Shutdown(shutdown); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig of the cluster (default: $KUBECONFIG, ~/.kube/config, or the pod's service account)")
+	f.StringVar(&listen, "listen", ":8080", "address the data plane listens on")
+	f.StringVar(&domain, "domain", "example.com", "domain of workload hosts: {name}.{namespace}.{domain}")
+	f.BoolVar(&knative, "knative-kinds", true, "follow the serving.knative.dev kinds too (false where Knative is installed)")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}

@@ -1,0 +1,294 @@
+// Package gateway is Flick's data plane in a cluster (`flick gateway`): the router,
+// activator and autoscaler of the embedded server (internal/router, internal/engine), fed by
+// the cluster instead of the embedded store. Every Revision becomes an engine workload whose
+// instances are its Deployment's ready pods (internal/runtime/kubernetes, scaling through
+// /scale); the traffic the operator resolved into each Service's status, and each Function's
+// newest ready revision, become the router's routes.
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"sort"
+	"sync"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/flickdev/flick/internal/engine"
+	"github.com/flickdev/flick/internal/router"
+	"github.com/flickdev/flick/internal/runtime"
+	kubedriver "github.com/flickdev/flick/internal/runtime/kubernetes"
+	"github.com/flickdev/flick/pkg/apis"
+)
+
+// Options configure the gateway.
+type Options struct {
+	// Domain is the domain of workload hosts: {name}.{namespace}.{domain}.
+	Domain string
+	// Knative follows the serving.knative.dev kinds too.
+	Knative bool
+	Engine  engine.Options
+	MaxBody int64
+	Log     *slog.Logger
+}
+
+// Gateway routes requests to the pods of revisions and scales their Deployments.
+type Gateway struct {
+	opts   Options
+	dyn    dynamic.Interface
+	driver *kubedriver.Driver
+	engine *engine.Engine
+	router *router.Router
+
+	mu        sync.Mutex
+	revisions map[string]*apis.Revision // "ns/name" of every group
+	routed    map[string]bool           // engine keys some route sends traffic to
+}
+
+// New builds a gateway on a cluster; Run starts it.
+func New(cfg *rest.Config, o Options) (*Gateway, error) {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.Domain == "" {
+		o.Domain = "example.com"
+	}
+	if o.MaxBody == 0 {
+		o.MaxBody = 32 << 20
+	}
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = 100, 200
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	g := &Gateway{opts: o, dyn: dyn, driver: kubedriver.New(cs, o.Log), revisions: map[string]*apis.Revision{}, routed: map[string]bool{}}
+	g.engine = engine.New(g.driver, o.Log, o.Engine, nil)
+	g.router = router.New(g.engine, o.Domain, o.MaxBody, o.Log)
+	return g, nil
+}
+
+// Handler serves the data plane.
+func (g *Gateway) Handler() http.Handler { return g.router }
+
+func groups(o Options) []string {
+	if o.Knative {
+		return []string{apis.GroupFlick, apis.GroupServing}
+	}
+	return []string{apis.GroupFlick}
+}
+
+// Run follows the cluster until ctx ends. The pods stay when the gateway stops: the next
+// gateway finds them ready and serves from them at once.
+func (g *Gateway) Run(ctx context.Context) error {
+	errs := make(chan error, 1)
+	go func() { errs <- g.driver.Run(ctx) }()
+	go g.engine.Run(ctx)
+	f := dynamicinformer.NewDynamicSharedInformerFactory(g.dyn, 0)
+	var synced []cache.InformerSynced
+	watch := func(gvr schema.GroupVersionResource, fn func(u *unstructured.Unstructured, deleted bool)) error {
+		inf := f.ForResource(gvr).Informer()
+		_, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { call(fn, obj, false) },
+			UpdateFunc: func(_, obj any) { call(fn, obj, false) },
+			DeleteFunc: func(obj any) { call(fn, obj, true) },
+		})
+		synced = append(synced, inf.HasSynced)
+		return err
+	}
+	for _, group := range groups(g.opts) {
+		if err := watch(gvr(group, "revisions"), g.revision); err != nil {
+			return err
+		}
+		if err := watch(gvr(group, "services"), g.service); err != nil {
+			return err
+		}
+	}
+	if err := watch(gvr(apis.GroupFlick, "functions"), g.function); err != nil {
+		return err
+	}
+	f.Start(ctx.Done())
+	cache.WaitForCacheSync(ctx.Done(), synced...)
+	select {
+	case <-ctx.Done():
+	case err := <-errs:
+		if err != nil {
+			return err
+		}
+	}
+	f.Shutdown()
+	return nil
+}
+
+func gvr(group, plural string) schema.GroupVersionResource {
+	return schema.GroupVersionResource{Group: group, Version: "v1", Resource: plural}
+}
+
+func call(fn func(*unstructured.Unstructured, bool), obj any, deleted bool) {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	if u, ok := obj.(*unstructured.Unstructured); ok {
+		fn(u, deleted)
+	}
+}
+
+func decode(u *unstructured.Unstructured, into any) error {
+	b, err := u.MarshalJSON()
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, into)
+}
+
+// RevisionKey is the engine workload of a revision, as on the embedded server.
+func RevisionKey(ns, name string) string { return ns + "/revisions/" + name }
+
+// revision makes a revision an engine workload (its pods are its instances), or removes it.
+func (g *Gateway) revision(u *unstructured.Unstructured, deleted bool) {
+	key := RevisionKey(u.GetNamespace(), u.GetName())
+	g.mu.Lock()
+	if deleted {
+		delete(g.revisions, u.GetNamespace()+"/"+u.GetName())
+		g.mu.Unlock()
+		g.engine.Remove(key)
+		return
+	}
+	var rev apis.Revision
+	if err := decode(u, &rev); err != nil {
+		g.mu.Unlock()
+		g.opts.Log.Warn("revision not understood", "revision", key, "err", err)
+		return
+	}
+	_, known := g.revisions[u.GetNamespace()+"/"+u.GetName()]
+	g.revisions[u.GetNamespace()+"/"+u.GetName()] = &rev
+	routed := g.routed[key]
+	g.mu.Unlock()
+	if !known {
+		g.engine.Upsert(engine.WorkloadSpec{Key: key, Version: string(u.GetUID()), Config: rev.Config(),
+			Instance: runtime.InstanceSpec{Workload: u.GetNamespace() + "/" + u.GetName(), Name: u.GetName()}})
+		g.engine.SetRouted(key, routed)
+	}
+	// A function's route follows its newest ready revision.
+	if fn := rev.Metadata.Labels[apis.LabelFunction]; fn != "" {
+		g.functionRoute(u.GetNamespace(), fn)
+	}
+}
+
+// service installs the route of a Service from the traffic its status resolved.
+func (g *Gateway) service(u *unstructured.Unstructured, deleted bool) {
+	key := u.GetNamespace() + "/" + u.GetName()
+	if deleted {
+		g.router.DeleteRoute(key)
+		return
+	}
+	var svc struct {
+		Status apis.ServiceStatus `json:"status"`
+	}
+	if err := decode(u, &svc); err != nil {
+		g.opts.Log.Warn("service status not understood", "service", key, "err", err)
+		return
+	}
+	route := RouteOf(u.GetNamespace(), svc.Status.Traffic)
+	if len(route.Splits) == 0 {
+		return // nothing resolved yet
+	}
+	g.router.SetRoute(key, route)
+	g.markRouted(route)
+}
+
+// RouteOf turns a Service's resolved traffic into the router's route: a split per revision
+// with a share, and a tag per tagged target.
+func RouteOf(ns string, traffic []apis.TrafficStatus) router.Route {
+	route := router.Route{Tags: map[string]string{}}
+	share := map[string]int{}
+	var order []string
+	for _, t := range traffic {
+		if t.Tag != "" {
+			route.Tags[t.Tag] = RevisionKey(ns, t.RevisionName)
+		}
+		if t.Percent > 0 {
+			if _, ok := share[t.RevisionName]; !ok {
+				order = append(order, t.RevisionName)
+			}
+			share[t.RevisionName] += t.Percent
+		}
+	}
+	for _, rev := range order {
+		route.Splits = append(route.Splits, router.Split{Key: RevisionKey(ns, rev), Percent: share[rev]})
+	}
+	return route
+}
+
+// function installs a Function's route: all its traffic to its newest ready revision (its
+// newest one before any is ready, whose requests then wait for it).
+func (g *Gateway) function(u *unstructured.Unstructured, deleted bool) {
+	if deleted {
+		g.router.DeleteRoute(u.GetNamespace() + "/" + u.GetName())
+		return
+	}
+	g.functionRoute(u.GetNamespace(), u.GetName())
+}
+
+func (g *Gateway) functionRoute(ns, fn string) {
+	g.mu.Lock()
+	var revs []*apis.Revision
+	for _, r := range g.revisions {
+		if r.Metadata.Namespace == ns && r.Metadata.Labels[apis.LabelFunction] == fn {
+			revs = append(revs, r)
+		}
+	}
+	g.mu.Unlock()
+	target := NewestReady(revs)
+	if target == "" {
+		return
+	}
+	route := router.Route{Splits: []router.Split{{Key: RevisionKey(ns, target), Percent: 100}}}
+	g.router.SetRoute(ns+"/"+fn, route)
+	g.markRouted(route)
+}
+
+// NewestReady names the newest ready revision, or the newest one when none is ready.
+func NewestReady(revs []*apis.Revision) string {
+	sort.Slice(revs, func(i, j int) bool { return revs[i].Generation() > revs[j].Generation() })
+	for _, r := range revs {
+		if c := apis.FindCondition(r.Status.Conditions, apis.ConditionReady); c != nil && c.Status == apis.ConditionTrue {
+			return r.Metadata.Name
+		}
+	}
+	if len(revs) > 0 {
+		return revs[0].Metadata.Name
+	}
+	return ""
+}
+
+// markRouted tells the engine which revisions take traffic: only those keep min-scale.
+func (g *Gateway) markRouted(route router.Route) {
+	keys := map[string]bool{}
+	for _, s := range route.Splits {
+		keys[s.Key] = true
+	}
+	for _, k := range route.Tags {
+		keys[k] = true
+	}
+	g.mu.Lock()
+	for k := range keys {
+		g.routed[k] = true
+	}
+	g.mu.Unlock()
+	for k := range keys {
+		g.engine.SetRouted(k, true)
+	}
+}

@@ -1,0 +1,305 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/flickdev/flick/config"
+	"github.com/flickdev/flick/internal/kube"
+	"github.com/flickdev/flick/internal/kube/kubetest"
+	"github.com/flickdev/flick/internal/kube/operator"
+	"github.com/flickdev/flick/pkg/apis"
+)
+
+func TestRouteOf(t *testing.T) {
+	cases := []struct {
+		name    string
+		traffic []apis.TrafficStatus
+		splits  string
+		tags    string
+	}{
+		{"one revision", []apis.TrafficStatus{{RevisionName: "a", Percent: 100}}, "ns/revisions/a=100", ""},
+		{"a split and a tag", []apis.TrafficStatus{{RevisionName: "a", Percent: 80}, {RevisionName: "b", Percent: 20, Tag: "next"}}, "ns/revisions/a=80,ns/revisions/b=20", "next=ns/revisions/b"},
+		{"a tag without traffic", []apis.TrafficStatus{{RevisionName: "a", Percent: 100}, {RevisionName: "b", Tag: "canary"}}, "ns/revisions/a=100", "canary=ns/revisions/b"},
+		{"one revision twice", []apis.TrafficStatus{{RevisionName: "a", Percent: 50}, {RevisionName: "a", Percent: 50, Tag: "x"}}, "ns/revisions/a=100", "x=ns/revisions/a"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := RouteOf("ns", tc.traffic)
+			var splits, tags []string
+			for _, s := range r.Splits {
+				splits = append(splits, s.Key+"="+strconv.Itoa(s.Percent))
+			}
+			for tag, k := range r.Tags {
+				tags = append(tags, tag+"="+k)
+			}
+			if got := strings.Join(splits, ","); got != tc.splits {
+				t.Errorf("splits %s, want %s", got, tc.splits)
+			}
+			if got := strings.Join(tags, ","); got != tc.tags {
+				t.Errorf("tags %s, want %s", got, tc.tags)
+			}
+		})
+	}
+}
+
+// kubelet stands in for the nodes a test cluster does not have: for every Deployment of the
+// namespace it keeps as many real HTTP servers as the Deployment wants replicas, and lists
+// them as ready endpoints in an EndpointSlice of the Deployment's Service, as the
+// EndpointSlice controller does for real pods.
+type kubelet struct {
+	t      *testing.T
+	ip     string // where the "pods" listen: an endpoint may not be a loopback address
+	cs     kubernetes.Interface
+	mu     sync.Mutex
+	pods   map[string][]*httptest.Server // deployment -> its "pods"
+	served map[string]int                // deployment -> requests its pods answered
+}
+
+func (k *kubelet) run(ctx context.Context) {
+	for ctx.Err() == nil {
+		deps, err := k.cs.AppsV1().Deployments("default").List(ctx, metav1.ListOptions{})
+		if err == nil {
+			for _, d := range deps.Items {
+				k.reconcile(ctx, d.Name, int(*d.Spec.Replicas))
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, pods := range k.pods {
+		for _, p := range pods {
+			p.Close()
+		}
+	}
+}
+
+func (k *kubelet) reconcile(ctx context.Context, dep string, replicas int) {
+	k.mu.Lock()
+	pods := k.pods[dep]
+	if len(pods) == replicas {
+		k.mu.Unlock()
+		return
+	}
+	for len(pods) < replicas {
+		name := fmt.Sprintf("%s-pod-%d", dep, len(pods))
+		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			k.mu.Lock()
+			k.served[dep]++
+			k.mu.Unlock()
+			fmt.Fprintf(w, "%s answers %s", name, r.URL.Path)
+		}))
+		ln, err := net.Listen("tcp", net.JoinHostPort(k.ip, "0"))
+		if err != nil {
+			k.t.Errorf("kubelet: %v", err)
+			break
+		}
+		srv.Listener.Close()
+		srv.Listener = ln
+		srv.Start()
+		pods = append(pods, srv)
+	}
+	gone := len(pods)
+	for len(pods) > replicas {
+		pods[len(pods)-1].Close()
+		pods = pods[:len(pods)-1]
+	}
+	k.pods[dep] = pods
+	k.mu.Unlock()
+
+	// A slice per pod: the test servers listen on ports of their own, and a slice has one
+	// port for all its endpoints.
+	slices := k.cs.DiscoveryV1().EndpointSlices("default")
+	for i := len(pods); i < gone; i++ {
+		if err := slices.Delete(ctx, fmt.Sprintf("%s-pod-%d", dep, i), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			k.t.Logf("kubelet: %v", err)
+		}
+	}
+	for i, p := range pods {
+		host, portStr, _ := net.SplitHostPort(p.Listener.Addr().String())
+		n, _ := strconv.Atoi(portStr)
+		name := fmt.Sprintf("%s-pod-%d", dep, i)
+		slice := &discoveryv1.EndpointSlice{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default",
+				Labels: map[string]string{discoveryv1.LabelServiceName: dep, discoveryv1.LabelManagedBy: "flick-test"}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Ports:       []discoveryv1.EndpointPort{{Name: new("http"), Port: new(int32(n))}},
+			Endpoints: []discoveryv1.Endpoint{{Addresses: []string{host}, Conditions: discoveryv1.EndpointConditions{Ready: new(true)},
+				TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: "default", Name: name}}},
+		}
+		if _, err := slices.Create(ctx, slice, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			k.t.Logf("kubelet: slice %s: %v", name, err)
+		}
+	}
+}
+
+// hostIP is an address of this machine outside the loopback range.
+func hostIP(t *testing.T) string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
+			return n.IP.String()
+		}
+	}
+	t.Skip("this machine has no IPv4 address outside loopback, which an EndpointSlice needs")
+	return ""
+}
+
+func (k *kubelet) answered(dep string) int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.served[dep]
+}
+
+func apply(t *testing.T, cfg *rest.Config, manifest string) {
+	t.Helper()
+	if err := kube.Apply(t.Context(), cfg, []byte(manifest), "test"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", within, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestGatewayServesAndScales: with the operator and the gateway on a real API server and
+// real HTTP servers standing in for pods, a Knative Service answers through the gateway;
+// idle, its Deployment is scaled to zero through /scale; the next request scales it back to
+// one and is answered; a traffic change moves requests to the new revision, and its tag
+// reaches it by host.
+func TestGatewayServesAndScales(t *testing.T) {
+	cp := kubetest.Start(t)
+	cfg, err := kube.RESTConfig(cp.Kubeconfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := kube.Install(ctx, cfg, config.Install(config.InstallOptions{KnativeCRDs: true})); err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	mgr, err := operator.New(cfg, operator.Options{Knative: true, Domain: "example.com", Plan: operator.Plan{Images: operator.DefaultImages("test")},
+		MetricsAddr: "0", ProbeAddr: "0", Log: quiet, SkipNameValidation: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = mgr.Start(ctx) }()
+	gw, err := New(cfg, Options{Knative: true, Domain: "example.com", Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = gw.Run(ctx) }()
+	front := httptest.NewServer(gw.Handler())
+	defer front.Close()
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := &kubelet{t: t, ip: hostIP(t), cs: cs, pods: map[string][]*httptest.Server{}, served: map[string]int{}}
+	wg.Add(1)
+	go func() { defer wg.Done(); k.run(ctx) }()
+
+	get := func(host, path string) (int, string) {
+		req, _ := http.NewRequest("GET", front.URL+path, nil)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	replicas := func(dep string) int32 {
+		sc, err := cs.AppsV1().Deployments("default").GetScale(ctx, dep, metav1.GetOptions{})
+		if err != nil {
+			return -1
+		}
+		return sc.Spec.Replicas
+	}
+
+	apply(t, cfg, `apiVersion: serving.knative.dev/v1
+kind: Service
+metadata: {name: hello, namespace: default}
+spec:
+  template:
+    metadata:
+      annotations: {autoscaling.knative.dev/window: 6s}
+    spec:
+      containers: [{image: ghcr.io/knative/helloworld-go:latest}]
+`)
+	eventually(t, 60*time.Second, "hello answers through the gateway", func() bool {
+		code, body := get("hello.default.example.com", "/hi")
+		return code == 200 && body == "hello-00001-pod-0 answers /hi"
+	})
+
+	// Idle: down to zero through /scale.
+	eventually(t, 60*time.Second, "hello-00001 scaled to zero", func() bool { return replicas("hello-00001") == 0 })
+	// A request at zero: the gateway scales the Deployment up and the request waits for it.
+	before := k.answered("hello-00001")
+	if code, body := get("hello.default.example.com", "/again"); code != 200 || body != "hello-00001-pod-0 answers /again" {
+		t.Fatalf("request at zero: %d %s", code, body)
+	}
+	if replicas("hello-00001") != 1 || k.answered("hello-00001") != before+1 {
+		t.Errorf("after the cold request: replicas %d, answered %d (before %d)", replicas("hello-00001"), k.answered("hello-00001"), before)
+	}
+
+	// A new revision with a tag: the traffic moves as the status says.
+	apply(t, cfg, `apiVersion: serving.knative.dev/v1
+kind: Service
+metadata: {name: hello, namespace: default}
+spec:
+  template:
+    metadata:
+      annotations: {autoscaling.knative.dev/window: 6s}
+    spec:
+      containers: [{image: ghcr.io/knative/helloworld-go:latest, env: [{name: V, value: "2"}]}]
+  traffic:
+  - {revisionName: hello-00002, percent: 100}
+  - {revisionName: hello-00001, tag: old}
+`)
+	eventually(t, 60*time.Second, "hello answers from hello-00002", func() bool {
+		code, body := get("hello.default.example.com", "/")
+		return code == 200 && strings.HasPrefix(body, "hello-00002-pod-")
+	})
+	if code, body := get("old-hello.default.example.com", "/"); code != 200 || !strings.HasPrefix(body, "hello-00001-pod-") {
+		t.Errorf("the tag old: %d %s", code, body)
+	}
+	if code, body := get("nope.default.example.com", "/"); code != 404 || !strings.Contains(body, "default/nope") {
+		t.Errorf("an unknown service: %d %s", code, body)
+	}
+}
