@@ -109,7 +109,7 @@ func newGetCmd(o *options) *cobra.Command {
 					printEvents(out, items)
 				case "Broker", "Trigger", "Sequence", "Parallel":
 					printEventing(out, items, all)
-				case "PingSource", "QueueSource", "SinkBinding", "ContainerSource":
+				case "PingSource", "QueueSource", "SinkBinding", "ContainerSource", "ApiServerSource":
 					printSources(out, items, all)
 				case "Secret":
 					printSecrets(out, items, all)

@@ -10,12 +10,15 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/flickdev/flick/internal/kube"
+	"github.com/flickdev/flick/internal/kube/apiserversource"
 	"github.com/flickdev/flick/internal/server"
+	"github.com/flickdev/flick/internal/sources/kubewatch"
 )
 
 func newServerCmd(o *options) *cobra.Command {
 	cfg := server.Config{}
-	var logLevel, configFile string
+	var logLevel, configFile, kubeconfig string
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the embedded platform: API, data plane and instances on this machine",
@@ -49,6 +52,15 @@ func newServerCmd(o *options) *cobra.Command {
 				}
 				cfg.File = fc
 			}
+			if kubeconfig != "" {
+				rc, err := kube.RESTConfig(kubeconfig)
+				if err != nil {
+					return fmt.Errorf("--kubeconfig: %w", err)
+				}
+				cfg.KubeWatch = func(send kubewatch.Send) (kubewatch.Runner, error) {
+					return apiserversource.NewRunner(apiserversource.Options{Config: rc, Send: send, Log: log})
+				}
+			}
 			cfg.DataDir = o.dataDir
 			cfg.Version = Version
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
@@ -72,6 +84,7 @@ func newServerCmd(o *options) *cobra.Command {
 	f.StringVar(&cfg.Sandbox, "sandbox", "auto", "isolate instances in sandboxes (namespaces, cgroups, read-only root): auto (when the host allows it), on (refuse to start without), off")
 	f.StringVar(&cfg.OCIRuntime, "oci-runtime", "", "run instances through this OCI runtime (runc or crun) from generated runtime-spec bundles instead of Flick's own sandbox; no warm pools then")
 	f.StringVar(&cfg.JetStream, "jetstream", "", "NATS server URL (nats://host:4222) whose JetStream keeps brokers' events, so several servers share them; brokers use the embedded log without it (or with spec.config kind EventLog)")
+	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the cluster ApiServerSources watch (without it they report no cluster)")
 	f.StringVar(&configFile, "config", "", "config file (YAML): autoscaler defaults with Knative's config-autoscaler keys, see docs/config.md")
 	return cmd
 }

@@ -17,7 +17,7 @@ import (
 
 // sourceKinds are the kinds `flick get sources` lists.
 func sourceKinds() []string {
-	return []string{"pingsources", "queuesources", "containersources", "sinkbindings"}
+	return []string{"pingsources", "queuesources", "containersources", "apiserversources", "sinkbindings"}
 }
 
 func newPingCmd(o *options) *cobra.Command {
@@ -109,6 +109,14 @@ func printSources(out io.Writer, items []*apis.Resource, withNS bool) {
 				subject = strings.Join(sel, ",")
 			}
 			progress = "binds " + strings.ToLower(spec.Subject.Kind) + " " + subject
+		case "ApiServerSource":
+			var spec apis.ApiServerSourceSpec
+			_ = json.Unmarshal(r.Spec, &spec)
+			var kinds []string
+			for _, res := range spec.Resources {
+				kinds = append(kinds, res.Kind)
+			}
+			progress = fmt.Sprintf("watches %s, delivered %d, failed %d", strings.Join(kinds, ","), st.Delivered, st.Failed)
 		case "QueueSource":
 			lag := "?"
 			if st.Lag >= 0 {

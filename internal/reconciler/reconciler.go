@@ -179,7 +179,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	// One watch per kind this reconciler handles; select over all of them (reflect.Select:
 	// the list is long and grows with every kind).
 	plurals := []string{"functions", "revisions", "services", "configurations", "serving-routes", "runtimes", "brokers", "triggers",
-		"sequences", "parallels", "pingsources", "queuesources", "secrets", "routes", "sinkbindings", "containersources"}
+		"sequences", "parallels", "pingsources", "queuesources", "secrets", "routes", "sinkbindings", "containersources", "apiserversources"}
 	cases := []reflect.SelectCase{{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())}}
 	initial := 0
 	for _, plural := range plurals {
@@ -277,6 +277,11 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		case "containersources":
 			if r.Sources != nil {
 				r.handleContainerSource(ev)
+			}
+			continue
+		case "apiserversources":
+			if r.Sources != nil {
+				r.handleAPIServerSource(ev)
 			}
 			continue
 		case "secrets":

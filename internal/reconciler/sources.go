@@ -29,6 +29,11 @@ type Sources interface {
 	UpsertContainer(cs *apis.ContainerSource, sinkURL string)
 	DeleteContainer(ns, name string)
 	ContainerStatus(ns, name string) (ContainerProgress, bool)
+	// UpsertAPIServer starts or restarts an ApiServerSource; an error says why it cannot
+	// watch (no cluster, a kind the cluster does not serve).
+	UpsertAPIServer(a *apis.ApiServerSource) error
+	DeleteAPIServer(ns, name string)
+	APIServerStatus(ns, name string) (APIServerProgress, bool)
 }
 
 // ContainerProgress is where a container source's process stands.
@@ -237,6 +242,7 @@ func (r *Reconciler) sourceStatusLoop(ctx context.Context) {
 		}
 		r.refreshQueueStatus()
 		r.refreshContainerStatus()
+		r.refreshAPIServerStatus()
 	}
 }
 

@@ -33,6 +33,7 @@ import (
 	"github.com/flickdev/flick/internal/runtime"
 	"github.com/flickdev/flick/internal/runtime/local"
 	"github.com/flickdev/flick/internal/sandbox"
+	"github.com/flickdev/flick/internal/sources/kubewatch"
 	"github.com/flickdev/flick/internal/store"
 	"github.com/flickdev/flick/internal/usage"
 	"github.com/flickdev/flick/pkg/apis"
@@ -63,6 +64,9 @@ type Config struct {
 	// JetStream, when set, is the NATS server whose JetStream keeps brokers' and channels'
 	// events instead of the embedded log, so several servers share them.
 	JetStream string
+	// KubeWatch, when set, runs ApiServerSources against a cluster (flick server
+	// --kubeconfig); without it they report that there is no cluster to watch.
+	KubeWatch kubewatch.Factory
 	Version   string
 	// UsageMemoryMB is the memory each instance is metered with (GB-seconds) until workloads
 	// have memory limits.

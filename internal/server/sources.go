@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	"github.com/flickdev/flick/internal/reconciler"
 	"github.com/flickdev/flick/internal/runtime"
 	"github.com/flickdev/flick/internal/sources/container"
+	"github.com/flickdev/flick/internal/sources/kubewatch"
 	"github.com/flickdev/flick/internal/sources/ping"
 	"github.com/flickdev/flick/internal/sources/queue"
 	kafkaqueue "github.com/flickdev/flick/internal/sources/queue/kafka"
@@ -39,6 +41,7 @@ type eventSources struct {
 	pings      *ping.Runner
 	queues     *queue.Runner
 	containers *container.Runner
+	kube       kubewatch.Runner // nil without --kubeconfig
 	builder    *builder.Builder
 	mu         sync.Mutex
 	sinks      map[string]queueSink // by queue source namespace/name
@@ -75,10 +78,18 @@ func (s *Server) openSources(brokers *broker.Manager) (*eventSources, error) {
 	es.queues = queue.NewRunner(queue.Options{Drivers: queueDrivers(), Deliver: es.deliverMessage, Log: s.log})
 	es.containers = container.NewRunner(container.Options{Driver: s.driver, Log: s.log})
 	es.builder = s.builder
+	if s.cfg.KubeWatch != nil {
+		if es.kube, err = s.cfg.KubeWatch(es.sendKube); err != nil {
+			return nil, fmt.Errorf("kubeconfig: %w", err)
+		}
+	}
 	return es, nil
 }
 
 func (es *eventSources) close() {
+	if es.kube != nil {
+		es.kube.Close()
+	}
 	es.containers.Close()
 	es.queues.Close()
 	es.pings.Close()
@@ -168,6 +179,54 @@ func (es *eventSources) DeletePing(ns, name string) { _ = es.pings.Delete(ns, na
 func (es *eventSources) PingStatus(ns, name string) (reconciler.PingProgress, bool) {
 	st, ok := es.pings.Status(ns, name)
 	return reconciler.PingProgress{LastFired: st.LastFired, Next: st.Next, LastError: st.LastError}, ok
+}
+
+// sendKube delivers an ApiServerSource's event to the sink its resource names now.
+func (es *eventSources) sendKube(ctx context.Context, src kubewatch.Source, attrs map[string]string, data []byte) error {
+	res, err := es.store.Get("apiserversources", src.Namespace, src.Name)
+	if err != nil {
+		return err
+	}
+	var spec apis.ApiServerSourceSpec
+	if err := json.Unmarshal(res.Spec, &spec); err != nil {
+		return err
+	}
+	return es.brokers.Deliver(ctx, src.Namespace, spec.Sink, attrs, data, sourceDeliveryTimeout)
+}
+
+// UpsertAPIServer starts or restarts an ApiServerSource.
+func (es *eventSources) UpsertAPIServer(a *apis.ApiServerSource) error {
+	if es.kube == nil {
+		return errors.New("no cluster to watch: start the server with --kubeconfig")
+	}
+	src := kubewatch.Source{Namespace: a.Metadata.Namespace, Name: a.Metadata.Name, Mode: a.Spec.Mode}
+	for _, r := range a.Spec.Resources {
+		res := kubewatch.Resource{APIVersion: r.APIVersion, Kind: r.Kind}
+		if r.Selector != nil {
+			res.Selector = r.Selector.MatchLabels
+		}
+		src.Resources = append(src.Resources, res)
+	}
+	if a.Spec.CEOverrides != nil {
+		src.Extensions = a.Spec.CEOverrides.Extensions
+	}
+	return es.kube.Upsert(src)
+}
+
+// DeleteAPIServer stops an ApiServerSource.
+func (es *eventSources) DeleteAPIServer(ns, name string) {
+	if es.kube != nil {
+		es.kube.Delete(ns, name)
+	}
+}
+
+// APIServerStatus reports an ApiServerSource.
+func (es *eventSources) APIServerStatus(ns, name string) (reconciler.APIServerProgress, bool) {
+	if es.kube == nil {
+		return reconciler.APIServerProgress{}, false
+	}
+	st, ok := es.kube.Status(ns, name)
+	return reconciler.APIServerProgress{Watching: st.Watching, Delivered: st.Delivered, Failed: st.Failed, LastError: st.LastError}, ok
 }
 
 // SinkURL is where a sink is reached.

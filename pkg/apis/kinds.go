@@ -47,6 +47,7 @@ var kinds = []KindInfo{
 	{Kind: "Secret", Plural: "secrets", Singular: "secret", Short: []string{"secrets"}, Groups: []string{"flick.dev/v1"}},
 	{Kind: "SinkBinding", Plural: "sinkbindings", Singular: "sinkbinding", Short: []string{"sb", "binding", "bindings"}, Groups: []string{"sources.knative.dev/v1"}},
 	{Kind: "ContainerSource", Plural: "containersources", Singular: "containersource", Short: []string{"cs"}, Groups: []string{"sources.knative.dev/v1"}},
+	{Kind: "ApiServerSource", Plural: "apiserversources", Singular: "apiserversource", Short: []string{"kwatch", "kubewatch", "kubewatches"}, Groups: []string{"sources.knative.dev/v1"}},
 	{Kind: "PingSource", Plural: "pingsources", Singular: "pingsource", Short: []string{"ping", "pings", "timer", "timers"}, Groups: []string{"sources.knative.dev/v1"}},
 }
 

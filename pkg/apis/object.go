@@ -52,6 +52,8 @@ func NewObject(tm TypeMeta) (Object, error) {
 		return &Parallel{}, nil
 	case "PingSource":
 		return &PingSource{}, nil
+	case "ApiServerSource":
+		return &ApiServerSource{}, nil
 	case "QueueSource":
 		return &QueueSource{}, nil
 	case "Secret":

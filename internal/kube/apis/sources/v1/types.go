@@ -88,3 +88,29 @@ type ContainerSourceList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []ContainerSource `json:"items"`
 }
+
+// ApiServerSource is the sources.knative.dev custom resource of that kind; its spec and status are apis.ApiServerSourceSpec and apis.ApiServerSourceStatus.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:categories={flick,all,knative,sources}
+// +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.spec.mode`
+// +kubebuilder:printcolumn:name="Sink",type=string,JSONPath=`.status.sinkUri`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type ApiServerSource struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   apis.ApiServerSourceSpec   `json:"spec,omitempty"`
+	Status apis.ApiServerSourceStatus `json:"status,omitempty"`
+}
+
+// ApiServerSourceList is a list of ApiServerSource objects.
+//
+// +kubebuilder:object:root=true
+type ApiServerSourceList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ApiServerSource `json:"items"`
+}

@@ -1,0 +1,53 @@
+// Package kubewatch is the seam between the server and the runner of ApiServerSources
+// (internal/kube/apiserversource, which alone imports Kubernetes packages): what a source
+// watches, how its events leave, and what the server asks of the runner.
+package kubewatch
+
+import "context"
+
+// Modes of a source.
+const (
+	ModeReference = "Reference"
+	ModeResource  = "Resource"
+)
+
+// Source is one ApiServerSource as the runner needs it.
+type Source struct {
+	Namespace, Name string
+	Mode            string
+	Resources       []Resource
+	// Extensions are CloudEvent extension attributes added to every event (ceOverrides).
+	Extensions map[string]string
+}
+
+// Resource is one kind a source watches.
+type Resource struct {
+	APIVersion, Kind string
+	// Selector holds the labels an object must have (matchLabels); empty: every object.
+	Selector map[string]string
+}
+
+// Send delivers one event (binary-mode attributes and data) to the source's sink; an error
+// is retried.
+type Send func(ctx context.Context, src Source, attrs map[string]string, data []byte) error
+
+// Status is where a source stands.
+type Status struct {
+	// Watching: every kind was listed and is being watched.
+	Watching          bool
+	Delivered, Failed int64
+	LastError         string
+}
+
+// Runner runs the sources against one cluster.
+type Runner interface {
+	// Upsert starts a source or restarts it with a new spec; kinds the cluster does not
+	// serve are an error.
+	Upsert(Source) error
+	Delete(ns, name string)
+	Status(ns, name string) (Status, bool)
+	Close()
+}
+
+// Factory makes the runner once the server knows how events leave.
+type Factory func(send Send) (Runner, error)
