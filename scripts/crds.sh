@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Generates config/crd from the Go types with controller-gen (internal/kube/apis wraps the
-# specs and statuses of pkg/apis). With --check, generates into a scratch directory and
-# fails when config/crd differs: the CRDs in the repo must be the ones the types say.
+# specs and statuses of pkg/apis), and the Helm chart from config/ (scripts/chart.sh). With
+# --check, generates into a scratch directory and fails when config/crd or the chart
+# differs: what is in the repo must be what the types and config/ say.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 gen() {
@@ -10,8 +11,22 @@ gen() {
 }
 if [ "${1:-}" != --check ]; then
   gen config/crd
+  {
+    echo "# Flick on Kubernetes: kubectl apply -k config/ (or flick install). Written by scripts/crds.sh."
+    echo "apiVersion: kustomize.config.k8s.io/v1beta1"
+    echo "kind: Kustomization"
+    echo "resources:"
+    echo "- namespace.yaml"
+    for f in config/crd/*.yaml; do echo "- ${f#config/}"; done
+    echo "- rbac/operator.yaml"
+    echo "- rbac/gateway.yaml"
+    echo "- operator.yaml"
+    echo "- gateway.yaml"
+  } > config/kustomization.yaml
+  scripts/chart.sh
   exit 0
 fi
+scripts/chart.sh --check
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 gen "$scratch"

@@ -207,6 +207,9 @@ func (es *eventSources) UpsertAPIServer(a *apis.ApiServerSource) error {
 		}
 		src.Resources = append(src.Resources, res)
 	}
+	if a.Spec.NamespaceSelector != nil {
+		src.AllNamespaces, src.NamespaceLabels = true, a.Spec.NamespaceSelector.MatchLabels
+	}
 	if a.Spec.CEOverrides != nil {
 		src.Extensions = a.Spec.CEOverrides.Extensions
 	}

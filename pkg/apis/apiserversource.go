@@ -23,6 +23,9 @@ type ApiServerSourceSpec struct {
 	// +required
 	// +kubebuilder:validation:MinItems=1
 	Resources []APIVersionKindSelector `json:"resources"`
+	// NamespaceSelector, when set, watches every namespace whose labels match it (an empty
+	// selector: every namespace) instead of the source's own.
+	NamespaceSelector *LabelSelector `json:"namespaceSelector,omitempty"`
 	// ServiceAccountName is the identity the source watches with on a cluster (unused by the
 	// embedded server, which uses its --kubeconfig).
 	ServiceAccountName string `json:"serviceAccountName,omitempty"`

@@ -1,6 +1,6 @@
 // Package apiserversource runs Knative's ApiServerSource (Fission's Kubernetes watch
-// trigger): each source watches kinds of a Kubernetes API server in its namespace, with a
-// label selector, and sends every add, update and delete after its first listing as a
+// trigger): each source watches kinds of a Kubernetes API server in its namespace (or in
+// every namespace its namespace selector matches), with a label selector, and sends every add, update and delete after its first listing as a
 // CloudEvent: the object itself (mode Resource) or a reference to it (mode Reference), with
 // Knative's types dev.knative.apiserver.{resource,ref}.{add,update,delete}.
 package apiserversource
@@ -105,6 +105,7 @@ func (r *Runner) Upsert(src Source) error {
 		src.Mode = ModeReference
 	}
 	gvrs := make([]schema.GroupVersionResource, len(src.Resources))
+	cluster := make([]bool, len(src.Resources)) // cluster-scoped kinds (Namespace, Node) have no namespace to watch in
 	for i, res := range src.Resources {
 		gv, err := schema.ParseGroupVersion(res.APIVersion)
 		if err != nil {
@@ -119,6 +120,7 @@ func (r *Runner) Upsert(src Source) error {
 			return fmt.Errorf("spec.resources[%d]: %s %s is not served by %s: %w", i, res.APIVersion, res.Kind, r.opts.Config.Host, err)
 		}
 		gvrs[i] = m.Resource
+		cluster[i] = m.Scope.Name() == meta.RESTScopeNameRoot
 	}
 	r.Delete(src.Namespace, src.Name)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -126,7 +128,7 @@ func (r *Runner) Upsert(src Source) error {
 	r.mu.Lock()
 	r.running[src.Namespace+"/"+src.Name] = run
 	r.mu.Unlock()
-	go r.watch(ctx, run, gvrs)
+	go r.watch(ctx, run, gvrs, cluster)
 	return nil
 }
 
@@ -177,20 +179,45 @@ type change struct {
 }
 
 // watch follows the source's resources until ctx ends, sending changes in order.
-func (r *Runner) watch(ctx context.Context, run *running, gvrs []schema.GroupVersionResource) {
+func (r *Runner) watch(ctx context.Context, run *running, gvrs []schema.GroupVersionResource, cluster []bool) {
 	defer close(run.done)
 	changes := make(chan change, 1024)
 	var synced []cache.InformerSynced
 	listed := atomic.Bool{} // changes before the first listing completed are the listing itself
+	namespace := run.src.Namespace
+	inNamespace := func(string) bool { return true }
+	if run.src.AllNamespaces {
+		namespace = metav1.NamespaceAll
+		if len(run.src.NamespaceLabels) > 0 {
+			// Which namespaces match is read from the namespaces themselves, as they change.
+			want := labels.SelectorFromSet(run.src.NamespaceLabels)
+			nsInf := dynamicinformer.NewFilteredDynamicInformer(r.dyn, schema.GroupVersionResource{Version: "v1", Resource: "namespaces"},
+				metav1.NamespaceAll, 0, cache.Indexers{}, nil).Informer()
+			synced = append(synced, nsInf.HasSynced)
+			go nsInf.Run(ctx.Done())
+			inNamespace = func(ns string) bool {
+				obj, ok, err := nsInf.GetStore().GetByKey(ns)
+				if err != nil || !ok {
+					return false
+				}
+				u, ok := obj.(*unstructured.Unstructured)
+				return ok && want.Matches(labels.Set(u.GetLabels()))
+			}
+		}
+	}
 	for i, gvr := range gvrs {
 		sel := labels.SelectorFromSet(run.src.Resources[i].Selector).String()
-		inf := dynamicinformer.NewFilteredDynamicInformer(r.dyn, gvr, run.src.Namespace, 0, cache.Indexers{}, func(o *metav1.ListOptions) { o.LabelSelector = sel }).Informer()
+		ns := namespace
+		if cluster[i] {
+			ns = metav1.NamespaceAll
+		}
+		inf := dynamicinformer.NewFilteredDynamicInformer(r.dyn, gvr, ns, 0, cache.Indexers{}, func(o *metav1.ListOptions) { o.LabelSelector = sel }).Informer()
 		emit := func(verb string, obj any) {
 			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 				obj = t.Obj
 			}
 			u, ok := obj.(*unstructured.Unstructured)
-			if !ok || !listed.Load() {
+			if !ok || !listed.Load() || (u.GetNamespace() != "" && !inNamespace(u.GetNamespace())) {
 				return
 			}
 			select {

@@ -172,3 +172,72 @@ func TestConfigMapEvents(t *testing.T) {
 		t.Errorf("an unknown kind: %v", err)
 	}
 }
+
+// TestNamespaces: a source with a namespace selector sees the namespaces whose labels match,
+// and a cluster-scoped kind is watched across the cluster.
+func TestNamespaces(t *testing.T) {
+	cp := kubetest.Start(t)
+	cfg, err := kube.RESTConfig(cp.Kubeconfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cms, nss := &sink{}, &sink{}
+	r, err := NewRunner(Options{Config: cfg, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Send: func(ctx context.Context, src Source, attrs map[string]string, data []byte) error {
+			if src.Name == "cms" {
+				return cms.send(ctx, src, attrs, data)
+			}
+			return nss.send(ctx, src, attrs, data)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if err := r.Upsert(Source{Namespace: "default", Name: "cms", AllNamespaces: true, NamespaceLabels: map[string]string{"team": "a"},
+		Resources: []Resource{{APIVersion: "v1", Kind: "ConfigMap"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Upsert(Source{Namespace: "default", Name: "nss", Resources: []Resource{{APIVersion: "v1", Kind: "Namespace", Selector: map[string]string{"team": "a"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"cms", "nss"} {
+		deadline := time.Now().Add(20 * time.Second)
+		for st, _ := r.Status("default", name); !st.Watching; st, _ = r.Status("default", name) {
+			if time.Now().After(deadline) {
+				t.Fatalf("source %s never watched", name)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	namespaces := dyn.Resource(schema.GroupVersionResource{Version: "v1", Resource: "namespaces"})
+	for ns, team := range map[string]string{"ns-a": "a", "ns-b": "b"} {
+		u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": ns}}}
+		u.SetLabels(map[string]string{"team": team})
+		if _, err := namespaces.Create(t.Context(), u, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // the namespaces reach the source's namespace informer
+	for _, ns := range []string{"ns-b", "ns-a"} {
+		if _, err := dyn.Resource(configMaps).Namespace(ns).Create(t.Context(), &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "v1", "kind": "ConfigMap", "metadata": map[string]any{"name": "c", "namespace": ns}}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := cms.wait(t, 1)
+	time.Sleep(300 * time.Millisecond)
+	cms.mu.Lock()
+	n := len(cms.events)
+	cms.mu.Unlock()
+	if n != 1 || got[0].attrs["subject"] != "/api/v1/namespaces/ns-a/configmaps/c" {
+		t.Errorf("%d events, first %v; want the ConfigMap of ns-a alone", n, got[0].attrs)
+	}
+	ns := nss.wait(t, 1)
+	if ns[0].attrs["subject"] != "/api/v1/namespaces/ns-a" || ns[0].attrs["type"] != "dev.knative.apiserver.ref.add" {
+		t.Errorf("namespace event %v", ns[0].attrs)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -166,6 +167,20 @@ func hostIP(t *testing.T) string {
 	return ""
 }
 
+// serviceAccount is cfg as one of flick-system's service accounts, with a token the API
+// server issues for it.
+func serviceAccount(t *testing.T, cs kubernetes.Interface, cfg *rest.Config, name string) *rest.Config {
+	t.Helper()
+	tr, err := cs.CoreV1().ServiceAccounts("flick-system").CreateToken(t.Context(), name, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: new(int64(3600))}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("token for %s: %v", name, err)
+	}
+	sa := rest.AnonymousClientConfig(cfg)
+	sa.BearerToken = tr.Status.Token
+	return sa
+}
+
 func (k *kubelet) answered(dep string) int {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -207,7 +222,14 @@ func TestGatewayServesAndScales(t *testing.T) {
 		t.Fatal(err)
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	mgr, err := operator.New(cfg, operator.Options{Knative: true, Domain: "example.com", Plan: operator.Plan{Images: operator.DefaultImages("test")},
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The operator and the gateway run as the service accounts flick install made, so the
+	// test fails if their RBAC lacks anything they use.
+	mgr, err := operator.New(serviceAccount(t, cs, cfg, "flick-operator"), operator.Options{Knative: true, Domain: "example.com",
+		Plan: operator.Plan{Images: operator.DefaultImages("test")}, LeaderElection: true, LeaderNamespace: "flick-system",
 		MetricsAddr: "0", ProbeAddr: "0", Log: quiet, SkipNameValidation: true})
 	if err != nil {
 		t.Fatal(err)
@@ -217,7 +239,7 @@ func TestGatewayServesAndScales(t *testing.T) {
 	defer cancel()
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = mgr.Start(ctx) }()
-	gw, err := New(cfg, Options{Knative: true, Domain: "example.com", Log: quiet})
+	gw, err := New(serviceAccount(t, cs, cfg, "flick-gateway"), Options{Knative: true, Domain: "example.com", Log: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,10 +247,6 @@ func TestGatewayServesAndScales(t *testing.T) {
 	go func() { defer wg.Done(); _ = gw.Run(ctx) }()
 	front := httptest.NewServer(gw.Handler())
 	defer front.Close()
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	k := &kubelet{t: t, ip: hostIP(t), cs: cs, pods: map[string][]*httptest.Server{}, served: map[string]int{}}
 	wg.Add(1)
 	go func() { defer wg.Done(); k.run(ctx) }()

@@ -16,6 +16,10 @@ type Source struct {
 	Namespace, Name string
 	Mode            string
 	Resources       []Resource
+	// AllNamespaces watches every namespace whose labels hold NamespaceLabels (all of them
+	// when it is empty) instead of the source's own.
+	AllNamespaces   bool
+	NamespaceLabels map[string]string
 	// Extensions are CloudEvent extension attributes added to every event (ceOverrides).
 	Extensions map[string]string
 }
