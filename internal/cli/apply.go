@@ -32,7 +32,10 @@ func newApplyCmd(o *options) *cobra.Command {
 			if len(files) == 0 {
 				return fmt.Errorf("-f is required: a manifest file, a directory of them, or - for standard input")
 			}
-			c, err := o.client()
+			if wait && o.kubeconfig != "" {
+				return fmt.Errorf("--wait works with the embedded server only: on a cluster, watch with kubectl get -w")
+			}
+			rc, err := o.resources()
 			if err != nil {
 				return err
 			}
@@ -49,10 +52,15 @@ func newApplyCmd(o *options) *cobra.Command {
 						d.res.Metadata.Namespace = k.Namespace
 					}
 				}
-				if err := uploadSources(cmd.Context(), c, d.res, d.dir); err != nil {
+				// Code goes to the embedded server's archive store; a cluster has none yet.
+				var upload *client.Client
+				if c, ok := rc.(*client.Client); ok {
+					upload = c
+				}
+				if err := uploadSources(cmd.Context(), upload, d.res, d.dir); err != nil {
 					return fmt.Errorf("%s: %w", d.file, err)
 				}
-				stored, warns, created, err := c.Apply(cmd.Context(), d.res)
+				stored, warns, created, err := rc.Apply(cmd.Context(), d.res)
 				if err != nil {
 					return fmt.Errorf("%s: %s %s: %w", d.file, strings.ToLower(d.res.Kind), d.res.Metadata.Name, err)
 				}
@@ -70,6 +78,7 @@ func newApplyCmd(o *options) *cobra.Command {
 				return nil
 			}
 			failed := 0
+			c := rc.(*client.Client)
 			for _, r := range applied {
 				st, err := waitReady(cmd.Context(), c, r, timeout, out)
 				if err != nil {
@@ -188,6 +197,9 @@ func uploadSources(ctx context.Context, c *client.Client, r *apis.Resource, base
 	}
 	if src == nil || src.Path == "" || src.Archive != "" {
 		return nil
+	}
+	if c == nil {
+		return fmt.Errorf("%s %q: uploading code to a cluster is not supported yet: give %s.archive (a digest the gateway serves) or use an image", field, src.Path, field)
 	}
 	path := src.Path
 	if !filepath.IsAbs(path) {

@@ -17,10 +17,10 @@ import (
 )
 
 // newGatewayCmd runs the data plane in a cluster.
-func newGatewayCmd() *cobra.Command {
+func newGatewayCmd(o *options) *cobra.Command {
 	var (
-		kubeconfig, listen, domain, logLevel string
-		knative                              bool
+		listen, domain, logLevel string
+		knative                  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "gateway",
@@ -37,7 +37,7 @@ waits, and scaled back down when idle.`,
 				return fmt.Errorf("--log-level: %w", err)
 			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-			cfg, err := kube.RESTConfig(kubeconfig)
+			cfg, err := kube.RESTConfig(o.kubeconfig)
 			if err != nil {
 				return err
 			}
@@ -70,7 +70,6 @@ waits, and scaled back down when idle.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig of the cluster (default: $KUBECONFIG, ~/.kube/config, or the pod's service account)")
 	f.StringVar(&listen, "listen", ":8080", "address the data plane listens on")
 	f.StringVar(&domain, "domain", "example.com", "domain of workload hosts: {name}.{namespace}.{domain}")
 	f.BoolVar(&knative, "knative-kinds", true, "follow the serving.knative.dev kinds too (false where Knative is installed)")

@@ -54,7 +54,7 @@ func newGetCmd(o *options) *cobra.Command {
 			default:
 				return fmt.Errorf("-o %q: use table, json or yaml", output)
 			}
-			c, err := o.client()
+			c, err := o.resources()
 			if err != nil {
 				return err
 			}
@@ -267,7 +267,7 @@ func newDeleteCmd(o *options) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, err := o.client()
+			c, err := o.resources()
 			if err != nil {
 				return err
 			}
@@ -282,7 +282,7 @@ func newDeleteCmd(o *options) *cobra.Command {
 
 // getSources lists every kind of event source in one table.
 func getSources(cmd *cobra.Command, o *options, all bool) error {
-	c, err := o.client()
+	c, err := o.resources()
 	if err != nil {
 		return err
 	}

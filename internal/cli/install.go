@@ -10,10 +10,10 @@ import (
 )
 
 // newInstallCmd installs what a cluster needs to serve Flick's resources, or prints it.
-func newInstallCmd() *cobra.Command {
+func newInstallCmd(o *options) *cobra.Command {
 	var (
-		print, knative, crdsOnly  bool
-		kubeconfig, image, domain string
+		print, knative, crdsOnly bool
+		image, domain            string
 	)
 	cmd := &cobra.Command{
 		Use:   "install",
@@ -40,7 +40,7 @@ Where Knative itself is installed, its CRDs own those names: leave Flick's out w
 				_, err := cmd.OutOrStdout().Write(manifests)
 				return err
 			}
-			cfg, err := kube.RESTConfig(kubeconfig)
+			cfg, err := kube.RESTConfig(o.kubeconfig)
 			if err != nil {
 				return err
 			}
@@ -60,6 +60,5 @@ Where Knative itself is installed, its CRDs own those names: leave Flick's out w
 	cmd.Flags().BoolVar(&crdsOnly, "crds-only", false, "install the namespace and CRDs only, not the operator and gateway")
 	cmd.Flags().StringVar(&image, "image", config.DefaultImage, "Flick's image for the operator and the gateway")
 	cmd.Flags().StringVar(&domain, "domain", config.DefaultDomain, "domain of workload hosts: {name}.{namespace}.{domain}")
-	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the cluster (default: $KUBECONFIG or ~/.kube/config)")
 	return cmd
 }

@@ -14,13 +14,13 @@ import (
 )
 
 // newOperatorCmd runs the Kubernetes operator.
-func newOperatorCmd() *cobra.Command {
+func newOperatorCmd(o *options) *cobra.Command {
 	var (
-		kubeconfig, domain, codeURL, leaderNS, metrics, probes, logLevel string
-		leader, knative                                                  bool
-		images                                                           []string
-		qps                                                              float32
-		burst                                                            int
+		domain, codeURL, leaderNS, metrics, probes, logLevel string
+		leader, knative                                      bool
+		images                                               []string
+		qps                                                  float32
+		burst                                                int
 	)
 	cmd := &cobra.Command{
 		Use:   "operator",
@@ -45,7 +45,7 @@ Deployments. With --leader-elect, one of several replicas acts at a time.`,
 				}
 				plan.Images[rt] = img
 			}
-			cfg, err := kube.RESTConfig(kubeconfig)
+			cfg, err := kube.RESTConfig(o.kubeconfig)
 			if err != nil {
 				return err
 			}
@@ -59,7 +59,6 @@ Deployments. With --leader-elect, one of several replicas acts at a time.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig of the cluster (default: $KUBECONFIG, ~/.kube/config, or the pod's service account)")
 	f.StringVar(&domain, "domain", "example.com", "domain of the URLs in statuses: {name}.{namespace}.{domain}")
 	f.StringVar(&codeURL, "code-url", "http://flick-gateway.flick-system.svc/archives", "where function pods download their code archives")
 	f.StringArrayVar(&images, "runtime-image", nil, "RUNTIME=IMAGE: the image of a language runtime's pods (repeatable)")

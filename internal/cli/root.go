@@ -1,5 +1,6 @@
 // Package cli is the flick command line: `flick server` runs the platform, every other
-// command talks to its REST API through pkg/client.
+// command talks to its REST API through pkg/client; with --kubeconfig, apply, get and delete
+// talk to a cluster instead (internal/kube), and install, operator and gateway run Flick on it.
 package cli
 
 import (
@@ -12,6 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/flickdev/flick/internal/kube"
+	"github.com/flickdev/flick/pkg/apis"
 	"github.com/flickdev/flick/pkg/client"
 )
 
@@ -24,6 +27,8 @@ type options struct {
 	token     string
 	dataDir   string
 	namespace string
+	// kubeconfig, when set, points apply, get and delete at a cluster.
+	kubeconfig string
 }
 
 func envOr(key, def string) string {
@@ -42,6 +47,9 @@ func defaultDataDir() string {
 
 // client builds an API client, reading the token from the data dir when none is given.
 func (o *options) client() (*client.Client, error) {
+	if o.kubeconfig != "" {
+		return nil, fmt.Errorf("this command works with the embedded server only: with --kubeconfig, use apply, get and delete (and kubectl)")
+	}
 	token := o.token
 	if token == "" {
 		b, err := os.ReadFile(filepath.Join(o.dataDir, "token"))
@@ -51,6 +59,27 @@ func (o *options) client() (*client.Client, error) {
 		token = strings.TrimSpace(string(b))
 	}
 	return client.New(o.api, token), nil
+}
+
+// resourceClient reads and writes resources: the embedded server's REST client, or a
+// cluster's with --kubeconfig.
+type resourceClient interface {
+	Get(ctx context.Context, k apis.KindInfo, ns, name string) (*apis.Resource, error)
+	List(ctx context.Context, k apis.KindInfo, ns string) ([]*apis.Resource, error)
+	Apply(ctx context.Context, r *apis.Resource) (*apis.Resource, []string, bool, error)
+	Delete(ctx context.Context, k apis.KindInfo, ns, name string) error
+}
+
+// resources is the cluster's client with --kubeconfig, the embedded server's otherwise.
+func (o *options) resources() (resourceClient, error) {
+	if o.kubeconfig == "" {
+		return o.client()
+	}
+	cfg, err := kube.RESTConfig(o.kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	return kube.NewClient(cfg)
 }
 
 // NewRoot returns the flick command tree.
@@ -67,6 +96,7 @@ func NewRoot() *cobra.Command {
 	pf.StringVar(&o.token, "token", os.Getenv("FLICK_TOKEN"), "API bearer token (env FLICK_TOKEN; default: read from the data dir)")
 	pf.StringVar(&o.dataDir, "data-dir", envOr("FLICK_DATA_DIR", defaultDataDir()), "data dir of the server (env FLICK_DATA_DIR)")
 	pf.StringVarP(&o.namespace, "namespace", "n", "default", "namespace")
+	pf.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig of a Kubernetes cluster: apply, get and delete act on it instead of the embedded server; install, operator and gateway use it (default there: $KUBECONFIG, ~/.kube/config or the pod's account); server watches it for ApiServerSources")
 
 	root.AddCommand(
 		newServerCmd(o),
@@ -89,9 +119,9 @@ func NewRoot() *cobra.Command {
 		newSecretCmd(o),
 		newEventCmd(o),
 		newCallsCmd(o),
-		newInstallCmd(),
-		newOperatorCmd(),
-		newGatewayCmd(),
+		newInstallCmd(o),
+		newOperatorCmd(o),
+		newGatewayCmd(o),
 		newVersionCmd(o),
 	)
 	return root

@@ -18,7 +18,7 @@ import (
 
 func newServerCmd(o *options) *cobra.Command {
 	cfg := server.Config{}
-	var logLevel, configFile, kubeconfig string
+	var logLevel, configFile string
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the embedded platform: API, data plane and instances on this machine",
@@ -52,8 +52,8 @@ func newServerCmd(o *options) *cobra.Command {
 				}
 				cfg.File = fc
 			}
-			if kubeconfig != "" {
-				rc, err := kube.RESTConfig(kubeconfig)
+			if o.kubeconfig != "" {
+				rc, err := kube.RESTConfig(o.kubeconfig)
 				if err != nil {
 					return fmt.Errorf("--kubeconfig: %w", err)
 				}
@@ -84,7 +84,6 @@ func newServerCmd(o *options) *cobra.Command {
 	f.StringVar(&cfg.Sandbox, "sandbox", "auto", "isolate instances in sandboxes (namespaces, cgroups, read-only root): auto (when the host allows it), on (refuse to start without), off")
 	f.StringVar(&cfg.OCIRuntime, "oci-runtime", "", "run instances through this OCI runtime (runc or crun) from generated runtime-spec bundles instead of Flick's own sandbox; no warm pools then")
 	f.StringVar(&cfg.JetStream, "jetstream", "", "NATS server URL (nats://host:4222) whose JetStream keeps brokers' events, so several servers share them; brokers use the embedded log without it (or with spec.config kind EventLog)")
-	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the cluster ApiServerSources watch (without it they report no cluster)")
 	f.StringVar(&configFile, "config", "", "config file (YAML): autoscaler defaults with Knative's config-autoscaler keys, see docs/config.md")
 	return cmd
 }
