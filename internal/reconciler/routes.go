@@ -8,17 +8,6 @@ import (
 	"github.com/flickdev/flick/pkg/apis"
 )
 
-// PathRouteOf is an HTTP route as the router matches it.
-func PathRouteOf(h *apis.HTTPRoute) router.PathRoute {
-	ns := h.Metadata.Namespace
-	pr := router.PathRoute{Name: ns + "/" + h.Metadata.Name, Host: h.Spec.Host, Pattern: h.Spec.Path,
-		Prefix: h.Spec.PathType == apis.PathPrefix, Methods: h.Spec.Methods}
-	for _, t := range h.Spec.To {
-		pr.Splits = append(pr.Splits, router.Split{Key: ns + "/" + t.Function + t.Service, Percent: t.Weight})
-	}
-	return pr
-}
-
 // handleHTTPRoute installs every HTTP route again (the router swaps its table whole) and
 // reports the changed route's address and whether its targets exist.
 func (r *Reconciler) handleHTTPRoute(ev store.Event) {
@@ -75,7 +64,7 @@ func (r *Reconciler) installPathRoutes() {
 		if err != nil {
 			continue
 		}
-		prs = append(prs, PathRouteOf(obj.(*apis.HTTPRoute)))
+		prs = append(prs, router.PathRouteOf(obj.(*apis.HTTPRoute)))
 	}
 	r.routes.SetPathRoutes(prs)
 }

@@ -7,7 +7,11 @@ import (
 	"net/http"
 	"net/textproto"
 	"slices"
+	"sort"
 	"strings"
+	"time"
+
+	"github.com/flickdev/flick/pkg/apis"
 )
 
 // PathRoute is one of Flick's HTTP routes (Fission's HTTP trigger): requests whose host, path
@@ -236,4 +240,61 @@ func (rt *Router) servePath(w http.ResponseWriter, r *http.Request, host string)
 	}
 	rt.Serve(w, r, Target{Key: key, Path: r.URL.Path})
 	return true
+}
+
+// PathRouteOf is an HTTP route (flick.dev Route) as the router matches it.
+func PathRouteOf(h *apis.HTTPRoute) PathRoute {
+	ns := h.Metadata.Namespace
+	pr := PathRoute{Name: ns + "/" + h.Metadata.Name, Host: h.Spec.Host, Pattern: h.Spec.Path,
+		Prefix: h.Spec.PathType == apis.PathPrefix, Methods: h.Spec.Methods}
+	for _, t := range h.Spec.To {
+		pr.Splits = append(pr.Splits, Split{Key: ns + "/" + t.Function + t.Service, Percent: t.Weight})
+	}
+	return pr
+}
+
+// Admit takes routes in the order they were made and keeps each that conflicts with none
+// kept before it: the older route wins, as on a cluster, where nothing refuses the second
+// one on apply. refused says why each of the others was left out, by name.
+func Admit(ordered []PathRoute) (admitted []PathRoute, refused map[string]string) {
+	refused = map[string]string{}
+	for _, r := range ordered {
+		why := ""
+		for _, a := range admitted {
+			if w, ok := Conflict(a, r); ok {
+				why = w
+				break
+			}
+		}
+		if why != "" {
+			refused[r.Name] = why
+			continue
+		}
+		admitted = append(admitted, r)
+	}
+	return admitted, refused
+}
+
+// PathRoutesInOrder are the routes as the router matches them, oldest first (by creation,
+// then name): of two that conflict, the older is served, and the operator says so in the
+// other's status.
+func PathRoutesInOrder(routes []*apis.HTTPRoute) []PathRoute {
+	created := func(h *apis.HTTPRoute) time.Time {
+		if h.Metadata.CreationTimestamp == nil {
+			return time.Time{}
+		}
+		return *h.Metadata.CreationTimestamp
+	}
+	sort.Slice(routes, func(i, j int) bool {
+		a, b := routes[i], routes[j]
+		if !created(a).Equal(created(b)) {
+			return created(a).Before(created(b))
+		}
+		return a.Metadata.Namespace+"/"+a.Metadata.Name < b.Metadata.Namespace+"/"+b.Metadata.Name
+	})
+	out := make([]PathRoute, len(routes))
+	for i, h := range routes {
+		out[i] = PathRouteOf(h)
+	}
+	return out
 }

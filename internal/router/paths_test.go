@@ -83,3 +83,20 @@ func TestConflict(t *testing.T) {
 		}
 	}
 }
+
+func TestAdmit(t *testing.T) {
+	older := PathRoute{Name: "default/a", Pattern: "/users/{id}", Methods: []string{"GET"}}
+	newer := PathRoute{Name: "default/b", Pattern: "/users/{name}", Methods: []string{"GET", "POST"}}
+	other := PathRoute{Name: "default/c", Pattern: "/users/{id}", Methods: []string{"DELETE"}}
+	admitted, refused := Admit([]PathRoute{older, newer, other})
+	var names []string
+	for _, r := range admitted {
+		names = append(names, r.Name)
+	}
+	if strings.Join(names, ",") != "default/a,default/c" {
+		t.Errorf("admitted %v, want the older route and the one with other methods", names)
+	}
+	if why := refused["default/b"]; !strings.Contains(why, "routes default/a and default/b both take GET") {
+		t.Errorf("refused %v", refused)
+	}
+}

@@ -362,7 +362,7 @@ func (s *Server) checkRouteConflicts(res *apis.Resource) error {
 	if err != nil {
 		return err
 	}
-	mine := reconciler.PathRouteOf(obj.(*apis.HTTPRoute))
+	mine := router.PathRouteOf(obj.(*apis.HTTPRoute))
 	others, err := s.store.List("routes", "")
 	if err != nil {
 		return err
@@ -375,7 +375,7 @@ func (s *Server) checkRouteConflicts(res *apis.Resource) error {
 		if err != nil {
 			continue
 		}
-		if why, ok := router.Conflict(mine, reconciler.PathRouteOf(other.(*apis.HTTPRoute))); ok {
+		if why, ok := router.Conflict(mine, router.PathRouteOf(other.(*apis.HTTPRoute))); ok {
 			return &apis.FieldError{Field: "spec.path", Message: why}
 		}
 	}

@@ -48,9 +48,10 @@ type Gateway struct {
 	engine *engine.Engine
 	router *router.Router
 
-	mu        sync.Mutex
-	revisions map[string]*apis.Revision // "ns/name" of every group
-	routed    map[string]bool           // engine keys some route sends traffic to
+	mu         sync.Mutex
+	revisions  map[string]*apis.Revision  // "ns/name" of every group
+	routed     map[string]bool            // engine keys some route sends traffic to
+	httpRoutes map[string]*apis.HTTPRoute // flick.dev Routes by "ns/name"
 }
 
 // New builds a gateway on a cluster; Run starts it.
@@ -74,7 +75,8 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &Gateway{opts: o, dyn: dyn, driver: kubedriver.New(cs, o.Log), revisions: map[string]*apis.Revision{}, routed: map[string]bool{}}
+	g := &Gateway{opts: o, dyn: dyn, driver: kubedriver.New(cs, o.Log), revisions: map[string]*apis.Revision{}, routed: map[string]bool{},
+		httpRoutes: map[string]*apis.HTTPRoute{}}
 	g.engine = engine.New(g.driver, o.Log, o.Engine, nil)
 	g.router = router.New(g.engine, o.Domain, o.MaxBody, o.Log)
 	return g, nil
@@ -117,6 +119,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 	}
 	if err := watch(gvr(apis.GroupFlick, "functions"), g.function); err != nil {
+		return err
+	}
+	if err := watch(gvr(apis.GroupFlick, "routes"), g.httpRoute); err != nil {
 		return err
 	}
 	f.Start(ctx.Done())
@@ -272,6 +277,30 @@ func NewestReady(revs []*apis.Revision) string {
 		return revs[0].Metadata.Name
 	}
 	return ""
+}
+
+// httpRoute installs every flick.dev Route again (the router swaps its path table whole).
+func (g *Gateway) httpRoute(u *unstructured.Unstructured, deleted bool) {
+	key := u.GetNamespace() + "/" + u.GetName()
+	g.mu.Lock()
+	if deleted {
+		delete(g.httpRoutes, key)
+	} else {
+		var h apis.HTTPRoute
+		if err := decode(u, &h); err != nil {
+			g.mu.Unlock()
+			g.opts.Log.Warn("route not understood", "route", key, "err", err)
+			return
+		}
+		g.httpRoutes[key] = &h
+	}
+	routes := make([]*apis.HTTPRoute, 0, len(g.httpRoutes))
+	for _, h := range g.httpRoutes {
+		routes = append(routes, h)
+	}
+	g.mu.Unlock()
+	admitted, _ := router.Admit(router.PathRoutesInOrder(routes))
+	g.router.SetPathRoutes(admitted)
 }
 
 // markRouted tells the engine which revisions take traffic: only those keep min-scale.

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,6 +20,8 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -107,6 +110,9 @@ func (k *kubelet) reconcile(ctx context.Context, dep string, replicas int) {
 			k.served[dep]++
 			k.mu.Unlock()
 			fmt.Fprintf(w, "%s answers %s", name, r.URL.Path)
+			if p := r.Header.Get("X-Flick-Param-Name"); p != "" {
+				fmt.Fprintf(w, " for %s", p)
+			}
 		}))
 		ln, err := net.Listen("tcp", net.JoinHostPort(k.ip, "0"))
 		if err != nil {
@@ -194,11 +200,15 @@ func apply(t *testing.T, cfg *rest.Config, manifest string) {
 	}
 }
 
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+// eventually waits for cond; a failure shows the last of what the test saw, when given.
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool, saw ...*string) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for !cond() {
 		if time.Now().After(deadline) {
+			if len(saw) > 0 {
+				t.Fatalf("not within %s: %s (last: %s)", within, what, *saw[0])
+			}
 			t.Fatalf("not within %s: %s", within, what)
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -320,4 +330,70 @@ spec:
 	if code, body := get("nope.default.example.com", "/"); code != 404 || !strings.Contains(body, "default/nope") {
 		t.Errorf("an unknown service: %d %s", code, body)
 	}
+
+	// A function (its own image) at zero, reached by /function/{name} and by an HTTP route
+	// with a path parameter; a second route taking the same requests is refused in its status.
+	apply(t, cfg, `apiVersion: flick.dev/v1
+kind: Route
+metadata: {name: hello-route, namespace: default}
+spec:
+  path: /hello/{name}
+  methods: [GET]
+  to: [{function: greet}]
+`)
+	eventually(t, 30*time.Second, "the route says its function is missing", func() bool {
+		return strings.Contains(routeStatus(t, cfg, "hello-route"), "TargetNotFound")
+	})
+	apply(t, cfg, `apiVersion: flick.dev/v1
+kind: Function
+metadata: {name: greet, namespace: default}
+spec:
+  runtime: image
+  image: registry.example.com/greet:1
+`)
+	var last string
+	eventually(t, 60*time.Second, "greet answers through /function/greet", func() bool {
+		code, body := get("gateway.example.com", "/function/greet")
+		last = fmt.Sprint(code, " ", body)
+		return code == 200 && body == "greet-00001-pod-0 answers /"
+	}, &last)
+	if code, body := get("gateway.example.com", "/hello/bob"); code != 200 || body != "greet-00001-pod-0 answers /hello/bob for bob" {
+		t.Errorf("the route: %d %s", code, body)
+	}
+	eventually(t, 30*time.Second, "the route ready", func() bool {
+		return strings.Contains(routeStatus(t, cfg, "hello-route"), `"status":"True"`)
+	})
+	// Creation times have whole seconds, and a tie goes by name (hello-again would win):
+	// the second route is made in a later second.
+	time.Sleep(1100 * time.Millisecond)
+	apply(t, cfg, `apiVersion: flick.dev/v1
+kind: Route
+metadata: {name: hello-again, namespace: default}
+spec:
+  path: /hello/{who}
+  to: [{service: hello}]
+`)
+	eventually(t, 30*time.Second, "the second route refused", func() bool {
+		last = routeStatus(t, cfg, "hello-again") + " / hello-route: " + routeStatus(t, cfg, "hello-route")
+		return strings.Contains(last, "routes default/hello-route and default/hello-again both take GET path /hello/{name}")
+	}, &last)
+	time.Sleep(500 * time.Millisecond) // the gateway has seen the second route by now
+	if code, body := get("gateway.example.com", "/hello/ann"); code != 200 || body != "greet-00001-pod-0 answers /hello/ann for ann" {
+		t.Errorf("the older route must keep the path: %d %s", code, body)
+	}
+}
+
+// routeStatus is a flick.dev Route's status as JSON.
+func routeStatus(t *testing.T, cfg *rest.Config, name string) string {
+	t.Helper()
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := dyn.Resource(schema.GroupVersionResource{Group: "flick.dev", Version: "v1", Resource: "routes"}).Namespace("default").Get(t.Context(), name, metav1.GetOptions{})
+	if err != nil {
+		return ""
+	}
+	b, _ := json.Marshal(u.Object["status"])
+	return string(b)
 }

@@ -21,12 +21,15 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/flickdev/flick/pkg/apis"
 )
@@ -138,6 +141,20 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 				return nil, err
 			}
 		}
+	}
+	// A route's status depends on its targets too: a function or service that comes or goes
+	// recomputes the routes.
+	everyRoute := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: "routes"}}}
+	})
+	routes := ctrl.NewControllerManagedBy(mgr).Named("route").
+		For(newUnstructured(gvk(apis.GroupFlick, "Route"))).
+		Watches(newUnstructured(gvk(apis.GroupFlick, "Function")), everyRoute)
+	for _, group := range servingGroups(o) {
+		routes = routes.Watches(newUnstructured(gvk(group, "Service")), everyRoute)
+	}
+	if err := routes.Complete(&routeReconciler{client: mgr.GetClient(), opts: o}); err != nil {
+		return nil, err
 	}
 	fn := &ownerReconciler{client: mgr.GetClient(), kind: gvk(apis.GroupFlick, "Function"), revisions: gvk(apis.GroupFlick, "Revision"), opts: o}
 	if err := ctrl.NewControllerManagedBy(mgr).Named("function").
