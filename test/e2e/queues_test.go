@@ -158,7 +158,7 @@ func waitFor(t *testing.T, r *reader, n int, s *server) []string {
 			return append([]string(nil), r.bodies...)
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d messages after 60s: %v\n%s", len(got), n, got, s.mustFlick("get", "sources"))
+			t.Fatalf("%d of %d messages after 60s: %v\n%s\n%s", len(got), n, got, s.mustFlick("get", "sources"), s.tail())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
