@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -157,17 +156,17 @@ func (r *Runner) Status(ns, name string) (Status, bool) {
 	return Status{Watching: run.watching.Load(), Delivered: run.delivered.Load(), Failed: run.failed.Load(), LastError: run.lastErr}, true
 }
 
-// Close stops every source.
+// Close stops every source, all at once.
 func (r *Runner) Close() {
 	r.mu.Lock()
-	keys := make([]string, 0, len(r.running))
-	for k := range r.running {
-		keys = append(keys, k)
-	}
+	runs := r.running
+	r.running = map[string]*running{}
 	r.mu.Unlock()
-	for _, k := range keys {
-		ns, name, _ := strings.Cut(k, "/")
-		r.Delete(ns, name)
+	for _, run := range runs {
+		run.cancel()
+	}
+	for _, run := range runs {
+		<-run.done
 	}
 }
 

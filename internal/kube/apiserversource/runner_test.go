@@ -106,15 +106,7 @@ func TestConfigMapEvents(t *testing.T) {
 	if err := r.Upsert(Source{Namespace: "default", Name: "ref", Resources: watch}); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"res", "ref"} {
-		deadline := time.Now().Add(20 * time.Second)
-		for st, _ := r.Status("default", name); !st.Watching; st, _ = r.Status("default", name) {
-			if time.Now().After(deadline) {
-				t.Fatalf("source %s never watched", name)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	waitWatching(t, r, "res", "ref")
 
 	if _, err := cms.Create(ctx, configMap("other", map[string]string{"app": "y"}, "0"), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -204,15 +196,7 @@ func TestNamespaces(t *testing.T) {
 	if err := r.Upsert(Source{Namespace: "default", Name: "nss", Resources: []Resource{{APIVersion: "v1", Kind: "Namespace", Selector: map[string]string{"team": "a"}}}}); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"cms", "nss"} {
-		deadline := time.Now().Add(20 * time.Second)
-		for st, _ := r.Status("default", name); !st.Watching; st, _ = r.Status("default", name) {
-			if time.Now().After(deadline) {
-				t.Fatalf("source %s never watched", name)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	waitWatching(t, r, "cms", "nss")
 	namespaces := dyn.Resource(schema.GroupVersionResource{Version: "v1", Resource: "namespaces"})
 	for ns, team := range map[string]string{"ns-a": "a", "ns-b": "b"} {
 		u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": ns}}}
@@ -239,5 +223,19 @@ func TestNamespaces(t *testing.T) {
 	ns := nss.wait(t, 1)
 	if ns[0].attrs["subject"] != "/api/v1/namespaces/ns-a" || ns[0].attrs["type"] != "dev.knative.apiserver.ref.add" {
 		t.Errorf("namespace event %v", ns[0].attrs)
+	}
+}
+
+// waitWatching waits until the sources of the default namespace have listed their kinds.
+func waitWatching(t *testing.T, r *Runner, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		deadline := time.Now().Add(20 * time.Second)
+		for st, _ := r.Status("default", name); !st.Watching; st, _ = r.Status("default", name) {
+			if time.Now().After(deadline) {
+				t.Fatalf("source %s never watched", name)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
 }

@@ -239,6 +239,13 @@ func (d *Driver) Stop(ctx context.Context, inst *runtime.Instance, grace time.Du
 		break
 	}
 	inst.MarkExited("stopped")
+	// A deployment the engine holds nothing of is forgotten (its revision may be gone); a
+	// later Start finds its ready pods again from the slices.
+	d.mu.Lock()
+	if len(dep.held) == 0 && dep.starting == 0 && d.deps[dep.namespace+"/"+dep.name] == dep {
+		delete(d.deps, dep.namespace+"/"+dep.name)
+	}
+	d.mu.Unlock()
 	return err
 }
 
