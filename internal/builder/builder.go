@@ -213,16 +213,7 @@ func (b *Builder) image(ctx context.Context, inst runtime.InstanceSpec, ref, pin
 	if err != nil {
 		return Artifact{}, err
 	}
-	argv := img.Config.Entrypoint
-	if len(command) > 0 {
-		argv = command
-	}
-	switch {
-	case len(args) > 0:
-		argv = append(append([]string{}, argv...), args...)
-	case len(command) == 0:
-		argv = append(append([]string{}, argv...), img.Config.Cmd...)
-	}
+	argv := img.Config.Argv(command, args)
 	if len(argv) == 0 {
 		return Artifact{}, &apis.FieldError{Field: "image", Message: fmt.Sprintf("%s has no entrypoint or cmd: give a command", ref)}
 	}

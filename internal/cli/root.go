@@ -122,6 +122,7 @@ func NewRoot() *cobra.Command {
 		newInstallCmd(o),
 		newOperatorCmd(o),
 		newGatewayCmd(o),
+		newNodeCmd(o),
 		newVersionCmd(o),
 	)
 	return root

@@ -50,6 +50,22 @@ type Config struct {
 	ExposedPorts []string `json:"exposedPorts,omitempty"` // "8080/tcp", sorted
 }
 
+// Argv is the command line a container of this image runs, by Kubernetes' rules: a command
+// replaces the entrypoint and drops the image's cmd; args replace the cmd.
+func (c Config) Argv(command, args []string) []string {
+	argv := c.Entrypoint
+	if len(command) > 0 {
+		argv = command
+	}
+	switch {
+	case len(args) > 0:
+		argv = append(append([]string{}, argv...), args...)
+	case len(command) == 0:
+		argv = append(append([]string{}, argv...), c.Cmd...)
+	}
+	return argv
+}
+
 // Option configures a Store.
 type Option func(*Store)
 

@@ -50,6 +50,7 @@ func main() {
 	if port == "" {
 		port = "8080"
 	}
+	fmt.Println("helloworld: listening on", port)
 	if err := http.ListenAndServe(":"+port, nil); err != nil {
 		panic(err)
 	}

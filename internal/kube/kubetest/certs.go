@@ -23,6 +23,8 @@ import (
 // verifies service account tokens.
 type certs struct {
 	caCert, servingCert, servingKey, adminCert, adminKey, saKey, saPub string
+	// The API server's client certificate for kubelets (flick node's logs endpoint).
+	kubeletClientCert, kubeletClientKey string
 }
 
 // client is an HTTP client that trusts the CA and authenticates as the admin.
@@ -57,6 +59,9 @@ func writeCerts(dir string) (certs, error) {
 		adminKey:    filepath.Join(dir, "admin.key"),
 		saKey:       filepath.Join(dir, "sa.key"),
 		saPub:       filepath.Join(dir, "sa.pub"),
+
+		kubeletClientCert: filepath.Join(dir, "apiserver-kubelet-client.crt"),
+		kubeletClientKey:  filepath.Join(dir, "apiserver-kubelet-client.key"),
 	}
 	caKey, err := newKey()
 	if err != nil {
@@ -90,6 +95,12 @@ func writeCerts(dir string) (certs, error) {
 	admin := template(pkix.Name{CommonName: "kubetest-admin", Organization: []string{"system:masters"}})
 	admin.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 	if err := issue(admin, ca, caKey, c.adminCert, c.adminKey); err != nil {
+		return certs{}, err
+	}
+
+	kubeletClient := template(pkix.Name{CommonName: "kube-apiserver-kubelet-client", Organization: []string{"system:masters"}})
+	kubeletClient.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	if err := issue(kubeletClient, ca, caKey, c.kubeletClientCert, c.kubeletClientKey); err != nil {
 		return certs{}, err
 	}
 

@@ -208,6 +208,8 @@ func startAPIServer(bin, dir, etcdURL string, c certs, controllers bool) (string
 			"--tls-cert-file=" + c.servingCert,
 			"--tls-private-key-file=" + c.servingKey,
 			"--client-ca-file=" + c.caCert,
+			"--kubelet-client-certificate=" + c.kubeletClientCert,
+			"--kubelet-client-key=" + c.kubeletClientKey,
 			"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 			"--service-account-key-file=" + c.saPub,
 			"--service-account-signing-key-file=" + c.saKey,

@@ -1,0 +1,320 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/registry"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/flickdev/flick/internal/kube"
+	"github.com/flickdev/flick/internal/kube/kubetest"
+)
+
+// flickNode is one running `flick node`.
+type flickNode struct {
+	t       *testing.T
+	args    []string
+	cmd     *exec.Cmd
+	log     *syncBuffer
+	exited  chan struct{}
+	dataDir string
+}
+
+func startNode(t *testing.T, kubeconfig, name, cidr string) *flickNode {
+	t.Helper()
+	n := &flickNode{t: t, dataDir: t.TempDir()}
+	n.args = []string{"node", "--kubeconfig", kubeconfig, "--data-dir", n.dataDir, "--name", name, "--pod-cidr", cidr, "--kubelet-listen", ":0"}
+	n.start()
+	t.Cleanup(func() {
+		n.stop(syscall.SIGTERM)
+		if t.Failed() {
+			t.Logf("flick node log:\n%s", n.log.String())
+		}
+	})
+	return n
+}
+
+func (n *flickNode) start() {
+	n.cmd = exec.Command(flickBin, n.args...)
+	n.log = &syncBuffer{}
+	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
+	if err := n.cmd.Start(); err != nil {
+		n.t.Fatal(err)
+	}
+	n.exited = make(chan struct{})
+	go func() { n.cmd.Wait(); close(n.exited) }()
+}
+
+func (n *flickNode) stop(sig syscall.Signal) {
+	select {
+	case <-n.exited:
+		return
+	default:
+	}
+	_ = n.cmd.Process.Signal(sig)
+	select {
+	case <-n.exited:
+	case <-time.After(60 * time.Second):
+		n.cmd.Process.Kill()
+		<-n.exited
+		n.t.Errorf("flick node did not stop on %v within 60s", sig)
+	}
+}
+
+// podCIDR is a /24 of 10.244.0.0/16 for one test's node (tests in parallel packages must
+// not share addresses).
+func podCIDR() string {
+	return fmt.Sprintf("10.244.%d.0/24", 100+os.Getpid()%150)
+}
+
+// TestVirtualNode: flick node joins a real control plane (API server, controller manager,
+// scheduler) and runs a Deployment's pods from an image in a registry: Running and Ready with
+// addresses of its pod CIDR that answer; scaled to 3 and back; a killed process restarts and
+// its count rises; kubectl logs reaches the node; a node killed and started again brings its
+// pods back at the same addresses and leaves no process behind; deleting the Deployment
+// stops everything.
+func TestVirtualNode(t *testing.T) {
+	cp := kubetest.Start(t, kubetest.WithControllers())
+	os.Setenv("DOCKER_CONFIG", t.TempDir())
+	reg := httptest.NewServer(registry.New())
+	defer reg.Close()
+	host := strings.TrimPrefix(reg.URL, "http://")
+	pushHelloworld(t, host+"/knative/helloworld-go:latest", "v1")
+
+	cidr := podCIDR()
+	prefix := netip.MustParsePrefix(cidr)
+	node := startNode(t, cp.Kubeconfig(), "flick-vn", cidr)
+	cfg, err := kube.RESTConfig(cp.Kubeconfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := kubernetes.NewForConfigOrDie(cfg)
+	ctx := context.Background()
+
+	eventually(t, 60*time.Second, "the node registers Ready with its taint and a Lease", func() bool {
+		n, err := cs.CoreV1().Nodes().Get(ctx, "flick-vn", metav1.GetOptions{})
+		if err != nil {
+			return false
+		}
+		ready := false
+		for _, c := range n.Status.Conditions {
+			ready = ready || c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue
+		}
+		_, lerr := cs.CoordinationV1().Leases(corev1.NamespaceNodeLease).Get(ctx, "flick-vn", metav1.GetOptions{})
+		return ready && lerr == nil && len(n.Spec.Taints) == 1 && n.Spec.Taints[0].Key == "flick.dev/virtual-node" && n.Status.Capacity.Cpu().Value() > 0
+	})
+
+	replicas := int32(1)
+	labels := map[string]string{"app": "hello"}
+	dep := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "hello", Namespace: "default"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					Tolerations:                   []corev1.Toleration{{Key: "flick.dev/virtual-node", Operator: corev1.TolerationOpExists}},
+					TerminationGracePeriodSeconds: new(int64(5)),
+					Containers: []corev1.Container{{
+						Name:  "hello",
+						Image: host + "/knative/helloworld-go:latest",
+						Env:   []corev1.EnvVar{{Name: "TARGET", Value: "node"}},
+						Ports: []corev1.ContainerPort{{ContainerPort: 8080}},
+						ReadinessProbe: &corev1.Probe{
+							ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/", Port: intstr.FromInt32(8080)}},
+							PeriodSeconds: 1,
+						},
+					}},
+				},
+			},
+		},
+	}
+	if _, err := cs.AppsV1().Deployments("default").Create(ctx, dep, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	readyPods := func(want int) []corev1.Pod {
+		t.Helper()
+		var pods []corev1.Pod
+		eventually(t, 90*time.Second, fmt.Sprintf("%d pods Running and Ready on the node", want), func() bool {
+			list, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=hello"})
+			if err != nil {
+				return false
+			}
+			pods = pods[:0]
+			for _, p := range list.Items {
+				if p.DeletionTimestamp != nil {
+					return false // wait until the scaled-down ones are gone
+				}
+				if p.Spec.NodeName == "flick-vn" && p.Status.Phase == corev1.PodRunning && podReady(&p) {
+					pods = append(pods, p)
+				}
+			}
+			return len(list.Items) == want && len(pods) == want
+		})
+		return pods
+	}
+	curl := func(ip string) string {
+		t.Helper()
+		resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + ip + ":8080/")
+		if err != nil {
+			t.Fatalf("curl pod %s: %v", ip, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	pods := readyPods(1)
+	first := pods[0]
+	ip := netip.MustParseAddr(first.Status.PodIP)
+	if !prefix.Contains(ip) || first.Status.HostIP == "" {
+		t.Fatalf("pod IP %s not in the node's %s (host IP %q)", ip, cidr, first.Status.HostIP)
+	}
+	if got := curl(first.Status.PodIP); got != "Hello node! (v1)\n" {
+		t.Fatalf("pod answered %q", got)
+	}
+	cs0 := first.Status.ContainerStatuses[0]
+	if !strings.HasPrefix(cs0.ImageID, "sha256:") || !strings.HasPrefix(cs0.ContainerID, "flick://") || cs0.State.Running == nil {
+		t.Errorf("container status: %+v", cs0)
+	}
+
+	// kubectl logs: the API server reaches the node's kubelet API with its client certificate.
+	eventually(t, 20*time.Second, "kubectl logs shows the container's output", func() bool {
+		b, err := cs.CoreV1().Pods("default").GetLogs(first.Name, &corev1.PodLogOptions{Container: "hello"}).DoRaw(ctx)
+		return err == nil && strings.Contains(string(b), "helloworld: listening on")
+	})
+
+	// Scale to 3 and back to 1.
+	scale := func(n int32) {
+		t.Helper()
+		s, err := cs.AppsV1().Deployments("default").GetScale(ctx, "hello", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Spec.Replicas = n
+		if _, err := cs.AppsV1().Deployments("default").UpdateScale(ctx, "hello", s, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	scale(3)
+	pods = readyPods(3)
+	seen := map[string]bool{}
+	for _, p := range pods {
+		seen[p.Status.PodIP] = true
+		if got := curl(p.Status.PodIP); got != "Hello node! (v1)\n" {
+			t.Errorf("pod %s answered %q", p.Name, got)
+		}
+	}
+	if len(seen) != 3 {
+		t.Errorf("3 pods share addresses: %v", seen)
+	}
+	scale(1)
+	pods = readyPods(1)
+
+	// Kill the container's process: the node restarts it and counts the restart.
+	victim := pods[0]
+	pid := containerPID(t, node.dataDir, victim.Status.ContainerStatuses[0].ContainerID)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	var last corev1.ContainerStatus
+	defer func() {
+		if t.Failed() {
+			t.Logf("last container status: %+v", last)
+		}
+	}()
+	eventually(t, 30*time.Second, "the killed container restarts and is ready again", func() bool {
+		p, err := cs.CoreV1().Pods("default").Get(ctx, victim.Name, metav1.GetOptions{})
+		if err != nil || len(p.Status.ContainerStatuses) == 0 {
+			return false
+		}
+		s := p.Status.ContainerStatuses[0]
+		last = s
+		return s.RestartCount == 1 && s.Ready && s.LastTerminationState.Terminated != nil && s.LastTerminationState.Terminated.ExitCode == 137
+	})
+	if got := curl(victim.Status.PodIP); got != "Hello node! (v1)\n" {
+		t.Errorf("restarted pod answered %q", got)
+	}
+
+	// The node dies: started again, it brings the pod back at its address, and the process
+	// the dead node left is gone.
+	pid = containerPID(t, node.dataDir, currentContainerID(t, cs, victim.Name))
+	node.stop(syscall.SIGKILL)
+	node.start()
+	eventually(t, 60*time.Second, "the pod runs again after the node restarts", func() bool {
+		p, err := cs.CoreV1().Pods("default").Get(ctx, victim.Name, metav1.GetOptions{})
+		if err != nil || len(p.Status.ContainerStatuses) == 0 || !podReady(p) {
+			return false
+		}
+		return p.Status.ContainerStatuses[0].RestartCount == 2 && p.Status.PodIP == victim.Status.PodIP
+	})
+	if alive(pid) {
+		t.Errorf("the process of the killed node (pid %d) is still running", pid)
+	}
+	if got := curl(victim.Status.PodIP); got != "Hello node! (v1)\n" {
+		t.Errorf("pod after the node's restart answered %q", got)
+	}
+
+	// Deleting the Deployment stops its pods, and they leave the API server.
+	pid = containerPID(t, node.dataDir, currentContainerID(t, cs, victim.Name))
+	if err := cs.AppsV1().Deployments("default").Delete(ctx, "hello", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 60*time.Second, "the pod is deleted and its process gone", func() bool {
+		_, err := cs.CoreV1().Pods("default").Get(ctx, victim.Name, metav1.GetOptions{})
+		return apierrors.IsNotFound(err) && !alive(pid)
+	})
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func currentContainerID(t *testing.T, cs kubernetes.Interface, pod string) string {
+	t.Helper()
+	p, err := cs.CoreV1().Pods("default").Get(context.Background(), pod, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.Status.ContainerStatuses[0].ContainerID
+}
+
+// containerPID reads the node's record of a running container (the local driver's).
+func containerPID(t *testing.T, dataDir, containerID string) int {
+	t.Helper()
+	id := strings.TrimPrefix(containerID, "flick://")
+	b, err := os.ReadFile(filepath.Join(dataDir, "node", "flick-vn", "instances", id+".json"))
+	if err != nil {
+		t.Fatalf("container %s: %v", containerID, err)
+	}
+	var rec struct {
+		PID int `json:"pid"`
+	}
+	if err := json.Unmarshal(b, &rec); err != nil || rec.PID == 0 {
+		t.Fatalf("container %s: record %s", containerID, b)
+	}
+	return rec.PID
+}
