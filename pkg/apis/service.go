@@ -21,6 +21,9 @@ const (
 	LabelConfigurationGeneration = "serving.knative.dev/configurationGeneration"
 	// LabelFunction marks a Function's revisions.
 	LabelFunction = "flick.dev/function"
+	// TaintVirtualNode keeps pods off a flick node (a virtual kubelet) unless they tolerate
+	// it; the pods Flick's operator makes do.
+	TaintVirtualNode = "flick.dev/virtual-node"
 )
 
 // AnnotationCommand gives a Knative manifest written for an image a host command to run in

@@ -28,8 +28,8 @@ import (
 	"github.com/flickdev/flick/internal/kube/kubetest"
 )
 
-// flickNode is one running `flick node`.
-type flickNode struct {
+// flickProc is one running flick command of the Kubernetes mode (node, operator, gateway).
+type flickProc struct {
 	t       *testing.T
 	args    []string
 	cmd     *exec.Cmd
@@ -38,21 +38,26 @@ type flickNode struct {
 	dataDir string
 }
 
-func startNode(t *testing.T, kubeconfig, name, cidr string) *flickNode {
+// startFlick runs flick with args until the test ends, and shows its log if the test failed.
+func startFlick(t *testing.T, args ...string) *flickProc {
 	t.Helper()
-	n := &flickNode{t: t, dataDir: t.TempDir()}
-	n.args = []string{"node", "--kubeconfig", kubeconfig, "--data-dir", n.dataDir, "--name", name, "--pod-cidr", cidr, "--kubelet-listen", ":0"}
+	n := &flickProc{t: t, dataDir: t.TempDir()}
+	n.args = append(args, "--data-dir", n.dataDir)
 	n.start()
 	t.Cleanup(func() {
 		n.stop(syscall.SIGTERM)
 		if t.Failed() {
-			t.Logf("flick node log:\n%s", n.log.String())
+			t.Logf("flick %s log:\n%s", args[0], n.log.String())
 		}
 	})
 	return n
 }
 
-func (n *flickNode) start() {
+func startNode(t *testing.T, kubeconfig, name, cidr string) *flickProc {
+	return startFlick(t, "node", "--kubeconfig", kubeconfig, "--name", name, "--pod-cidr", cidr, "--kubelet-listen", ":0")
+}
+
+func (n *flickProc) start() {
 	n.cmd = exec.Command(flickBin, n.args...)
 	n.log = &syncBuffer{}
 	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
@@ -63,7 +68,7 @@ func (n *flickNode) start() {
 	go func() { n.cmd.Wait(); close(n.exited) }()
 }
 
-func (n *flickNode) stop(sig syscall.Signal) {
+func (n *flickProc) stop(sig syscall.Signal) {
 	select {
 	case <-n.exited:
 		return
@@ -75,14 +80,14 @@ func (n *flickNode) stop(sig syscall.Signal) {
 	case <-time.After(60 * time.Second):
 		n.cmd.Process.Kill()
 		<-n.exited
-		n.t.Errorf("flick node did not stop on %v within 60s", sig)
+		n.t.Errorf("flick %s did not stop on %v within 60s", n.args[0], sig)
 	}
 }
 
 // podCIDR is a /24 of 10.244.0.0/16 for one test's node (tests in parallel packages must
 // not share addresses).
-func podCIDR() string {
-	return fmt.Sprintf("10.244.%d.0/24", 100+os.Getpid()%150)
+func podCIDR(n int) string {
+	return fmt.Sprintf("10.244.%d.0/24", (os.Getpid()*2+n)%250)
 }
 
 // TestVirtualNode: flick node joins a real control plane (API server, controller manager,
@@ -99,7 +104,7 @@ func TestVirtualNode(t *testing.T) {
 	host := strings.TrimPrefix(reg.URL, "http://")
 	pushHelloworld(t, host+"/knative/helloworld-go:latest", "v1")
 
-	cidr := podCIDR()
+	cidr := podCIDR(0)
 	prefix := netip.MustParsePrefix(cidr)
 	node := startNode(t, cp.Kubeconfig(), "flick-vn", cidr)
 	cfg, err := kube.RESTConfig(cp.Kubeconfig())
@@ -317,4 +322,87 @@ func containerPID(t *testing.T, dataDir, containerID string) int {
 		t.Fatalf("container %s: record %s", containerID, b)
 	}
 	return rec.PID
+}
+
+// TestPlatformOnVirtualNode: the whole Kubernetes mode on one machine, with a real data path:
+// flick operator, flick gateway and flick node on a real control plane. A Knative Service
+// applied with the CLI answers through the gateway from a pod on the node, goes to zero pods
+// when idle, and the next request starts one again (a cold start on Kubernetes).
+func TestPlatformOnVirtualNode(t *testing.T) {
+	cp := kubetest.Start(t, kubetest.WithControllers())
+	kc := cp.Kubeconfig()
+	os.Setenv("DOCKER_CONFIG", t.TempDir())
+	reg := httptest.NewServer(registry.New())
+	defer reg.Close()
+	host := strings.TrimPrefix(reg.URL, "http://")
+	pushHelloworld(t, host+"/knative/helloworld-go:latest", "v1")
+
+	kubectl := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(flickBin, append([]string{"--kubeconfig", kc}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("flick %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	kubectl("install", "--crds-only")
+	gw := freeAddr(t)
+	startFlick(t, "operator", "--kubeconfig", kc, "--domain", "example.com")
+	startFlick(t, "gateway", "--kubeconfig", kc, "--listen", gw, "--domain", "example.com")
+	startNode(t, kc, "flick-vn", podCIDR(1))
+
+	manifest := filepath.Join(t.TempDir(), "hello.yaml")
+	if err := os.WriteFile(manifest, []byte(`apiVersion: serving.knative.dev/v1
+kind: Service
+metadata:
+  name: hello
+  namespace: default
+spec:
+  template:
+    metadata:
+      annotations: {autoscaling.knative.dev/window: 6s}
+    spec:
+      containers:
+        - image: `+host+`/knative/helloworld-go:latest
+          env: [{name: TARGET, value: cluster}]
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	kubectl("apply", "-f", manifest)
+	get := func() (int, string, time.Duration) {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+gw+"/", nil)
+		req.Host = "hello.default.example.com"
+		began := time.Now()
+		resp, err := (&http.Client{Timeout: 60 * time.Second}).Do(req)
+		if err != nil {
+			return 0, err.Error(), 0
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), time.Since(began)
+	}
+	eventually(t, 90*time.Second, "the Service answers through the gateway", func() bool {
+		code, body, _ := get()
+		return code == 200 && body == "Hello cluster! (v1)\n"
+	})
+
+	cfg, err := kube.RESTConfig(kc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := kubernetes.NewForConfigOrDie(cfg)
+	ctx := context.Background()
+	eventually(t, 90*time.Second, "the idle revision goes to zero pods", func() bool {
+		d, err := cs.AppsV1().Deployments("default").Get(ctx, "hello-00001", metav1.GetOptions{})
+		if err != nil || d.Spec.Replicas == nil || *d.Spec.Replicas != 0 {
+			return false
+		}
+		pods, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "serving.knative.dev/revision=hello-00001"})
+		return err == nil && len(pods.Items) == 0
+	})
+	code, body, took := get()
+	if code != 200 || body != "Hello cluster! (v1)\n" {
+		t.Fatalf("from zero: %d %q", code, body)
+	}
+	t.Logf("cold start on Kubernetes through the gateway: %s", took.Round(time.Millisecond))
 }

@@ -39,10 +39,8 @@ import (
 	"github.com/flickdev/flick/internal/runtime"
 	"github.com/flickdev/flick/internal/runtime/local"
 	"github.com/flickdev/flick/internal/sandbox"
+	"github.com/flickdev/flick/pkg/apis"
 )
-
-// Taint keeps pods off a virtual node unless they tolerate it.
-const Taint = "flick.dev/virtual-node"
 
 // Options configure a node.
 type Options struct {
@@ -85,6 +83,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	if err != nil {
 		return err
 	}
+	p.client = client.CoreV1()
 	defer cleanup()
 	route, err := routeLocal(p.ipam.prefix)
 	if err != nil {
@@ -217,14 +216,14 @@ func nodeObject(o Options, kubeletPort int, cidr netip.Prefix) *corev1.Node {
 		"kubernetes.io/os":                 goruntime.GOOS,
 		"kubernetes.io/arch":               goruntime.GOARCH,
 		"node.kubernetes.io/instance-type": "flick",
-		Taint:                              "true",
+		apis.TaintVirtualNode:              "true",
 	}
 	for k, v := range o.Labels {
 		labels[k] = v
 	}
 	var taints []corev1.Taint
 	if !o.NoTaint {
-		taints = []corev1.Taint{{Key: Taint, Value: "true", Effect: corev1.TaintEffectNoSchedule}}
+		taints = []corev1.Taint{{Key: apis.TaintVirtualNode, Value: "true", Effect: corev1.TaintEffectNoSchedule}}
 	}
 	capacity := corev1.ResourceList{
 		corev1.ResourceCPU:    *resource.NewQuantity(int64(goruntime.NumCPU()), resource.DecimalSI),

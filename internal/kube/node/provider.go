@@ -13,8 +13,10 @@ import (
 	"github.com/virtual-kubelet/virtual-kubelet/errdefs"
 	"github.com/virtual-kubelet/virtual-kubelet/node/api"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 
 	"github.com/flickdev/flick/internal/image"
 	"github.com/flickdev/flick/internal/logs"
@@ -31,6 +33,8 @@ type Provider struct {
 	ipam     *ipam
 	hostIP   string
 	log      *slog.Logger
+	// client removes a deleted pod from the API server once its containers have stopped.
+	client corev1client.PodsGetter
 
 	mu       sync.Mutex
 	pods     map[string]*podRun // namespace/name
@@ -192,6 +196,22 @@ func (r *podRun) cleanup() {
 		r.p.log.Info("pod stopped", "pod", r.key)
 	}
 	r.notify()
+	r.mu.Lock()
+	deleted := r.pod.DeletionTimestamp != nil
+	uid := r.pod.UID
+	r.mu.Unlock()
+	if deleted && r.p.client != nil {
+		// As the kubelet does: the containers have stopped, so the pod need not wait out
+		// its grace period in the API server.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		opts := metav1.NewDeleteOptions(0)
+		opts.Preconditions = metav1.NewUIDPreconditions(string(uid))
+		err := r.p.client.Pods(r.pod.Namespace).Delete(ctx, r.pod.Name, *opts)
+		cancel()
+		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			r.p.log.Warn("cannot remove a stopped pod from the API server", "pod", r.key, "err", err)
+		}
+	}
 	close(r.gone)
 }
 

@@ -77,6 +77,8 @@ func (p Plan) Deployment(rev *apis.Revision) (*appsv1.Deployment, error) {
 					Containers:                    []corev1.Container{c},
 					TerminationGracePeriodSeconds: &grace,
 					EnableServiceLinks:            new(false),
+					// Flick's nodes run them where there are some; other nodes as well.
+					Tolerations: []corev1.Toleration{{Key: apis.TaintVirtualNode, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}},
 				},
 			},
 		},
