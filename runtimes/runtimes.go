@@ -8,11 +8,24 @@
 //   - PORT: listen on 127.0.0.1:$PORT (FLICK_HOST overrides the host).
 //   - FLICK_CODE_DIR: the user's code; it becomes the working directory. When
 //     set, the handler is loaded at start and a load failure prints the error
-//     to stderr and exits with status 1. When unset, the shim starts in generic
-//     mode: it answers 503 until POST /_flick/specialize with JSON
-//     {"codeDir": "...", "handler": "...", "env": {"K": "V"}} loads a handler
-//     (200 {"ok":true}; 500 {"error": "..."} on failure, staying generic).
-//     After that every path, /_flick/ included, goes to the user's handler.
+//     to stderr and exits with status 1.
+//   - FLICK_CODE_URL (used only when FLICK_CODE_DIR is unset):
+//     "http(s)://.../sha256:<64 hex>", a tar.gz of the user's code. At start
+//     the shim downloads it (plain GET; a non-2xx answer is an error), checks
+//     that its sha256 is the digest ending the URL, unpacks it into a fresh
+//     temporary directory and loads the handler from there; any failure
+//     prints the error to stderr and exits with status 1. Archives may hold
+//     only regular files and directories with relative, ".."-free names, at
+//     most 10000 entries and 256 MiB unpacked; file modes (the executable bit)
+//     are kept, without setuid/setgid and group/other write.
+//   - With neither, the shim starts in generic mode: it answers 503 until
+//     POST /_flick/specialize with JSON
+//     {"codeDir": "...", "handler": "...", "env": {"K": "V"}} or
+//     {"codeURL": "http://.../sha256:<hex>", "handler": "...", "env": {...}}
+//     (exactly one of codeDir and codeURL; codeURL is fetched as
+//     FLICK_CODE_URL is) loads a handler (200 {"ok":true}; 500
+//     {"error": "..."} on failure, staying generic). After that every path,
+//     /_flick/ included, goes to the user's handler.
 //   - FLICK_HANDLER: Python "module.function" (default "main.handle"),
 //     Node "path[:export]" (default "index.js").
 //   - A handler exception yields 500 text/plain with the error and traceback.

@@ -1,14 +1,19 @@
 package runtimes
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httptrace"
 	"os"
 	"os/exec"
@@ -809,5 +814,303 @@ func TestSIGTERM(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// tarEntry is one member of a test archive.
+type tarEntry struct {
+	name string
+	typ  byte  // 0 means a regular file
+	mode int64 // 0 means 0644
+	body string
+	link string
+	// size, when set, is declared in the header instead of len(body), and the
+	// archive ends right after that header.
+	size int64
+}
+
+// tarGz builds a gzip'd tar of entries with Go's archive/tar, which writes
+// USTAR headers, using the prefix field for long paths and a PAX header for
+// a name whose last element does not fit USTAR.
+func tarGz(t *testing.T, entries []tarEntry) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	truncated := false
+	for _, e := range entries {
+		hdr := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: e.mode, Linkname: e.link, ModTime: time.Unix(0, 0)}
+		if hdr.Typeflag == 0 {
+			hdr.Typeflag, hdr.Size = tar.TypeReg, int64(len(e.body))
+		}
+		if hdr.Mode == 0 {
+			hdr.Mode = 0o644
+		}
+		if e.size != 0 {
+			hdr.Size, truncated = e.size, true
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			t.Fatalf("tar header %q: %v", e.name, err)
+		}
+		if truncated {
+			break // tar.Writer has written the header; leave the data out
+		}
+		if _, err := io.WriteString(tw, e.body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !truncated {
+		if err := tw.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func digestOf(data []byte) string {
+	sum := sha256.Sum256(data)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// codeServer serves code archives at {URL}/archives/{digest}, as Flick's
+// gateway does for Kubernetes pods; anything else is a 404.
+type codeServer struct {
+	*httptest.Server
+	mu    sync.Mutex
+	files map[string][]byte
+}
+
+func newCodeServer(t *testing.T) *codeServer {
+	s := &codeServer{files: map[string][]byte{}}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		data, ok := s.files[r.URL.Path]
+		s.mu.Unlock()
+		if !ok || r.Method != "GET" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/gzip")
+		w.Write(data)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// serve serves data under digest, its own or not, and returns the URL.
+func (s *codeServer) serve(digest string, data []byte) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.files["/archives/"+digest] = data
+	return s.URL + "/archives/" + digest
+}
+
+// publish serves data under its own digest.
+func (s *codeServer) publish(data []byte) string { return s.serve(digestOf(data), data) }
+
+// Files the code archive's handler reads: one path long enough to need the
+// USTAR prefix field, one whose last element needs a PAX header.
+var (
+	urlGreetingPath = "data/" + strings.Repeat("d", 70) + "/" + strings.Repeat("g", 40) + ".txt"
+	urlMarkPath     = "data/" + strings.Repeat("m", 110) + ".txt"
+)
+
+// urlHandlers answer "<greeting><mark> <bin/run.sh exec?> <greeting exec?> $GREETING <path>",
+// which shows that long names, file modes and the environment all came through.
+var urlHandlers = map[string]map[string]string{
+	Python: {"main.py": fmt.Sprintf(`
+import os
+
+def _read(p):
+    with open(p) as f:
+        return f.read()
+
+def _exec(p):
+    return "exec" if os.access(p, os.X_OK) else "noexec"
+
+def handle(req):
+    return "%%s%%s %%s %%s %%s %%s" %% (_read(%[1]q), _read(%[2]q), _exec("bin/run.sh"), _exec(%[1]q),
+                               os.environ.get("GREETING"), req.path)
+`, urlGreetingPath, urlMarkPath)},
+	Node: {"index.js": fmt.Sprintf(`
+const fs = require('fs');
+const exec = (p) => { try { fs.accessSync(p, fs.constants.X_OK); return 'exec'; } catch (_) { return 'noexec'; } };
+module.exports = (req) => fs.readFileSync(%[1]q, 'utf8') + fs.readFileSync(%[2]q, 'utf8') + ' ' +
+  [exec('bin/run.sh'), exec(%[1]q), process.env.GREETING, req.path].join(' ');
+`, urlGreetingPath, urlMarkPath)},
+}
+
+// codeEntries is the good code archive's content for runtime rt.
+func codeEntries(rt string) []tarEntry {
+	entries := []tarEntry{
+		{name: "data/", typ: tar.TypeDir, mode: 0o755},
+		{name: urlGreetingPath, body: "hello"},
+		{name: urlMarkPath, body: "!"},
+		{name: "bin/run.sh", mode: 0o755, body: "#!/bin/sh\necho run\n"}, // bin/ has no entry of its own
+	}
+	for name, body := range urlHandlers[rt] {
+		entries = append(entries, tarEntry{name: name, body: body})
+	}
+	return entries
+}
+
+// codeDirs lists the temporary code directories the shims made under tmp.
+func codeDirs(t *testing.T, tmp string) []string {
+	t.Helper()
+	dirs, err := filepath.Glob(filepath.Join(tmp, "flick-code-*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dirs
+}
+
+func TestCodeURL(t *testing.T) {
+	for _, rt := range allRuntimes {
+		t.Run(rt, func(t *testing.T) {
+			t.Parallel()
+			interpreter(t, rt)
+			srv := newCodeServer(t)
+			good := srv.publish(tarGz(t, codeEntries(rt)))
+
+			specialize := func(t *testing.T, client *http.Client, in *instance, payload any) response {
+				t.Helper()
+				b, _ := json.Marshal(payload)
+				return do(t, client, "POST", in.base+"/_flick/specialize", map[string]string{"Content-Type": "application/json"}, string(b))
+			}
+
+			t.Run("specialize", func(t *testing.T) {
+				t.Parallel()
+				tmp := t.TempDir()
+				in := start(t, rt, map[string]string{"TMPDIR": tmp})
+				client := newClient(t)
+				r := specialize(t, client, in, map[string]any{"codeURL": good, "env": map[string]string{"GREETING": "hi"}})
+				if r.status != 200 || !jsonEqual(t, r.body, `{"ok":true}`) {
+					t.Fatalf("specialize: got %d %q, want 200 {\"ok\":true}", r.status, r.body)
+				}
+				if r := do(t, client, "GET", in.base+"/x", nil, ""); r.status != 200 || r.body != "hello! exec noexec hi /x" {
+					t.Errorf("GET /x: got %d %q, want 200 %q", r.status, r.body, "hello! exec noexec hi /x")
+				}
+				if dirs := codeDirs(t, tmp); len(dirs) != 1 {
+					t.Errorf("code directories under TMPDIR: %v, want exactly one", dirs)
+				}
+			})
+
+			t.Run("FLICK_CODE_URL", func(t *testing.T) {
+				t.Parallel()
+				in := start(t, rt, map[string]string{"FLICK_CODE_URL": good, "GREETING": "env", "TMPDIR": t.TempDir()})
+				if r := do(t, newClient(t), "GET", in.base+"/y", nil, ""); r.status != 200 || r.body != "hello! exec noexec env /y" {
+					t.Errorf("GET /y: got %d %q, want 200 %q", r.status, r.body, "hello! exec noexec env /y")
+				}
+				if out := in.output.String(); strings.Contains(out, "generic") {
+					t.Errorf("shim started in generic mode despite FLICK_CODE_URL:\n%s", out)
+				}
+			})
+
+			// Archives that must be refused: the good entries come first, so
+			// a shim that extracted as it read would already have written them.
+			withGood := func(bad ...tarEntry) string {
+				return srv.publish(tarGz(t, append(codeEntries(rt), bad...)))
+			}
+			many := make([]tarEntry, 10001)
+			for i := range many {
+				many[i] = tarEntry{name: fmt.Sprintf("many/%05d", i)}
+			}
+			missing := srv.URL + "/archives/" + digestOf([]byte("never published"))
+			refused := fmt.Sprintf("http://127.0.0.1:%d/archives/%s", freePort(t), digestOf(nil))
+			bad := []struct {
+				name    string
+				payload map[string]any
+				want    []string
+			}{
+				{"wrong digest", map[string]any{"codeURL": srv.serve(digestOf([]byte("other")), tarGz(t, codeEntries(rt)))},
+					[]string{"sha256 digest mismatch"}},
+				{"404", map[string]any{"codeURL": missing}, []string{missing, "404"}},
+				{"connection refused", map[string]any{"codeURL": refused}, []string{refused}},
+				{"not a digest URL", map[string]any{"codeURL": srv.URL + "/archives/latest"}, []string{"/archives/latest", "sha256:<64 hex digits>"}},
+				{"not gzip", map[string]any{"codeURL": srv.publish([]byte("not an archive"))}, []string{"gzip"}},
+				{"dot-dot entry", map[string]any{"codeURL": withGood(tarEntry{name: "../escape", body: "x"})}, []string{`"../escape"`, `".."`}},
+				{"absolute entry", map[string]any{"codeURL": withGood(tarEntry{name: "/abs.txt", body: "x"})}, []string{`"/abs.txt"`, "absolute"}},
+				{"symlink", map[string]any{"codeURL": withGood(tarEntry{name: "evil-link", typ: tar.TypeSymlink, link: "/etc"})},
+					[]string{`"evil-link"`, "symlink"}},
+				{"hard link", map[string]any{"codeURL": withGood(tarEntry{name: "evil-hard", typ: tar.TypeLink, link: "bin/run.sh"})},
+					[]string{`"evil-hard"`, "hard link"}},
+				{"fifo", map[string]any{"codeURL": withGood(tarEntry{name: "evil-fifo", typ: tar.TypeFifo})}, []string{`"evil-fifo"`, "fifo"}},
+				{"too many entries", map[string]any{"codeURL": withGood(many...)}, []string{"more than 10000 entries"}},
+				{"too large", map[string]any{"codeURL": withGood(tarEntry{name: "huge.bin", size: 256<<20 + 1})},
+					[]string{`"huge.bin"`, "268435456"}},
+				{"duplicate entry", map[string]any{"codeURL": withGood(tarEntry{name: "dup.txt"}, tarEntry{name: "./dup.txt"})},
+					[]string{`"./dup.txt"`, "duplicate"}},
+				{"handler fails to load", map[string]any{"codeURL": srv.publish(tarGz(t, []tarEntry{
+					{name: map[string]string{Python: "main.py", Node: "index.js"}[rt], body: genericHandlers[rt].bad}}))},
+					[]string{"SyntaxError"}},
+				{"both codeDir and codeURL", map[string]any{"codeDir": t.TempDir(), "codeURL": good}, []string{"exactly one of codeDir and codeURL"}},
+				{"neither", map[string]any{"handler": "x"}, []string{"exactly one of codeDir and codeURL"}},
+			}
+
+			t.Run("refused", func(t *testing.T) {
+				t.Parallel()
+				tmp := t.TempDir()
+				in := start(t, rt, map[string]string{"TMPDIR": tmp})
+				client := newClient(t)
+				for _, tc := range bad {
+					r := specialize(t, client, in, tc.payload)
+					var e struct{ Error string }
+					if r.status != 500 || json.Unmarshal([]byte(r.body), &e) != nil || e.Error == "" {
+						t.Errorf("%s: got %d %q, want 500 {\"error\": ...}", tc.name, r.status, r.body)
+						continue
+					}
+					for _, s := range tc.want {
+						if !strings.Contains(e.Error, s) {
+							t.Errorf("%s: error does not contain %q:\n%s", tc.name, s, e.Error)
+						}
+					}
+				}
+				if r := do(t, client, "GET", in.base+"/x", nil, ""); r.status != 503 {
+					t.Fatalf("after refusals: GET /x got %d %q, want 503 (still generic)", r.status, r.body)
+				}
+				if dirs := codeDirs(t, tmp); len(dirs) != 0 {
+					t.Errorf("refused archives left code directories behind: %v", dirs)
+				}
+				if _, err := os.Lstat(filepath.Join(tmp, "escape")); err == nil {
+					t.Errorf("../escape was written to %s", tmp)
+				}
+				r := specialize(t, client, in, map[string]any{"codeURL": good, "env": map[string]string{"GREETING": "again"}})
+				if r.status != 200 {
+					t.Fatalf("good codeURL after refusals: got %d %q, want 200", r.status, r.body)
+				}
+				if r := do(t, client, "GET", in.base+"/z", nil, ""); r.status != 200 || r.body != "hello! exec noexec again /z" {
+					t.Errorf("GET /z: got %d %q, want 200 %q", r.status, r.body, "hello! exec noexec again /z")
+				}
+			})
+
+			// At start, a bad FLICK_CODE_URL is fatal, as a load failure is.
+			for _, tc := range []struct {
+				name, url string
+				want      []string
+			}{
+				{"FLICK_CODE_URL 404 exits", missing, []string{missing, "404"}},
+				{"FLICK_CODE_URL dot-dot entry exits", withGood(tarEntry{name: "a/../../escape"}), []string{`"a/../../escape"`}},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					t.Parallel()
+					in := launch(t, rt, map[string]string{"FLICK_CODE_URL": tc.url, "TMPDIR": t.TempDir()})
+					if code := in.exitCode(10 * time.Second); code != 1 {
+						t.Errorf("exit code %d, want 1", code)
+					}
+					out := in.output.String()
+					for _, s := range append(tc.want, "failed to fetch code") {
+						if !strings.Contains(out, s) {
+							t.Errorf("output does not contain %q:\n%s", s, out)
+						}
+					}
+					if strings.Contains(out, "listening") {
+						t.Errorf("shim reported listening despite the failed fetch:\n%s", out)
+					}
+				})
+			}
+		})
 	}
 }

@@ -52,11 +52,8 @@ func newApplyCmd(o *options) *cobra.Command {
 						d.res.Metadata.Namespace = k.Namespace
 					}
 				}
-				// Code goes to the embedded server's archive store; a cluster has none yet.
-				var upload *client.Client
-				if c, ok := rc.(*client.Client); ok {
-					upload = c
-				}
+				// Code goes to the embedded server's archive store, or to the cluster's.
+				upload, _ := rc.(archiveUploader)
 				if err := uploadSources(cmd.Context(), upload, d.res, d.dir); err != nil {
 					return fmt.Errorf("%s: %w", d.file, err)
 				}
@@ -174,9 +171,14 @@ func decodeFile(name string, data []byte, dir string) ([]manifest, error) {
 	return out, nil
 }
 
+// archiveUploader stores code archives: the embedded server's client and the cluster's.
+type archiveUploader interface {
+	UploadArchive(ctx context.Context, r io.Reader) (string, error)
+}
+
 // uploadSources packs every local source path of the object, uploads it, and records the
 // digest in the object, so the server keeps the code even when the path goes away.
-func uploadSources(ctx context.Context, c *client.Client, r *apis.Resource, baseDir string) error {
+func uploadSources(ctx context.Context, c archiveUploader, r *apis.Resource, baseDir string) error {
 	obj, err := apis.Decode(r)
 	if err != nil {
 		return err
@@ -199,7 +201,7 @@ func uploadSources(ctx context.Context, c *client.Client, r *apis.Resource, base
 		return nil
 	}
 	if c == nil {
-		return fmt.Errorf("%s %q: uploading code to a cluster is not supported yet: give %s.archive (a digest the gateway serves) or use an image", field, src.Path, field)
+		return fmt.Errorf("%s %q: this server takes no code uploads: give %s.archive or use an image", field, src.Path, field)
 	}
 	path := src.Path
 	if !filepath.IsAbs(path) {
@@ -218,7 +220,7 @@ func uploadSources(ctx context.Context, c *client.Client, r *apis.Resource, base
 	return nil
 }
 
-func uploadPath(ctx context.Context, c *client.Client, path string) (string, error) {
+func uploadPath(ctx context.Context, c archiveUploader, path string) (string, error) {
 	if _, err := os.Stat(path); err != nil {
 		return "", fmt.Errorf("source not found: %w", err)
 	}

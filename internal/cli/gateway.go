@@ -19,8 +19,8 @@ import (
 // newGatewayCmd runs the data plane in a cluster.
 func newGatewayCmd(o *options) *cobra.Command {
 	var (
-		listen, domain, logLevel string
-		knative                  bool
+		listen, domain, codeURL, logLevel string
+		knative                           bool
 	)
 	cmd := &cobra.Command{
 		Use:   "gateway",
@@ -41,7 +41,7 @@ waits, and scaled back down when idle.`,
 			if err != nil {
 				return err
 			}
-			gw, err := gateway.New(cfg, gateway.Options{Domain: domain, Knative: knative, Log: log})
+			gw, err := gateway.New(cfg, gateway.Options{Domain: domain, Knative: knative, CodeURL: codeURL, Log: log})
 			if err != nil {
 				return err
 			}
@@ -72,6 +72,7 @@ waits, and scaled back down when idle.`,
 	f := cmd.Flags()
 	f.StringVar(&listen, "listen", ":8080", "address the data plane listens on")
 	f.StringVar(&domain, "domain", "example.com", "domain of workload hosts: {name}.{namespace}.{domain}")
+	f.StringVar(&codeURL, "code-url", defaultCodeURL, "where pool pods download functions' code: this gateway's /_flick/archives as the pods reach it")
 	f.BoolVar(&knative, "knative-kinds", true, "follow the serving.knative.dev kinds too (false where Knative is installed)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd

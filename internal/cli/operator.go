@@ -60,7 +60,7 @@ Deployments. With --leader-elect, one of several replicas acts at a time.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&domain, "domain", "example.com", "domain of the URLs in statuses: {name}.{namespace}.{domain}")
-	f.StringVar(&codeURL, "code-url", "http://flick-gateway.flick-system.svc/archives", "where function pods download their code archives")
+	f.StringVar(&codeURL, "code-url", defaultCodeURL, "where function pods download their code archives (the gateway's /_flick/archives)")
 	f.StringArrayVar(&images, "runtime-image", nil, "RUNTIME=IMAGE: the image of a language runtime's pods (repeatable)")
 	f.BoolVar(&knative, "knative-kinds", true, "serve the serving.knative.dev kinds too (false where Knative is installed: install with --knative-crds=false)")
 	f.BoolVar(&leader, "leader-elect", false, "elect one active replica through a Lease")
@@ -72,6 +72,9 @@ Deployments. With --leader-elect, one of several replicas acts at a time.`,
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }
+
+// defaultCodeURL is the gateway's archive endpoint as pods in the cluster reach it.
+const defaultCodeURL = "http://flick-gateway.flick-system.svc/_flick/archives"
 
 // imageTag is the tag of this release's runtime images.
 func imageTag() string {

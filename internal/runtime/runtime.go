@@ -68,8 +68,12 @@ func (l Limits) Or(d Limits) Limits {
 // Specialization is what a generic runtime instance needs to become this workload's
 // (the body of the shims' POST /_flick/specialize).
 type Specialization struct {
-	Runtime string            `json:"-"`
-	CodeDir string            `json:"codeDir"`
+	Runtime string `json:"-"`
+	// CodeDir is where the code is on the instance's host; CodeURL, instead, where the
+	// instance downloads it from (a gzip'd tar whose URL ends in its sha256 digest: a pod
+	// of a cluster's pool).
+	CodeDir string            `json:"codeDir,omitempty"`
+	CodeURL string            `json:"codeURL,omitempty"`
 	Handler string            `json:"handler"`
 	Env     map[string]string `json:"env,omitempty"`
 }

@@ -13,7 +13,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -130,7 +129,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	tools := builder.Tools{Go: findTool(cfg.Go, "go"), Python: findPython(cfg.Python), Node: findTool(cfg.Node, "node"), Shims: shims}
+	tools := builder.FindTools(cfg.Go, cfg.Python, cfg.Node)
+	tools.Shims = shims
 	for name, path := range map[string]string{"go": tools.Go, "python": tools.Python, "node": tools.Node} {
 		if path == "" {
 			log.Warn("runtime unavailable: its command is not installed", "runtime", name)
@@ -335,34 +335,6 @@ func loadOrCreateToken(path string) (string, error) {
 	return token, nil
 }
 
-func findTool(configured, name string) string {
-	if configured != "" {
-		return configured
-	}
-	p, err := exec.LookPath(name)
-	if err != nil {
-		return ""
-	}
-	return p
-}
-
-// findPython resolves the real interpreter behind version-manager shims (pyenv's costs
-// about 115 ms per start), so instances start at the interpreter's own speed.
-func findPython(configured string) string {
-	p := findTool(configured, "python3")
-	if p == "" {
-		return ""
-	}
-	out, err := exec.Command(p, "-c", "import sys; print(sys.executable)").Output()
-	if err != nil {
-		return p
-	}
-	if real := strings.TrimSpace(string(out)); real != "" {
-		return real
-	}
-	return p
-}
-
 // How instances are isolated.
 const (
 	isolationNone    = "none"
@@ -387,7 +359,7 @@ func (s *Server) useSandbox(driver *local.Driver, tools builder.Tools) (mode, de
 	// runtime shims are shown read-only in every sandbox.
 	hostPaths := append([]string{}, sandbox.DefaultHostPaths...)
 	for _, tool := range []string{tools.Python, tools.Node} {
-		if prefix := installPrefix(tool); prefix != "" {
+		if prefix := builder.InstallPrefix(tool); prefix != "" {
 			hostPaths = append(hostPaths, prefix)
 		}
 	}
@@ -412,17 +384,4 @@ func (s *Server) useSandbox(driver *local.Driver, tools builder.Tools) (mode, de
 	driver.UseSandbox(m, limits)
 	s.log.Info("instances are isolated", "isolation", m.Describe())
 	return isolationSandbox, m.Describe(), nil
-}
-
-// installPrefix is the installation an interpreter belongs to (its bin directory's parent),
-// after symlinks: /root/.pyenv/versions/3.11.7 for pyenv's python.
-func installPrefix(tool string) string {
-	if tool == "" {
-		return ""
-	}
-	real, err := filepath.EvalSymlinks(tool)
-	if err != nil {
-		return ""
-	}
-	return filepath.Dir(filepath.Dir(real))
 }

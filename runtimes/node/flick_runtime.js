@@ -6,13 +6,25 @@
 //   PORT            port to listen on (required)
 //   FLICK_LISTEN_FD a listening socket to serve on instead (an instance without a network)
 //   FLICK_HOST      listen host (default 127.0.0.1)
-//   FLICK_CODE_DIR  directory with the user's code; if unset, start in generic
-//                   mode and wait for POST /_flick/specialize
-//   FLICK_HANDLER   "path[:export]" relative to FLICK_CODE_DIR (default
+//   FLICK_CODE_DIR  directory with the user's code
+//   FLICK_CODE_URL  used when FLICK_CODE_DIR is unset: "http(s)://.../sha256:<64 hex>",
+//                   a gzip'd tar of the user's code, downloaded, checked against
+//                   the digest that is the URL's last path segment and unpacked
+//                   into a fresh temporary directory before serving
+//   FLICK_HANDLER   "path[:export]" relative to the code directory (default
 //                   "index.js"). Without an export name, module.exports itself
 //                   is the handler (or its .default, for transpiled/ES modules);
 //                   with one, module.exports[export]. ES modules that require()
 //                   refuses are loaded with import().
+//
+// With neither FLICK_CODE_DIR nor FLICK_CODE_URL, the shim starts in generic
+// mode and waits for POST /_flick/specialize with JSON
+//   {"codeDir": "...", "handler": "...", "env": {"K": "V"}}   or
+//   {"codeURL": "http://.../sha256:<64 hex>", "handler": "...", "env": {...}}
+// (exactly one of codeDir and codeURL); it answers 200 {"ok": true}, or 500
+// {"error": "..."} and stays generic. A code archive may hold only regular
+// files and directories with relative paths free of "..", at most 10000
+// entries and 256 MiB unpacked.
 //
 // The handler is called as handler(req), may be sync or async, and may return
 // a string, Buffer/Uint8Array, plain object/array (JSON), undefined/null (204),
@@ -81,14 +93,268 @@ async function loadHandler(codeDir, spec) {
   return fn;
 }
 
+const MAX_UNPACKED_BYTES = 256 * 1024 * 1024; // sum of a code archive's file sizes
+const MAX_ENTRIES = 10000; // entries in a code archive
+// The download and the decompressed tar stream: file data plus headers,
+// padding and PAX records.
+const MAX_STREAM_BYTES = MAX_UNPACKED_BYTES + 64 * 1024 * 1024;
+const MAX_PAX_BYTES = 1024 * 1024;
+const DOWNLOAD_IDLE_MS = 60000; // how long a download may stall
+const BLOCK = 512;
+
+// Download the gzip'd tar at url, check that its sha256 is the digest that
+// ends the URL ("sha256:<hex>"), unpack it into a fresh temporary directory and
+// return that directory. Errors name what failed; nothing is left on disk then.
+async function fetchCode(url) {
+  const { u, hex } = parseCodeURL(url);
+  const data = await download(u, url);
+  const got = require('crypto').createHash('sha256').update(data).digest('hex');
+  if (got !== hex) {
+    throw new Error(`code archive ${url}: sha256 digest mismatch (downloaded bytes are sha256:${got})`);
+  }
+  let tar;
+  try {
+    tar = require('zlib').gunzipSync(data, { maxOutputLength: MAX_STREAM_BYTES });
+  } catch (err) {
+    if (err && err.code === 'ERR_BUFFER_TOO_LARGE') {
+      throw new Error(`code archive ${url}: decompressed tar larger than ${MAX_STREAM_BYTES} bytes`);
+    }
+    throw new Error(`code archive ${url}: not a gzip'd tar: ${err && err.message}`);
+  }
+  // Every entry is checked before anything is written.
+  const entries = readTar(tar, (msg) => new Error(`code archive ${url}: ${msg}`));
+  const dest = fs.mkdtempSync(path.join(require('os').tmpdir(), 'flick-code-'));
+  try {
+    writeEntries(entries, dest, url);
+  } catch (err) {
+    fs.rmSync(dest, { recursive: true, force: true });
+    throw err;
+  }
+  return dest;
+}
+
+function parseCodeURL(url) {
+  let u = null;
+  let segment = '';
+  try {
+    u = new URL(url);
+    segment = u.pathname.slice(u.pathname.lastIndexOf('/') + 1);
+    segment = decodeURIComponent(segment);
+  } catch (_) {
+    // judged below
+  }
+  const m = /^sha256:([0-9a-fA-F]{64})$/.exec(segment);
+  if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:') || !m) {
+    throw new Error(`codeURL ${JSON.stringify(url)} must be http(s)://.../sha256:<64 hex digits>`);
+  }
+  return { u, hex: m[1].toLowerCase() };
+}
+
+// GET url into memory (no redirects, no proxies).
+function download(u, url) {
+  const mod = u.protocol === 'https:' ? require('https') : http;
+  return new Promise((resolve, reject) => {
+    // The first failure wins; destroying the request afterwards only adds echoes.
+    const fail = (msg) => reject(new Error(`download ${url}: ${msg}`));
+    const req = mod.get(u, { agent: false, headers: { 'User-Agent': 'flick-node-runtime' } }, (res) => {
+      if (res.statusCode < 200 || res.statusCode > 299) {
+        fail(`HTTP ${res.statusCode} ${res.statusMessage}`);
+        res.resume();
+        return;
+      }
+      const chunks = [];
+      let n = 0;
+      res.on('data', (chunk) => {
+        n += chunk.length;
+        if (n > MAX_STREAM_BYTES) {
+          fail(`larger than ${MAX_STREAM_BYTES} bytes`);
+          req.destroy();
+          return;
+        }
+        chunks.push(chunk);
+      });
+      res.on('end', () => resolve(Buffer.concat(chunks, n)));
+      res.on('error', (err) => fail(err.message));
+      res.on('close', () => {
+        if (!res.complete) fail('connection closed before the end of the body');
+      });
+    });
+    req.setTimeout(DOWNLOAD_IDLE_MS, () => {
+      fail(`no data for ${DOWNLOAD_IDLE_MS / 1000} s`);
+      req.destroy();
+    });
+    req.on('error', (err) => fail(err.message));
+  });
+}
+
+const REFUSED_TYPES = {
+  1: 'hard links are not allowed',
+  2: 'symlinks are not allowed',
+  3: 'device nodes are not allowed',
+  4: 'device nodes are not allowed',
+  6: 'fifos are not allowed',
+  L: 'GNU long names are not supported',
+  K: 'GNU long link names are not supported',
+};
+
+// A NUL-terminated string field.
+function tarString(h, off, len) {
+  let end = h.indexOf(0, off);
+  if (end < 0 || end > off + len) end = off + len;
+  return h.toString('utf8', off, end);
+}
+
+// A numeric field: octal text (NUL/space padded), or GNU base-256.
+function tarNumber(h, off, len, what, fail) {
+  if (h[off] & 0x80) {
+    if (h[off] & 0x40) throw fail(`negative ${what} in tar header`);
+    let v = h[off] & 0x3f;
+    for (let i = 1; i < len; i++) {
+      v = v * 256 + h[off + i];
+      if (v > Number.MAX_SAFE_INTEGER) throw fail(`${what} in tar header too large`);
+    }
+    return v;
+  }
+  const s = h.toString('latin1', off, off + len).replace(/^ +/, '').replace(/[ \0].*$/s, '');
+  if (!/^[0-7]*$/.test(s)) throw fail(`bad ${what} field in tar header`);
+  return s ? parseInt(s, 8) : 0;
+}
+
+// The records of a PAX extended header that matter here: path and size.
+function parsePax(buf, fail) {
+  const out = {};
+  let pos = 0;
+  while (pos < buf.length) {
+    const sp = buf.indexOf(0x20, pos);
+    const lenText = sp < 0 ? '' : buf.toString('latin1', pos, sp);
+    const len = /^[0-9]{1,7}$/.test(lenText) ? Number(lenText) : 0;
+    const end = pos + len;
+    if (len <= sp - pos + 1 || end > buf.length || buf[end - 1] !== 0x0a) throw fail('malformed PAX header');
+    const rec = buf.toString('utf8', sp + 1, end - 1);
+    const eq = rec.indexOf('=');
+    if (eq <= 0) throw fail('malformed PAX record');
+    const key = rec.slice(0, eq);
+    const value = rec.slice(eq + 1);
+    if (key === 'path') {
+      out.path = value;
+    } else if (key === 'size') {
+      if (!/^[0-9]{1,16}$/.test(value) || !Number.isSafeInteger(Number(value))) throw fail('bad PAX size');
+      out.size = Number(value);
+    } else if (key.startsWith('GNU.sparse.')) {
+      throw fail('sparse files are not supported');
+    }
+    pos = end;
+  }
+  return out;
+}
+
+// Parse a ustar stream (with PAX extended headers) into a list of
+// {name, dir, mode, data}, refusing anything but regular files and
+// directories with relative, ".."-free names, and enforcing the limits.
+function readTar(tar, fail) {
+  const entries = [];
+  let total = 0;
+  let pax = {}; // from a PAX header, for the entry that follows it
+  let off = 0;
+  while (off < tar.length) { // an archive without end-of-archive blocks is accepted, as tar does
+    if (tar.length - off < BLOCK) throw fail('truncated tar header');
+    const h = tar.subarray(off, off + BLOCK);
+    let sum = 0;
+    let signedSum = 0;
+    let zero = true;
+    for (let i = 0; i < BLOCK; i++) {
+      if (h[i] !== 0) zero = false;
+      const b = i >= 148 && i < 156 ? 0x20 : h[i]; // the checksum field counts as spaces
+      sum += b;
+      signedSum += b > 127 ? b - 256 : b;
+    }
+    if (zero) break; // end of archive
+    const stored = tarNumber(h, 148, 8, 'checksum', fail);
+    if (stored !== sum && stored !== signedSum) throw fail(`bad tar header checksum at offset ${off}`);
+    const type = String.fromCharCode(h[156]);
+    let size = tarNumber(h, 124, 12, 'size', fail);
+    const dataOff = off + BLOCK;
+    if (type === 'x' || type === 'g') {
+      if (size > MAX_PAX_BYTES) throw fail(`PAX header larger than ${MAX_PAX_BYTES} bytes`);
+      if (dataOff + size > tar.length) throw fail('truncated PAX header');
+      // Global headers ('g') only carry defaults such as git archive's commit id.
+      if (type === 'x') pax = parsePax(tar.subarray(dataOff, dataOff + size), fail);
+      off = dataOff + Math.ceil(size / BLOCK) * BLOCK;
+      continue;
+    }
+    // Only POSIX ustar has the prefix field; GNU tar keeps other data there.
+    const posix = h.toString('latin1', 257, 263) === 'ustar\0';
+    let name = tarString(h, 0, 100);
+    const prefix = posix ? tarString(h, 345, 155) : '';
+    if (prefix) name = prefix + '/' + name;
+    if (pax.path !== undefined) name = pax.path;
+    if (pax.size !== undefined) size = pax.size;
+    pax = {};
+    const mode = tarNumber(h, 100, 8, 'mode', fail);
+
+    if (entries.length === MAX_ENTRIES) throw fail(`more than ${MAX_ENTRIES} entries`);
+    const refuse = (why) => fail(`entry ${JSON.stringify(name)}: ${why}`);
+    if (!name) throw refuse('empty name');
+    if (name.includes('\0')) throw refuse('name contains NUL');
+    if (name.startsWith('/')) throw refuse('absolute path');
+    if (name.split('/').includes('..')) throw refuse('path contains ".."');
+    let dir;
+    if (type === '5' || (type === '\0' && name.endsWith('/'))) {
+      dir = true;
+    } else if (type === '0' || type === '\0' || type === '7') {
+      dir = false;
+      total += size;
+      if (total > MAX_UNPACKED_BYTES) throw refuse(`unpacked size exceeds ${MAX_UNPACKED_BYTES} bytes`);
+    } else {
+      throw refuse(REFUSED_TYPES[type] || `unsupported entry type ${JSON.stringify(type)}`);
+    }
+    const dataSize = dir ? 0 : size; // a directory's size field is ignored, as tar does
+    if (dataOff + dataSize > tar.length) throw refuse('truncated file data');
+    entries.push({ name, dir, mode, data: dir ? null : tar.subarray(dataOff, dataOff + dataSize) });
+    off = dataOff + Math.ceil(size / BLOCK) * BLOCK;
+  }
+  return entries;
+}
+
+// Write checked entries under dest, a fresh directory. No entry can be a link,
+// so no path can resolve outside dest; files are created exclusively so that
+// a duplicate is an error rather than an overwrite.
+function writeEntries(entries, dest, url) {
+  for (const e of entries) {
+    const target = path.resolve(dest, e.name);
+    const fail = (msg) => new Error(`code archive ${url}: entry ${JSON.stringify(e.name)}: ${msg}`);
+    if (target !== dest && !target.startsWith(dest + path.sep)) throw fail('outside the destination');
+    try {
+      if (e.dir) {
+        fs.mkdirSync(target, { recursive: true, mode: 0o755 });
+        continue;
+      }
+      fs.mkdirSync(path.dirname(target), { recursive: true, mode: 0o755 });
+      // As Python's tarfile "data" filter: no setuid/setgid/sticky, no group
+      // or other write, the owner may read and write, and execute bits only
+      // if the owner has one.
+      let mode = (e.mode & 0o755) | 0o600;
+      if (!(mode & 0o100)) mode &= ~0o111;
+      fs.writeFileSync(target, e.data, { flag: 'wx', mode });
+      fs.chmodSync(target, mode); // exact, whatever the umask
+    } catch (err) {
+      throw fail(err.code === 'EEXIST' ? 'duplicate or conflicting entry' : err.message);
+    }
+  }
+}
+
 // Load a handler in generic mode. On failure, undo env, cwd and module cache
 // changes so that a later attempt starts clean.
 async function specialize(payload) {
-  if (!payload || typeof payload !== 'object' || typeof payload.codeDir !== 'string' || !payload.codeDir) {
-    throw new Error('specialize body must be JSON {"codeDir": "...", "handler": "...", "env": {...}}');
-  }
+  const usage = 'specialize body must be JSON {"codeDir": "...", "handler": "...", "env": {...}} ' +
+    'or {"codeURL": "http://.../sha256:<hex>", "handler": "...", "env": {...}}';
+  if (!payload || typeof payload !== 'object' || Array.isArray(payload)) throw new Error(usage);
+  const { codeDir, codeURL } = payload;
+  if ([codeDir, codeURL].some((v) => v != null && typeof v !== 'string')) throw new Error(usage);
+  if (!codeDir === !codeURL) throw new Error(`${usage}, with exactly one of codeDir and codeURL`);
   const env = payload.env || {};
   if (typeof env !== 'object' || Array.isArray(env)) throw new Error('env must be an object of strings');
+  const fetched = codeURL ? await fetchCode(codeURL) : null;
   // The names in the env and the values the function's env replaces are saved, not a copy
   // of all of process.env, which costs several times more on the cold start's path.
   const savedNames = new Set(Object.keys(process.env));
@@ -100,12 +366,13 @@ async function specialize(payload) {
       if (!savedEnv.has(k)) savedEnv.set(k, process.env[k]);
       process.env[k] = typeof v === 'string' ? v : JSON.stringify(v);
     }
-    handler = await loadHandler(payload.codeDir, payload.handler || 'index.js');
+    handler = await loadHandler(fetched || codeDir, payload.handler || 'index.js');
   } catch (err) {
     for (const k of Object.keys(process.env)) if (!savedNames.has(k)) delete process.env[k];
     for (const [k, v] of savedEnv) if (v !== undefined) process.env[k] = v;
     process.chdir(savedCwd);
     for (const k of Object.keys(require.cache)) if (!savedCache.has(k)) delete require.cache[k];
+    if (fetched) fs.rmSync(fetched, { recursive: true, force: true });
     throw err;
   }
 }
@@ -283,7 +550,15 @@ async function main() {
     process.stderr.write('flick: PORT must be set to a port number\n');
     process.exit(1);
   }
-  const codeDir = process.env.FLICK_CODE_DIR;
+  let codeDir = process.env.FLICK_CODE_DIR;
+  if (!codeDir && process.env.FLICK_CODE_URL) {
+    try {
+      codeDir = await fetchCode(process.env.FLICK_CODE_URL);
+    } catch (err) {
+      process.stderr.write(`${formatError(err)}\nflick: failed to fetch code from FLICK_CODE_URL\n`);
+      process.exit(1);
+    }
+  }
   if (codeDir) {
     try {
       handler = await loadHandler(codeDir, process.env.FLICK_HANDLER || 'index.js');

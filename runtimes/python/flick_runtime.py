@@ -8,11 +8,23 @@ Environment:
   PORT            port to listen on (required)
   FLICK_LISTEN_FD a listening socket to serve on instead (an instance without a network)
   FLICK_HOST      listen host (default 127.0.0.1)
-  FLICK_CODE_DIR  directory with the user's code; if unset, start in generic
-                  mode and wait for POST /_flick/specialize
+  FLICK_CODE_DIR  directory with the user's code
+  FLICK_CODE_URL  used when FLICK_CODE_DIR is unset: "http(s)://.../sha256:<64 hex>",
+                  a gzip'd tar of the user's code, downloaded, checked against
+                  the digest that is the URL's last path segment and unpacked
+                  into a fresh temporary directory before serving
   FLICK_HANDLER   "module.function" (default "main.handle"); the module may be
                   dotted ("pkg.mod.fn") or use slashes ("src/app.fn") and is
-                  resolved relative to FLICK_CODE_DIR
+                  resolved relative to the code directory
+
+With neither FLICK_CODE_DIR nor FLICK_CODE_URL, the shim starts in generic mode
+and waits for POST /_flick/specialize with JSON
+  {"codeDir": "...", "handler": "...", "env": {"K": "V"}}   or
+  {"codeURL": "http://.../sha256:<64 hex>", "handler": "...", "env": {...}}
+(exactly one of codeDir and codeURL); it answers 200 {"ok": true}, or 500
+{"error": "..."} and stays generic. A code archive may hold only regular files
+and directories with relative paths free of "..", at most 10000 entries and
+256 MiB unpacked.
 
 The handler is called as handler(req) and may return str, bytes, dict/list
 (or another JSON scalar), None, or a (status, headers, body) tuple. If it
@@ -114,15 +126,199 @@ def load_handler(code_dir, spec):
     return fn
 
 
+MAX_UNPACKED_BYTES = 256 << 20  # sum of a code archive's file sizes
+MAX_ENTRIES = 10000  # entries in a code archive
+# The download and the decompressed tar stream: file data plus headers, padding
+# and PAX records.
+MAX_STREAM_BYTES = MAX_UNPACKED_BYTES + (64 << 20)
+DOWNLOAD_TIMEOUT = 60  # seconds a download may stall
+
+
+class CodeFetchError(Exception):
+    """A code archive could not be downloaded, verified or unpacked."""
+
+
+def fetch_code(url):
+    """Download the gzip'd tar at url, check that its sha256 is the digest
+    that ends the URL ("sha256:<hex>"), unpack it into a fresh temporary
+    directory and return that directory. Raises CodeFetchError naming what
+    failed; nothing is left on disk then."""
+    import shutil
+    import tempfile
+
+    want = _url_digest(url)
+    # Both the download and the tar stream go through anonymous temporary
+    # files, so memory use does not grow with the archive.
+    with tempfile.TemporaryFile() as tar:
+        with tempfile.TemporaryFile() as raw:
+            got = _download(url, raw)
+            if got != want:
+                raise CodeFetchError("code archive %s: sha256 digest mismatch (downloaded bytes are sha256:%s)" % (url, got))
+            _gunzip(raw, tar, url)
+        dest = tempfile.mkdtemp(prefix="flick-code-")
+        try:
+            _untar(tar, dest, url)
+        except BaseException:
+            shutil.rmtree(dest, ignore_errors=True)
+            raise
+    return dest
+
+
+def _url_digest(url):
+    """The lower-case hex digest that is url's last path segment."""
+    from urllib.parse import unquote
+
+    try:
+        u = urlsplit(url)
+        u.port  # raises ValueError for a port that is not a number
+        ok = u.scheme in ("http", "https") and bool(u.hostname)
+    except ValueError:
+        ok = False
+    segment = unquote(u.path.rpartition("/")[2]) if ok else ""
+    hex_part = segment[len("sha256:"):]
+    if not segment.startswith("sha256:") or len(hex_part) != 64 \
+            or not all(c in "0123456789abcdefABCDEF" for c in hex_part):
+        raise CodeFetchError("codeURL %s must be http(s)://.../sha256:<64 hex digits>" % json.dumps(url))
+    return hex_part.lower()
+
+
+def _download(url, out):
+    """GET url into the file out (no redirects, no proxies) and return the
+    sha256 hex digest of what was received."""
+    import hashlib
+    import http.client
+
+    u = urlsplit(url)
+    if u.scheme == "https":
+        conn = http.client.HTTPSConnection(u.hostname, u.port or 443, timeout=DOWNLOAD_TIMEOUT)
+    else:
+        conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=DOWNLOAD_TIMEOUT)
+    target = (u.path or "/") + ("?" + u.query if u.query else "")
+    h = hashlib.sha256()
+    try:
+        conn.request("GET", target, headers={"User-Agent": "flick-python-runtime"})
+        resp = conn.getresponse()
+        if not 200 <= resp.status <= 299:
+            raise CodeFetchError("download %s: HTTP %d %s" % (url, resp.status, resp.reason))
+        n = 0
+        while True:
+            chunk = resp.read(1 << 20)
+            if not chunk:
+                break
+            n += len(chunk)
+            if n > MAX_STREAM_BYTES:
+                raise CodeFetchError("download %s: larger than %d bytes" % (url, MAX_STREAM_BYTES))
+            h.update(chunk)
+            out.write(chunk)
+    except (OSError, http.client.HTTPException, ValueError) as e:
+        raise CodeFetchError("download %s: %s" % (url, str(e) or type(e).__name__)) from None
+    finally:
+        conn.close()
+    return h.hexdigest()
+
+
+def _gunzip(src, dst, url):
+    """Decompress the file src into the file dst, at most MAX_STREAM_BYTES."""
+    import gzip
+    import zlib
+
+    src.seek(0)
+    n = 0
+    try:
+        with gzip.GzipFile(fileobj=src, mode="rb") as gz:
+            while True:
+                chunk = gz.read(1 << 20)
+                if not chunk:
+                    break
+                n += len(chunk)
+                if n > MAX_STREAM_BYTES:
+                    raise CodeFetchError("code archive %s: decompressed tar larger than %d bytes" % (url, MAX_STREAM_BYTES))
+                dst.write(chunk)
+    except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+        raise CodeFetchError("code archive %s: not a gzip'd tar: %s" % (url, str(e) or type(e).__name__)) from None
+
+
+_REFUSED_TYPES = {
+    b"1": "hard links are not allowed",
+    b"2": "symlinks are not allowed",
+    b"3": "device nodes are not allowed",
+    b"4": "device nodes are not allowed",
+    b"6": "fifos are not allowed",
+}
+
+
+def _untar(f, dest, url):
+    """Check every entry of the tar file f, then extract it into dest."""
+    import tarfile
+
+    if not hasattr(tarfile, "data_filter"):
+        raise CodeFetchError(
+            "code archive %s: this Python (%s) lacks tarfile extraction filters; "
+            "codeURL needs 3.8.17+, 3.9.17+, 3.10.12+, 3.11.4+ or 3.12+" % (url, sys.version.split()[0])
+        )
+
+    def refuse(name, why):
+        return CodeFetchError("code archive %s: entry %s: %s" % (url, json.dumps(name), why))
+
+    import posixpath
+
+    regular = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
+    seen = set()  # files, by normalised name: a duplicate is refused, not overwritten
+    f.seek(0)
+    try:
+        with tarfile.open(fileobj=f, mode="r:") as tf:
+            members, total = [], 0
+            for m in tf:  # reads one header at a time, so the count check stops a huge archive early
+                if len(members) == MAX_ENTRIES:
+                    raise CodeFetchError("code archive %s: more than %d entries" % (url, MAX_ENTRIES))
+                name = m.name
+                if not name:
+                    raise refuse(name, "empty name")
+                if "\0" in name:
+                    raise refuse(name, "name contains NUL")
+                if name.startswith("/"):
+                    raise refuse(name, "absolute path")
+                if ".." in name.split("/"):
+                    raise refuse(name, 'path contains ".."')
+                if m.type in regular:
+                    key = posixpath.normpath(name)
+                    if key in seen:
+                        raise refuse(name, "duplicate entry")
+                    seen.add(key)
+                    total += m.size
+                    if total > MAX_UNPACKED_BYTES:
+                        raise refuse(name, "unpacked size exceeds %d bytes" % MAX_UNPACKED_BYTES)
+                elif m.type != tarfile.DIRTYPE:
+                    why = _REFUSED_TYPES.get(m.type) or "unsupported entry type %s" % json.dumps(m.type.decode("latin-1"))
+                    raise refuse(name, why)
+                members.append(m)
+            # The data filter is a second line of defence (paths outside dest,
+            # links, special files) and keeps modes sane: no setuid/setgid,
+            # no group/other write, the owner's executable bit kept.
+            tf.extractall(dest, members=members, filter="data")
+    except tarfile.TarError as e:  # a corrupt tar, or the filter refusing an entry
+        raise CodeFetchError("code archive %s: %s" % (url, e)) from None
+    except OSError as e:
+        raise CodeFetchError("code archive %s: unpacking: %s" % (url, e)) from None
+
+
 def _specialize(payload):
     """Load a handler in generic mode. On failure, undo environment, cwd,
     sys.path and sys.modules changes so a later attempt starts clean."""
     global _handler
-    if not isinstance(payload, dict) or not isinstance(payload.get("codeDir"), str) or not payload["codeDir"]:
-        raise ValueError('specialize body must be JSON {"codeDir": "...", "handler": "...", "env": {...}}')
+    usage = ('specialize body must be JSON {"codeDir": "...", "handler": "...", "env": {...}} '
+             'or {"codeURL": "http://.../sha256:<hex>", "handler": "...", "env": {...}}')
+    if not isinstance(payload, dict):
+        raise ValueError(usage)
+    code_dir, code_url = payload.get("codeDir"), payload.get("codeURL")
+    if any(v is not None and not isinstance(v, str) for v in (code_dir, code_url)):
+        raise ValueError(usage)
+    if bool(code_dir) == bool(code_url):
+        raise ValueError(usage + ", with exactly one of codeDir and codeURL")
     env = payload.get("env") or {}
     if not isinstance(env, dict):
         raise ValueError("env must be an object of strings")
+    fetched = fetch_code(code_url) if code_url else None
     saved_env = dict(os.environ)
     saved_cwd = os.getcwd()
     saved_path = list(sys.path)
@@ -130,7 +326,7 @@ def _specialize(payload):
     try:
         for k, v in env.items():
             os.environ[str(k)] = v if isinstance(v, str) else json.dumps(v)
-        _handler = load_handler(payload["codeDir"], payload.get("handler") or "main.handle")
+        _handler = load_handler(fetched or code_dir, payload.get("handler") or "main.handle")
     except BaseException:
         os.environ.clear()
         os.environ.update(saved_env)
@@ -138,6 +334,10 @@ def _specialize(payload):
         sys.path[:] = saved_path
         for name in set(sys.modules) - saved_modules:
             del sys.modules[name]
+        if fetched:
+            import shutil
+
+            shutil.rmtree(fetched, ignore_errors=True)
         raise
 
 
@@ -327,6 +527,14 @@ def main():
         sys.exit(1)
 
     code_dir = os.environ.get("FLICK_CODE_DIR")
+    code_url = os.environ.get("FLICK_CODE_URL")
+    if not code_dir and code_url:
+        try:
+            code_dir = fetch_code(code_url)
+        except BaseException:
+            sys.stderr.write(_format_exc())
+            sys.stderr.write("flick: failed to fetch code from FLICK_CODE_URL\n")
+            sys.exit(1)
     if code_dir:
         try:
             _handler = load_handler(code_dir, os.environ.get("FLICK_HANDLER") or "main.handle")

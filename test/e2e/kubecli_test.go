@@ -66,12 +66,23 @@ spec: {path: /a, to: [{function: a}], colour: blue}
 kind: Function
 metadata: {name: f}
 spec: {runtime: python, source: ./code}
+`, "code/main.py": "def handle(req):\n    return 'hi'\n", "missing.yaml": `apiVersion: flick.dev/v1
+kind: Function
+metadata: {name: g}
+spec: {runtime: python, source: ./nowhere}
 `})
 	if _, errOut, code := run("apply", "-f", bad+"/bad.yaml"); code == 0 || !strings.Contains(errOut, "spec.colour: unknown field") {
 		t.Errorf("an unknown field: exit %d, %s", code, errOut)
 	}
-	if _, errOut, code := run("apply", "-f", bad+"/fn.yaml"); code == 0 || !strings.Contains(errOut, "uploading code to a cluster is not supported yet") {
-		t.Errorf("a function's code: exit %d, %s", code, errOut)
+	// A function's local code goes to the cluster, as a ConfigMap named by its digest.
+	if out := must("apply", "-f", bad+"/fn.yaml"); !strings.Contains(out, "function/f created") {
+		t.Errorf("apply a function with local code: %s", out)
+	}
+	if out := must("get", "function", "f", "-o", "yaml"); !strings.Contains(out, "archive: sha256:") {
+		t.Errorf("the function's code was not uploaded:\n%s", out)
+	}
+	if _, errOut, code := run("apply", "-f", bad+"/missing.yaml"); code == 0 || !strings.Contains(errOut, "spec.source \"./nowhere\": source not found") {
+		t.Errorf("missing code: exit %d, %s", code, errOut)
 	}
 	if _, errOut, code := run("logs", "x"); code == 0 || !strings.Contains(errOut, "works with the embedded server only") {
 		t.Errorf("logs: exit %d, %s", code, errOut)

@@ -327,7 +327,9 @@ func containerPID(t *testing.T, dataDir, containerID string) int {
 // TestPlatformOnVirtualNode: the whole Kubernetes mode on one machine, with a real data path:
 // flick operator, flick gateway and flick node on a real control plane. A Knative Service
 // applied with the CLI answers through the gateway from a pod on the node, goes to zero pods
-// when idle, and the next request starts one again (a cold start on Kubernetes).
+// when idle, and the next request starts one again (a cold start on Kubernetes). A Python
+// function with the pool executor, its code uploaded by the CLI, is served by a pod of the
+// runtime's pool that the gateway relabels and specializes; the pool makes a new one.
 func TestPlatformOnVirtualNode(t *testing.T) {
 	cp := kubetest.Start(t, kubetest.WithControllers())
 	kc := cp.Kubeconfig()
@@ -348,7 +350,7 @@ func TestPlatformOnVirtualNode(t *testing.T) {
 	kubectl("install", "--crds-only")
 	gw := freeAddr(t)
 	startFlick(t, "operator", "--kubeconfig", kc, "--domain", "example.com")
-	startFlick(t, "gateway", "--kubeconfig", kc, "--listen", gw, "--domain", "example.com")
+	startFlick(t, "gateway", "--kubeconfig", kc, "--listen", gw, "--domain", "example.com", "--code-url", "http://"+gw+"/_flick/archives")
 	startNode(t, kc, "flick-vn", podCIDR(1))
 
 	manifest := filepath.Join(t.TempDir(), "hello.yaml")
@@ -405,4 +407,58 @@ spec:
 		t.Fatalf("from zero: %d %q", code, body)
 	}
 	t.Logf("cold start on Kubernetes through the gateway: %s", took.Round(time.Millisecond))
+
+	// The pool executor: the operator makes the runtime's pool; the function's first request
+	// takes a pod out of it.
+	kubectl("apply", "-f", filepath.Join(repoRoot(t), "examples/hello-python/function.yaml"))
+	poolPods := func() []corev1.Pod {
+		list, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "flick.dev/pool=python"})
+		if err != nil {
+			return nil
+		}
+		var ready []corev1.Pod
+		for _, p := range list.Items {
+			if p.DeletionTimestamp == nil && podReady(&p) {
+				ready = append(ready, p)
+			}
+		}
+		return ready
+	}
+	eventually(t, 90*time.Second, "the python pool has 3 ready pods on the node", func() bool {
+		return len(poolPods()) == 3
+	})
+	invoke := func() (int, string, time.Duration) {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+gw+"/function/hello-python?name=cluster", nil)
+		began := time.Now()
+		resp, err := (&http.Client{Timeout: 60 * time.Second}).Do(req)
+		if err != nil {
+			return 0, err.Error(), 0
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), time.Since(began)
+	}
+	eventually(t, 30*time.Second, "the function's revision is ready", func() bool {
+		out, _ := exec.Command(flickBin, "--kubeconfig", kc, "get", "revision", "hello-python-00001", "-o", "yaml").CombinedOutput()
+		return strings.Contains(string(out), "status: \"True\"")
+	})
+	code, body, took = invoke()
+	if code != 200 || body != "Hello, cluster, from Python!\n" {
+		t.Fatalf("pool function: %d %q", code, body)
+	}
+	t.Logf("pool cold start on Kubernetes through the gateway: %s", took.Round(time.Millisecond))
+	served, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "serving.knative.dev/revision=hello-python-00001"})
+	if err != nil || len(served.Items) != 1 {
+		t.Fatalf("specialized pods: %v %v", served, err)
+	}
+	sp := served.Items[0]
+	if sp.Labels["flick.dev/pool"] != "" || sp.Labels["flick.dev/runtime"] != "python" || len(sp.OwnerReferences) != 1 || sp.OwnerReferences[0].Kind != "Revision" {
+		t.Errorf("the specialized pod's labels %v and owners %v", sp.Labels, sp.OwnerReferences)
+	}
+	eventually(t, 60*time.Second, "the pool makes up for the pod it gave", func() bool {
+		return len(poolPods()) == 3
+	})
+	if code, body, _ := invoke(); code != 200 || body != "Hello, cluster, from Python!\n" {
+		t.Errorf("warm pool function: %d %q", code, body)
+	}
 }

@@ -12,8 +12,12 @@ import (
 	"log/slog"
 	"net/http"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
@@ -23,6 +27,8 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/flickdev/flick/internal/engine"
+	"github.com/flickdev/flick/internal/kube"
+	"github.com/flickdev/flick/internal/kube/operator"
 	"github.com/flickdev/flick/internal/router"
 	"github.com/flickdev/flick/internal/runtime"
 	kubedriver "github.com/flickdev/flick/internal/runtime/kubernetes"
@@ -35,6 +41,9 @@ type Options struct {
 	Domain string
 	// Knative follows the serving.knative.dev kinds too.
 	Knative bool
+	// CodeURL is where pool pods download functions' code: this gateway's
+	// /_flick/archives, as the pods reach it.
+	CodeURL string
 	Engine  engine.Options
 	MaxBody int64
 	Log     *slog.Logger
@@ -44,14 +53,16 @@ type Options struct {
 type Gateway struct {
 	opts   Options
 	dyn    dynamic.Interface
+	cs     kubernetes.Interface
 	driver *kubedriver.Driver
 	engine *engine.Engine
 	router *router.Router
 
 	mu         sync.Mutex
-	revisions  map[string]*apis.Revision  // "ns/name" of every group
-	routed     map[string]bool            // engine keys some route sends traffic to
-	httpRoutes map[string]*apis.HTTPRoute // flick.dev Routes by "ns/name"
+	revisions  map[string]*apis.Revision        // "ns/name" of every group
+	owners     map[string]metav1.OwnerReference // "ns/name" of every revision
+	routed     map[string]bool                  // engine keys some route sends traffic to
+	httpRoutes map[string]*apis.HTTPRoute       // flick.dev Routes by "ns/name"
 }
 
 // New builds a gateway on a cluster; Run starts it.
@@ -75,15 +86,56 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &Gateway{opts: o, dyn: dyn, driver: kubedriver.New(cs, o.Log), revisions: map[string]*apis.Revision{}, routed: map[string]bool{},
-		httpRoutes: map[string]*apis.HTTPRoute{}}
+	g := &Gateway{opts: o, dyn: dyn, cs: cs, revisions: map[string]*apis.Revision{}, owners: map[string]metav1.OwnerReference{},
+		routed: map[string]bool{}, httpRoutes: map[string]*apis.HTTPRoute{}}
+	g.driver = kubedriver.New(cs, g.poolOwner, o.Log)
 	g.engine = engine.New(g.driver, o.Log, o.Engine, nil)
 	g.router = router.New(g.engine, o.Domain, o.MaxBody, o.Log)
 	return g, nil
 }
 
-// Handler serves the data plane.
-func (g *Gateway) Handler() http.Handler { return g.router }
+// Handler serves the data plane, and functions' code to the pods of pools.
+func (g *Gateway) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if digest, ok := strings.CutPrefix(r.URL.Path, archivesPath); ok && r.Method == http.MethodGet {
+			g.serveArchive(w, r, digest)
+			return
+		}
+		g.router.ServeHTTP(w, r)
+	})
+}
+
+// archivesPath is where pool pods download code: /_flick/archives/sha256:HEX.
+const archivesPath = "/_flick/archives/"
+
+// serveArchive answers a code archive from its ConfigMap (the digest is its name: knowing it
+// is what lets one read it).
+func (g *Gateway) serveArchive(w http.ResponseWriter, r *http.Request, digest string) {
+	name, err := kube.ArchiveConfigMap(digest)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	cm, err := g.cs.CoreV1().ConfigMaps(kube.SystemNamespace).Get(r.Context(), name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		http.Error(w, "no archive "+digest, http.StatusNotFound)
+		return
+	}
+	if err != nil {
+		g.opts.Log.Warn("cannot read a code archive", "digest", digest, "err", err)
+		http.Error(w, "cannot read archive "+digest, http.StatusBadGateway)
+		return
+	}
+	data := cm.BinaryData[kube.ArchiveKey]
+	if err := kube.VerifyArchive(digest, data); err != nil {
+		g.opts.Log.Warn("a code archive does not match its name", "configmap", name, "err", err)
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/gzip")
+	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+	w.Write(data)
+}
 
 func groups(o Options) []string {
 	if o.Knative {
@@ -167,6 +219,7 @@ func (g *Gateway) revision(u *unstructured.Unstructured, deleted bool) {
 	g.mu.Lock()
 	if deleted {
 		delete(g.revisions, u.GetNamespace()+"/"+u.GetName())
+		delete(g.owners, u.GetNamespace()+"/"+u.GetName())
 		g.mu.Unlock()
 		g.engine.Remove(key)
 		return
@@ -179,17 +232,43 @@ func (g *Gateway) revision(u *unstructured.Unstructured, deleted bool) {
 	}
 	_, known := g.revisions[u.GetNamespace()+"/"+u.GetName()]
 	g.revisions[u.GetNamespace()+"/"+u.GetName()] = &rev
+	g.owners[u.GetNamespace()+"/"+u.GetName()] = metav1.OwnerReference{APIVersion: u.GetAPIVersion(), Kind: u.GetKind(), Name: u.GetName(), UID: u.GetUID()}
 	routed := g.routed[key]
 	g.mu.Unlock()
 	if !known {
-		g.engine.Upsert(engine.WorkloadSpec{Key: key, Version: string(u.GetUID()), Config: rev.Config(),
-			Instance: runtime.InstanceSpec{Workload: u.GetNamespace() + "/" + u.GetName(), Name: u.GetName()}})
+		inst := runtime.InstanceSpec{Workload: u.GetNamespace() + "/" + u.GetName(), Name: u.GetName()}
+		if fn := rev.Spec.Function; operator.UsesPool(fn) && fn.Source != nil && fn.Source.Archive != "" {
+			inst.Specialize = g.specialization(&rev, fn)
+		}
+		g.engine.Upsert(engine.WorkloadSpec{Key: key, Version: string(u.GetUID()), Config: rev.Config(), Instance: inst})
 		g.engine.SetRouted(key, routed)
 	}
 	// A function's route follows its newest ready revision.
 	if fn := rev.Metadata.Labels[apis.LabelFunction]; fn != "" {
 		g.functionRoute(u.GetNamespace(), fn)
 	}
+}
+
+// specialization is what a pool pod needs to become a pool revision's: the code's URL, the
+// handler, and the env the operator would give a pod of its own.
+func (g *Gateway) specialization(rev *apis.Revision, fn *apis.FunctionSpec) *runtime.Specialization {
+	env := map[string]string{"K_REVISION": rev.Metadata.Name, "FLICK_FUNCTION": rev.Metadata.Labels[apis.LabelFunction]}
+	for _, e := range fn.Env {
+		env[e.Name] = e.Value
+	}
+	return &runtime.Specialization{Runtime: fn.Runtime, Handler: fn.Handler, Env: env,
+		CodeURL: strings.TrimSuffix(g.opts.CodeURL, "/") + "/" + fn.Source.Archive}
+}
+
+// poolOwner says who owns a revision's specialized pods, and their labels.
+func (g *Gateway) poolOwner(namespace, revision string) (metav1.OwnerReference, map[string]string, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	rev, ok := g.revisions[namespace+"/"+revision]
+	if !ok {
+		return metav1.OwnerReference{}, nil, false
+	}
+	return g.owners[namespace+"/"+revision], operator.RevisionLabels(rev), true
 }
 
 // service installs the route of a Service from the traffic its status resolved.

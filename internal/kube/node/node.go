@@ -34,12 +34,14 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/flickdev/flick/internal/builder"
 	"github.com/flickdev/flick/internal/image"
 	"github.com/flickdev/flick/internal/logs"
 	"github.com/flickdev/flick/internal/runtime"
 	"github.com/flickdev/flick/internal/runtime/local"
 	"github.com/flickdev/flick/internal/sandbox"
 	"github.com/flickdev/flick/pkg/apis"
+	"github.com/flickdev/flick/runtimes"
 )
 
 // Options configure a node.
@@ -182,11 +184,30 @@ func newProvider(o Options, log *slog.Logger) (*Provider, func(), error) {
 		log.Warn("stopped containers a previous run left behind", "count", n)
 	}
 	p := &Provider{driver: driver, logs: logStore, ipam: addrs, hostIP: o.Address, log: log, pods: map[string]*podRun{}}
+	// Flick's runtime images run on this machine's interpreters with the shims built in:
+	// a pool pod starts in milliseconds, with nothing to pull.
+	runtimesDir := filepath.Join(o.DataDir, "runtimes")
+	shims, err := runtimes.Install(runtimesDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	tools := builder.FindTools("", "", "")
+	p.builtin = map[string]image.Config{}
+	hostPaths := append([]string{}, sandbox.DefaultHostPaths...)
+	hostPaths = append(hostPaths, runtimesDir)
+	if tools.Python != "" {
+		p.builtin[apis.RuntimePython] = image.Config{Entrypoint: []string{tools.Python, shims["python"]}, Env: []string{"PYTHONUNBUFFERED=1"}, WorkingDir: runtimesDir}
+		hostPaths = append(hostPaths, builder.InstallPrefix(tools.Python))
+	}
+	if tools.Node != "" {
+		p.builtin[apis.RuntimeNode] = image.Config{Entrypoint: []string{tools.Node, shims["node"]}, WorkingDir: runtimesDir}
+		hostPaths = append(hostPaths, builder.InstallPrefix(tools.Node))
+	}
 	switch o.Sandbox {
 	case "off":
 		p.noImages = "--sandbox=off"
 	default:
-		m, err := sandbox.New(sandbox.Options{StateDir: filepath.Join(o.DataDir, "sandbox"), HostPaths: sandbox.DefaultHostPaths})
+		m, err := sandbox.New(sandbox.Options{StateDir: filepath.Join(o.DataDir, "sandbox"), HostPaths: hostPaths})
 		if err != nil {
 			if o.Sandbox == "on" {
 				return nil, nil, fmt.Errorf("--sandbox=on: %w", err)

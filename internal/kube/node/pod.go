@@ -186,7 +186,7 @@ func (r *podRun) runContainer(c *container, init bool) (code int32, ok bool) {
 			}
 		}
 	}
-	img, err := r.pullImage(c)
+	img, err := r.image(c)
 	for err != nil {
 		r.setWaiting(c, "ImagePullBackOff", err.Error())
 		select {
@@ -194,7 +194,7 @@ func (r *podRun) runContainer(c *container, init bool) (code int32, ok bool) {
 			return 0, false
 		case <-time.After(backoff(2)):
 		}
-		img, err = r.pullImage(c)
+		img, err = r.image(c)
 	}
 	r.mu.Lock()
 	if hasRun {
@@ -209,6 +209,9 @@ func (r *podRun) runContainer(c *container, init bool) (code int32, ok bool) {
 		return 128, r.ctx.Err() == nil
 	}
 	spec.NoListen = true // ready means running, or what its probes say; not a port answering
+	if rt := builtinRuntime(c.spec.Image); rt != "" && r.p.builtin[rt].Entrypoint != nil {
+		spec.Runtime = rt
+	}
 	startedAt := time.Now()
 	inst, err := r.p.driver.Start(r.ctx, spec)
 	if err != nil {
@@ -268,6 +271,35 @@ func (r *podRun) terminationGrace() time.Duration {
 		return time.Duration(*g) * time.Second
 	}
 	return 30 * time.Second
+}
+
+// image is what a container runs: one of Flick's runtimes built into this node, or its
+// image found by its pull policy.
+func (r *podRun) image(c *container) (*image.Image, error) {
+	if rt := builtinRuntime(c.spec.Image); rt != "" {
+		if cfg, ok := r.p.builtin[rt]; ok {
+			return &image.Image{Ref: c.spec.Image, Digest: "flick-runtime:" + rt, Config: cfg}, nil
+		}
+	}
+	return r.pullImage(c)
+}
+
+// builtinRuntime names the Flick runtime an image reference is (its repository is
+// .../flick-runtime-RUNTIME, any registry and tag), or "".
+func builtinRuntime(ref string) string {
+	repo := ref
+	if i := strings.IndexByte(repo, '@'); i >= 0 {
+		repo = repo[:i]
+	}
+	last := repo[strings.LastIndexByte(repo, '/')+1:]
+	if i := strings.IndexByte(last, ':'); i >= 0 {
+		last = last[:i]
+	}
+	rt, ok := strings.CutPrefix(last, "flick-runtime-")
+	if !ok {
+		return ""
+	}
+	return rt
 }
 
 // pullImage finds the container's image by its pull policy.

@@ -30,9 +30,12 @@ type Provider struct {
 	logs     *logs.Store
 	images   *image.Store // nil: this host cannot run images (noImages says why)
 	noImages string
-	ipam     *ipam
-	hostIP   string
-	log      *slog.Logger
+	// builtin runs Flick's runtime images (flick-runtime-python, ...) on this host's
+	// interpreters: runtime -> how to start its shim.
+	builtin map[string]image.Config
+	ipam    *ipam
+	hostIP  string
+	log     *slog.Logger
 	// client removes a deleted pod from the API server once its containers have stopped.
 	client corev1client.PodsGetter
 

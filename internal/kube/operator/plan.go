@@ -55,7 +55,7 @@ func (p Plan) Deployment(rev *apis.Revision) (*appsv1.Deployment, error) {
 	if err != nil {
 		return nil, err
 	}
-	labels := revisionLabels(rev)
+	labels := RevisionLabels(rev)
 	podLabels := map[string]string{}
 	for k, v := range labels {
 		podLabels[k] = v
@@ -94,7 +94,7 @@ func (p Plan) Service(rev *apis.Revision) *corev1.Service {
 	}
 	return &corev1.Service{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
-		ObjectMeta: metav1.ObjectMeta{Name: rev.Metadata.Name, Namespace: rev.Metadata.Namespace, Labels: revisionLabels(rev)},
+		ObjectMeta: metav1.ObjectMeta{Name: rev.Metadata.Name, Namespace: rev.Metadata.Namespace, Labels: RevisionLabels(rev)},
 		Spec: corev1.ServiceSpec{
 			Selector: map[string]string{LabelRevision: rev.Metadata.Name},
 			Ports:    []corev1.ServicePort{{Name: name, Port: 80, TargetPort: intstr.FromInt32(userPort), AppProtocol: appProtocol(name)}},
@@ -120,7 +120,9 @@ func h2c(rev *apis.Revision) bool {
 	return false
 }
 
-func revisionLabels(rev *apis.Revision) map[string]string {
+// RevisionLabels are the labels of a revision's Deployment, Service and pods (the Service
+// selects its revision's).
+func RevisionLabels(rev *apis.Revision) map[string]string {
 	out := map[string]string{LabelManagedBy: ManagedBy, LabelRevision: rev.Metadata.Name}
 	for _, k := range []string{apis.LabelService, apis.LabelConfiguration, apis.LabelFunction} {
 		if v := rev.Metadata.Labels[k]; v != "" {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -38,6 +39,14 @@ func (r *revisionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	var rev apis.Revision
 	if err := decode(u, &rev); err != nil {
 		return ctrl.Result{}, r.fail(ctx, u, &rev, "InvalidSpec", err)
+	}
+	if UsesPool(rev.Spec.Function) {
+		notReady, err := r.reconcilePool(ctx, u, &rev)
+		if notReady && err == nil {
+			// The pool's Deployment is not this revision's: look again rather than watch.
+			return ctrl.Result{RequeueAfter: time.Second}, nil
+		}
+		return ctrl.Result{}, err
 	}
 	dep, err := r.opts.Plan.Deployment(&rev)
 	if err != nil {

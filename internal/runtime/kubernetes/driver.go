@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,10 +39,14 @@ type Driver struct {
 	client kubernetes.Interface
 	log    *slog.Logger
 
+	owner PoolOwner
+	http  *http.Client
+
 	mu      sync.Mutex
 	deps    map[string]*deployment       // "namespace/name"
 	ready   map[string]map[string]string // "namespace/service" -> pod -> address, from the slices
-	changed chan struct{}                // closed and replaced on every endpoint change
+	pods    cache.Store                  // runtime pods, for the pool executor
+	changed chan struct{}                // closed and replaced on every endpoint or pod change
 }
 
 // deployment is one revision's pods as the driver knows them.
@@ -49,12 +54,15 @@ type deployment struct {
 	namespace, name string
 	ready           map[string]string            // pod -> address, ready endpoints
 	held            map[string]*runtime.Instance // pod -> the instance handed out for it
+	claimed         map[string]bool              // held pods specialized from a pool: deleted when let go
 	starting        int                          // Starts waiting for a pod
 }
 
-// New returns a driver; Run must be running for instances to start.
-func New(client kubernetes.Interface, log *slog.Logger) *Driver {
-	return &Driver{client: client, log: log, deps: map[string]*deployment{}, changed: make(chan struct{})}
+// New returns a driver; Run must be running for instances to start. owner, for the pool
+// executor, says who owns a specialized pod (nil: pool revisions cannot start).
+func New(client kubernetes.Interface, owner PoolOwner, log *slog.Logger) *Driver {
+	return &Driver{client: client, owner: owner, log: log, deps: map[string]*deployment{}, changed: make(chan struct{}),
+		http: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}}
 }
 
 // Run follows the EndpointSlices of every namespace until ctx ends.
@@ -69,8 +77,12 @@ func (d *Driver) Run(ctx context.Context) error {
 		return err
 	}
 	f.Start(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
-		return fmt.Errorf("kubernetes driver: endpoint slices never synced")
+	pods, err := d.runtimePods(ctx)
+	if err != nil {
+		return err
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced, pods.HasSynced) {
+		return fmt.Errorf("kubernetes driver: endpoint slices and runtime pods never synced")
 	}
 	<-ctx.Done()
 	f.Shutdown()
@@ -111,7 +123,7 @@ func (d *Driver) resync(store cache.Store) {
 	for key, dep := range d.deps {
 		dep.ready = ready[key]
 		for pod, inst := range dep.held {
-			if _, ok := dep.ready[pod]; !ok {
+			if _, ok := dep.ready[pod]; !ok && !dep.claimed[pod] {
 				delete(dep.held, pod)
 				inst.MarkExited("pod " + pod + " is gone or not ready")
 			}
@@ -131,7 +143,7 @@ func (d *Driver) of(spec runtime.InstanceSpec) (*deployment, error) {
 	key := ns + "/" + spec.Name
 	dep := d.deps[key]
 	if dep == nil {
-		dep = &deployment{namespace: ns, name: spec.Name, held: map[string]*runtime.Instance{}, ready: d.ready[key]}
+		dep = &deployment{namespace: ns, name: spec.Name, held: map[string]*runtime.Instance{}, claimed: map[string]bool{}, ready: d.ready[key]}
 		d.deps[key] = dep
 	}
 	return dep, nil
@@ -140,6 +152,9 @@ func (d *Driver) of(spec runtime.InstanceSpec) (*deployment, error) {
 // Start hands out a ready pod nobody holds, raising the Deployment's replicas first when
 // there is none.
 func (d *Driver) Start(ctx context.Context, spec runtime.InstanceSpec) (*runtime.Instance, error) {
+	if spec.Specialize != nil {
+		return d.startPooled(ctx, spec)
+	}
 	d.mu.Lock()
 	dep, err := d.of(spec)
 	if err != nil {
@@ -213,7 +228,15 @@ func (d *Driver) Stop(ctx context.Context, inst *runtime.Instance, grace time.Du
 	}
 	delete(dep.held, inst.ID)
 	want := int32(len(dep.held) + dep.starting)
+	claimed := dep.claimed[inst.ID]
+	delete(dep.claimed, inst.ID)
 	d.mu.Unlock()
+	if claimed {
+		// A specialized pod serves only its function: it goes.
+		d.deletePod(dep.namespace, inst.ID, grace)
+		inst.MarkExited("stopped")
+		return nil
+	}
 
 	if _, err := d.client.CoreV1().Pods(dep.namespace).Patch(ctx, inst.ID, types.MergePatchType,
 		[]byte(`{"metadata":{"annotations":{"`+DeletionCost+`":"-1000000"}}}`), metav1.PatchOptions{}); err != nil && !apierrors.IsNotFound(err) {
