@@ -278,6 +278,61 @@ func TestVirtualNode(t *testing.T) {
 		t.Errorf("pod after the node's restart answered %q", got)
 	}
 
+	// Env from a ConfigMap and a Secret, and a liveness probe that fails: the container is
+	// killed and restarted, and its last state says why.
+	if _, err := cs.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "greeting"}, Data: map[string]string{"target": "configmap"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().Secrets("default").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "version"}, StringData: map[string]string{"VERSION": "secret"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	probed := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "probed", Namespace: "default"},
+		Spec: corev1.PodSpec{
+			NodeName:    "flick-vn",
+			Tolerations: []corev1.Toleration{{Key: "flick.dev/virtual-node", Operator: corev1.TolerationOpExists}},
+			Containers: []corev1.Container{{
+				Name:    "hello",
+				Image:   host + "/knative/helloworld-go:latest",
+				Env:     []corev1.EnvVar{{Name: "TARGET", ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "greeting"}, Key: "target"}}}},
+				EnvFrom: []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "version"}}}},
+				Ports:   []corev1.ContainerPort{{ContainerPort: 8080}},
+				LivenessProbe: &corev1.Probe{
+					// Fails on purpose: nothing serves port 9999.
+					ProbeHandler:        corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/", Port: intstr.FromInt32(9999)}},
+					InitialDelaySeconds: 2, PeriodSeconds: 1, FailureThreshold: 1,
+				},
+			}},
+		},
+	}
+	if _, err := cs.CoreV1().Pods("default").Create(ctx, probed, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var probedIP string
+	eventually(t, 30*time.Second, "the probed pod answers with env from the ConfigMap and the Secret", func() bool {
+		p, err := cs.CoreV1().Pods("default").Get(ctx, "probed", metav1.GetOptions{})
+		if err != nil || p.Status.PodIP == "" || p.Status.Phase != corev1.PodRunning {
+			return false
+		}
+		probedIP = p.Status.PodIP
+		resp, err := (&http.Client{Timeout: time.Second}).Get("http://" + probedIP + ":8080/")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b) == "Hello configmap! (secret)\n"
+	})
+	eventually(t, 30*time.Second, "the failing liveness probe restarts the container", func() bool {
+		p, err := cs.CoreV1().Pods("default").Get(ctx, "probed", metav1.GetOptions{})
+		if err != nil || len(p.Status.ContainerStatuses) == 0 {
+			return false
+		}
+		s := p.Status.ContainerStatuses[0]
+		last = s
+		return s.RestartCount >= 1 && s.LastTerminationState.Terminated != nil && strings.Contains(s.LastTerminationState.Terminated.Message, "liveness probe failed")
+	})
+
 	// Deleting the Deployment stops its pods, and they leave the API server.
 	pid = containerPID(t, node.dataDir, currentContainerID(t, cs, victim.Name))
 	if err := cs.AppsV1().Deployments("default").Delete(ctx, "hello", metav1.DeleteOptions{}); err != nil {

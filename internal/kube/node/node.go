@@ -72,6 +72,10 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	}
 	log := o.Log
 	vklog.L = vkslog.FromSlog(log.With("component", "virtual-kubelet"))
+	// A pod start is several status writes and events; client-go's default of 5 requests/s
+	// would queue a burst of cold starts behind one another.
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = 100, 200
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return fmt.Errorf("node %s: %w", o.Name, err)
