@@ -20,6 +20,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
@@ -332,6 +333,50 @@ func TestVirtualNode(t *testing.T) {
 		last = s
 		return s.RestartCount >= 1 && s.LastTerminationState.Terminated != nil && strings.Contains(s.LastTerminationState.Terminated.Message, "liveness probe failed")
 	})
+
+	// A container past its memory limit is OOMKilled, and with restartPolicy Never the pod
+	// fails. It runs Flick's Python runtime image, which the node runs on this host's
+	// interpreter.
+	python, err := exec.Command("python3", "-c", "import sys; print(sys.executable)").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hog := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "hog", Namespace: "default"},
+		Spec: corev1.PodSpec{
+			NodeName:      "flick-vn",
+			RestartPolicy: corev1.RestartPolicyNever,
+			Tolerations:   []corev1.Toleration{{Key: "flick.dev/virtual-node", Operator: corev1.TolerationOpExists}},
+			Containers: []corev1.Container{{
+				Name:      "hog",
+				Image:     "ghcr.io/flickdev/flick-runtime-python:latest",
+				Command:   []string{strings.TrimSpace(string(python)), "-c", "print('growing', flush=True); x = bytearray(400 << 20); print('grew')"},
+				Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")}},
+			}},
+		},
+	}
+	if _, err := cs.CoreV1().Pods("default").Create(ctx, hog, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the hog is OOMKilled and its pod Failed", func() bool {
+		p, err := cs.CoreV1().Pods("default").Get(ctx, "hog", metav1.GetOptions{})
+		if err != nil || len(p.Status.ContainerStatuses) == 0 {
+			return false
+		}
+		last = p.Status.ContainerStatuses[0]
+		term := last.State.Terminated
+		return p.Status.Phase == corev1.PodFailed && term != nil && term.Reason == "OOMKilled" && term.ExitCode == 137 && last.RestartCount == 0
+	})
+	// kubectl logs -f: the stream follows until the client stops reading.
+	stream, err := cs.CoreV1().Pods("default").GetLogs("hog", &corev1.PodLogOptions{Follow: true}).Stream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := make([]byte, 8)
+	if _, err := io.ReadFull(stream, line); err != nil || string(line) != "growing\n" {
+		t.Errorf("followed logs: %q %v", line, err)
+	}
+	stream.Close()
 
 	// Deleting the Deployment stops its pods, and they leave the API server.
 	pid = containerPID(t, node.dataDir, currentContainerID(t, cs, victim.Name))
