@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/flickdev/flick/internal/kube"
 	"github.com/flickdev/flick/pkg/apis"
 	"github.com/flickdev/flick/pkg/client"
 )
@@ -25,6 +26,7 @@ func newInvokeCmd(o *options) *cobra.Command {
 		verbose  bool
 		async    bool
 		callback string
+		gateway  string
 	)
 	cmd := &cobra.Command{
 		Use:   "invoke NAME",
@@ -35,7 +37,7 @@ func newInvokeCmd(o *options) *cobra.Command {
   flick invoke resize -d @image.json --async --callback http://127.0.0.1:9000/done`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := o.client()
+			c, err := o.workloads(gateway)
 			if err != nil {
 				return err
 			}
@@ -70,10 +72,14 @@ func newInvokeCmd(o *options) *cobra.Command {
 				return err
 			}
 			if async {
+				ac, ok := c.(*client.Client)
+				if !ok {
+					return fmt.Errorf("--async works with the embedded server only")
+				}
 				if method == http.MethodGet {
 					method = http.MethodPost
 				}
-				id, err := c.InvokeAsync(cmd.Context(), k, o.namespace, args[0], method, path, h, body, callback)
+				id, err := ac.InvokeAsync(cmd.Context(), k, o.namespace, args[0], method, path, h, body, callback)
 				if err != nil {
 					return err
 				}
@@ -116,11 +122,38 @@ func newInvokeCmd(o *options) *cobra.Command {
 	f.BoolVarP(&verbose, "verbose", "v", false, "print the status and headers to stderr")
 	f.BoolVar(&async, "async", false, "call asynchronously: the call is stored durably, invoked with retries, and its result kept (flick calls get)")
 	f.StringVar(&callback, "callback", "", "with --async, a URL the result is POSTed to (X-Call-Id, X-Function-Status headers)")
+	f.StringVar(&gateway, "gateway", os.Getenv("FLICK_GATEWAY"), "with --kubeconfig, the gateway's URL (env FLICK_GATEWAY; default: the flick-gateway LoadBalancer's address)")
 	return cmd
 }
 
+// workloadClient calls and reads the logs of functions and services: the embedded server's
+// client, or a cluster's with --kubeconfig.
+type workloadClient interface {
+	resourceClient
+	Invoke(ctx context.Context, k apis.KindInfo, ns, name, method, path string, header http.Header, body io.Reader) (*http.Response, error)
+	Logs(ctx context.Context, k apis.KindInfo, ns, name string, opts client.LogOptions, w io.Writer) error
+}
+
+// workloads is the cluster's client with --kubeconfig (gateway: where Invoke sends
+// requests), the embedded server's otherwise.
+func (o *options) workloads(gateway string) (workloadClient, error) {
+	if o.kubeconfig == "" {
+		return o.client()
+	}
+	cfg, err := kube.RESTConfig(o.kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	c, err := kube.NewClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c.Gateway = gateway
+	return c, nil
+}
+
 // workloadKind finds whether NAME is a function or a service.
-func workloadKind(ctx context.Context, c *client.Client, ns, name string) (apis.KindInfo, error) {
+func workloadKind(ctx context.Context, c resourceClient, ns, name string) (apis.KindInfo, error) {
 	for _, k := range apis.Kinds() {
 		if !k.Addressable() {
 			continue
@@ -150,7 +183,7 @@ func newLogsCmd(o *options) *cobra.Command {
 					return fmt.Errorf("--since %q: use a duration such as 10m or 1h", opts.Since)
 				}
 			}
-			c, err := o.client()
+			c, err := o.workloads("")
 			if err != nil {
 				return err
 			}

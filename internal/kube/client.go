@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -14,17 +15,23 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 
 	"github.com/flickdev/flick/pkg/apis"
+	"github.com/flickdev/flick/pkg/client"
 )
 
 // Client reads and writes Flick's resources in a cluster, with the same calls as the
 // embedded server's REST client (pkg/client), so the CLI's apply, get and delete work on
 // both.
 type Client struct {
+	// Gateway is the gateway's base URL for Invoke (default: its LoadBalancer's address).
+	Gateway string
+
 	dyn    dynamic.Interface
+	cs     kubernetes.Interface
 	mapper *restmapper.DeferredDiscoveryRESTMapper
 	host   string
 }
@@ -39,7 +46,11 @@ func NewClient(cfg *rest.Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{dyn: dyn, mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc)), host: cfg.Host}, nil
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{dyn: dyn, cs: cs, mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc)), host: cfg.Host}, nil
 }
 
 // resource is the API resource of a kind in one of its groups: the first group the cluster
@@ -79,6 +90,16 @@ func (c *Client) Get(ctx context.Context, k apis.KindInfo, ns, name string) (*ap
 		return nil, err
 	}
 	u, err := res.Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		// A kind of several groups (a Service is flick.dev's or Knative's): the others.
+		for _, gv := range k.Groups[1:] {
+			if other, rerr := c.resource(k, gv); rerr == nil {
+				if u, err = other.Namespace(ns).Get(ctx, name, metav1.GetOptions{}); err == nil || !apierrors.IsNotFound(err) {
+					break
+				}
+			}
+		}
+	}
 	if err != nil {
 		return nil, notFound(err, k, ns, name)
 	}
@@ -155,7 +176,8 @@ func (c *Client) Delete(ctx context.Context, k apis.KindInfo, ns, name string) e
 
 func notFound(err error, k apis.KindInfo, ns, name string) error {
 	if apierrors.IsNotFound(err) {
-		return fmt.Errorf("%s %s/%s not found", k.Singular, ns, name)
+		// The embedded server's client's error, so callers test both with client.IsNotFound.
+		return &client.Error{Status: http.StatusNotFound, Message: fmt.Sprintf("%s %s/%s not found", k.Singular, ns, name)}
 	}
 	return err
 }

@@ -84,8 +84,11 @@ spec: {runtime: python, source: ./nowhere}
 	if _, errOut, code := run("apply", "-f", bad+"/missing.yaml"); code == 0 || !strings.Contains(errOut, "spec.source \"./nowhere\": source not found") {
 		t.Errorf("missing code: exit %d, %s", code, errOut)
 	}
-	if _, errOut, code := run("logs", "x"); code == 0 || !strings.Contains(errOut, "works with the embedded server only") {
+	if _, errOut, code := run("logs", "x"); code == 0 || !strings.Contains(errOut, `no function, service or container source "x"`) {
 		t.Errorf("logs: exit %d, %s", code, errOut)
+	}
+	if _, errOut, code := run("invoke", "f", "--async"); code == 0 || !strings.Contains(errOut, "--async works with the embedded server only") {
+		t.Errorf("invoke --async: exit %d, %s", code, errOut)
 	}
 	if _, errOut, code := run("apply", "--wait", "-f", root+"/examples/eventing/eventing.yaml"); code == 0 || !strings.Contains(errOut, "--wait works with the embedded server only") {
 		t.Errorf("--wait: exit %d, %s", code, errOut)

@@ -561,4 +561,16 @@ spec:
 	if code, body, _ := invoke(); code != 200 || body != "Hello, cluster, from Python!\n" {
 		t.Errorf("warm pool function: %d %q", code, body)
 	}
+
+	// The CLI on the cluster: invoke through the gateway, logs through the API server and
+	// the node's kubelet API.
+	if out := kubectl("invoke", "hello-python", "--gateway", "http://"+gw, "--path", "/?name=cli"); out != "Hello, cli, from Python!\n" {
+		t.Errorf("flick invoke a function: %q", out)
+	}
+	if out := kubectl("invoke", "hello", "--gateway", "http://"+gw); out != "Hello cluster! (v1)\n" {
+		t.Errorf("flick invoke a service: %q", out)
+	}
+	if out := kubectl("logs", "hello-python"); !strings.Contains(out, sp.Name+" ") || !strings.Contains(out, "hello-python loaded") {
+		t.Errorf("flick logs:\n%s", out)
+	}
 }
