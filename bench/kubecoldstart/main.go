@@ -7,10 +7,11 @@
 //   - pool: a Python function with the pool executor, its first request; the gateway takes a
 //     pod out of the runtime's pool, relabels it and specializes it (each run is a new
 //     function; the pool is given time to refill between runs, as it would be);
+//
 //   - image: a Knative Service of a small Go image at zero pods; the gateway raises its
 //     Deployment through /scale, the scheduler places the pod, the node starts it.
 //
-//	go run ./bench/kubecoldstart -flick bin/flick [-runs 30]
+//     go run ./bench/kubecoldstart -flick bin/flick [-runs 30]
 //
 // Knative's published figure for comparison: scale from zero within 2 s at p95 for 25
 // Services in its own performance tests, and about 2 s to start a pod on a kubelet.
