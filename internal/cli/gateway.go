@@ -20,7 +20,8 @@ import (
 func newGatewayCmd(o *options) *cobra.Command {
 	var (
 		listen, domain, codeURL, logLevel string
-		knative                           bool
+		peerListen, peerURL               string
+		knative, leader                   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "gateway",
@@ -41,7 +42,8 @@ waits, and scaled back down when idle.`,
 			if err != nil {
 				return err
 			}
-			gw, err := gateway.New(cfg, gateway.Options{Domain: domain, Knative: knative, CodeURL: codeURL, Log: log})
+			gw, err := gateway.New(cfg, gateway.Options{Domain: domain, Knative: knative, CodeURL: codeURL, Log: log,
+				LeaderElection: leader, PeerURL: peerURL})
 			if err != nil {
 				return err
 			}
@@ -49,8 +51,13 @@ waits, and scaled back down when idle.`,
 			srv := &http.Server{Addr: listen, Handler: gw.Handler(), ReadHeaderTimeout: 10 * time.Second}
 			runErr := make(chan error, 1)
 			go func() { runErr <- gw.Run(ctx) }()
-			serveErr := make(chan error, 1)
+			serveErr := make(chan error, 2)
 			go func() { serveErr <- srv.ListenAndServe() }()
+			if peerListen != "" {
+				peer := &http.Server{Addr: peerListen, Handler: gw.PeerHandler(), ReadHeaderTimeout: 10 * time.Second}
+				go func() { serveErr <- peer.ListenAndServe() }()
+				defer peer.Close()
+			}
 			log.Info("gateway serving", "listen", listen, "cluster", cfg.Host, "domain", domain)
 			select {
 			case err := <-serveErr:
@@ -73,6 +80,9 @@ waits, and scaled back down when idle.`,
 	f.StringVar(&listen, "listen", ":8080", "address the data plane listens on")
 	f.StringVar(&domain, "domain", "example.com", "domain of workload hosts: {name}.{namespace}.{domain}")
 	f.StringVar(&codeURL, "code-url", defaultCodeURL, "where pool pods download functions' code: this gateway's /_flick/archives as the pods reach it")
+	f.BoolVar(&leader, "leader-elect", false, "run as one of several replicas: the one holding the flick-gateway Lease autoscales, the others report their demand to it")
+	f.StringVar(&peerListen, "peer-listen", "", "address of the port the other replicas report their demand to (with --leader-elect)")
+	f.StringVar(&peerURL, "peer-url", "", "this replica's peer port as the other replicas reach it, e.g. http://$(POD_IP):8081 (with --leader-elect)")
 	f.BoolVar(&knative, "knative-kinds", true, "follow the serving.knative.dev kinds too (false where Knative is installed)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd

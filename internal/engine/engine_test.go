@@ -593,3 +593,33 @@ func TestFailedDeclaredWorkloadSaysWhy(t *testing.T) {
 		t.Errorf("want Unavailable with the build error, got %v", err)
 	}
 }
+
+// TestRemoteDemand: demand reported by another data plane (a gateway replica that is not the
+// autoscaling leader) wakes a workload from zero and scales it as its own would; when the
+// reports stop, it goes back to zero.
+func TestRemoteDemand(t *testing.T) {
+	e := newEngine(t, engine.Options{Tick: 20 * time.Millisecond})
+	e.Upsert(spec("default/shared", "v1", "hello", config(1, 0, 0, 6*time.Second)))
+	e.ReportRemote("default/shared", "replica-b", engine.Demand{Waiting: 1})
+	waitFor(t, "a remote request waiting wakes the workload", func() bool { return status(t, e, "default/shared").Ready == 1 })
+	// Four requests in flight on the other replica, at one per instance: four instances at
+	// least (more at the default 70% target utilization).
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			e.ReportRemote("default/shared", "replica-b", engine.Demand{Concurrency: 4, RPS: 10})
+			select {
+			case <-stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
+	waitFor(t, "remote demand scales the workload out", func() bool { return status(t, e, "default/shared").Desired >= 4 })
+	if d := e.Demand()["default/shared"]; d.Concurrency != 0 {
+		t.Errorf("its own demand is %+v: remote demand must not be reported back", d)
+	}
+	stop <- struct{}{}
+	waitFor(t, "no reports: back to zero", func() bool { st := status(t, e, "default/shared"); return st.Desired == 0 && st.Ready == 0 })
+}

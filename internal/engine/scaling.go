@@ -51,11 +51,22 @@ func (w *Workload) sampleLocked(now time.Time) {
 	if elapsed < time.Second {
 		return
 	}
-	w.samples = append(w.samples, autoscaler.Sample{
+	own := autoscaler.Sample{
 		Time:        w.secStart,
 		Concurrency: w.demandIntegral / elapsed.Seconds(),
 		Requests:    float64(w.secRequests) / elapsed.Seconds(),
-	})
+	}
+	w.last = own
+	sample := own
+	for source, d := range w.remote {
+		if now.Sub(d.At) > remoteFresh {
+			delete(w.remote, source)
+			continue
+		}
+		sample.Concurrency += d.Concurrency
+		sample.Requests += d.RPS
+	}
+	w.samples = append(w.samples, sample)
 	w.demandIntegral, w.secRequests, w.secStart = 0, 0, now
 	// Keep a stable window of samples, and a little more.
 	keep := int(w.asConfig.StableWindow/time.Second) + 2
@@ -253,4 +264,58 @@ func autoscalerConfig(defaults autoscaler.Config, cfg apis.WorkloadConfig) autos
 	}
 	c.Min, c.Max = cfg.Scale.Min, cfg.Scale.Max
 	return c
+}
+
+// Demand is a data plane's measure of a workload's demand over its last second, reported to
+// the one that autoscales (several gateway replicas share the traffic; one decides).
+type Demand struct {
+	Concurrency float64   `json:"concurrency"`
+	RPS         float64   `json:"rps"`
+	Waiting     int       `json:"waiting"` // requests held for capacity right now
+	At          time.Time `json:"-"`
+}
+
+// remoteFresh is how long a report counts: a replica that stops reporting stops adding
+// demand.
+const remoteFresh = 3 * time.Second
+
+// ReportRemote adds another data plane's demand for a workload to this engine's samples;
+// requests waiting there wake the workload from zero here at once.
+func (e *Engine) ReportRemote(key, source string, d Demand) {
+	w := e.Get(key)
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.remote == nil {
+		w.remote = map[string]Demand{}
+	}
+	d.At = time.Now()
+	w.remote[source] = d
+	if d.Waiting > 0 {
+		w.accountLocked(d.At)
+		// Count the waiting requests as this moment's demand, as a local one would be.
+		w.waiting += d.Waiting
+		w.pokeLocked(d.At)
+		w.waiting -= d.Waiting
+	}
+}
+
+// Demand is this engine's own demand per workload over the last closed second, with the
+// requests waiting now: what a replica reports to the leader.
+func (e *Engine) Demand() map[string]Demand {
+	out := map[string]Demand{}
+	for _, key := range e.Keys() {
+		w := e.Get(key)
+		if w == nil {
+			continue
+		}
+		w.mu.Lock()
+		if w.last.Concurrency > 0 || w.waiting > 0 || w.inflight > 0 {
+			out[key] = Demand{Concurrency: w.last.Concurrency, RPS: w.last.Requests, Waiting: w.waiting}
+		}
+		w.mu.Unlock()
+	}
+	return out
 }

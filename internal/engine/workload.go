@@ -63,6 +63,11 @@ type Workload struct {
 	// floor is a least scale an outside signal asks for (a queue's lag), until floorUntil.
 	floor      int
 	floorUntil time.Time
+	// remote is the demand other data planes report for this workload (the gateway replicas
+	// that are not the autoscaling leader), by source.
+	remote map[string]Demand
+	// last is the newest closed sample of this data plane's own demand, for reporting.
+	last autoscaler.Sample
 
 	// Cold starts: requests that arrived with no ready instance, and how long they waited.
 	coldStarts uint64

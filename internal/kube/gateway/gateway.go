@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -44,9 +45,16 @@ type Options struct {
 	// CodeURL is where pool pods download functions' code: this gateway's
 	// /_flick/archives, as the pods reach it.
 	CodeURL string
-	Engine  engine.Options
-	MaxBody int64
-	Log     *slog.Logger
+	// LeaderElection: several replicas run; the one holding the flick-gateway Lease (in
+	// LeaseNamespace, LeaseDuration) autoscales, and the others report their demand to it
+	// at PeerURL, the address of this replica's PeerHandler as the others reach it.
+	LeaderElection bool
+	LeaseNamespace string
+	LeaseDuration  time.Duration
+	PeerURL        string
+	Engine         engine.Options
+	MaxBody        int64
+	Log            *slog.Logger
 }
 
 // Gateway routes requests to the pods of revisions and scales their Deployments.
@@ -75,6 +83,12 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 	}
 	if o.MaxBody == 0 {
 		o.MaxBody = 32 << 20
+	}
+	if o.LeaseNamespace == "" {
+		o.LeaseNamespace = kube.SystemNamespace
+	}
+	if o.LeaseDuration == 0 {
+		o.LeaseDuration = 15 * time.Second
 	}
 	cfg = rest.CopyConfig(cfg)
 	cfg.QPS, cfg.Burst = 100, 200
@@ -147,8 +161,11 @@ func groups(o Options) []string {
 // Run follows the cluster until ctx ends. The pods stay when the gateway stops: the next
 // gateway finds them ready and serves from them at once.
 func (g *Gateway) Run(ctx context.Context) error {
-	errs := make(chan error, 1)
+	errs := make(chan error, 2)
 	go func() { errs <- g.driver.Run(ctx) }()
+	if g.opts.LeaderElection {
+		go func() { errs <- g.replicate(ctx) }()
+	}
 	go g.engine.Run(ctx)
 	f := dynamicinformer.NewDynamicSharedInformerFactory(g.dyn, 0)
 	var synced []cache.InformerSynced

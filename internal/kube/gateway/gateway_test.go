@@ -109,6 +109,9 @@ func (k *kubelet) reconcile(ctx context.Context, dep string, replicas int) {
 			k.mu.Lock()
 			k.served[dep]++
 			k.mu.Unlock()
+			if d, err := time.ParseDuration(r.URL.Query().Get("sleep")); err == nil {
+				time.Sleep(d) // a busy pod, for concurrency
+			}
 			fmt.Fprintf(w, "%s answers %s", name, r.URL.Path)
 			if p := r.Header.Get("X-Flick-Param-Name"); p != "" {
 				fmt.Fprintf(w, " for %s", p)
@@ -396,4 +399,123 @@ func routeStatus(t *testing.T, cfg *rest.Config, name string) string {
 	}
 	b, _ := json.Marshal(u.Object["status"])
 	return string(b)
+}
+
+// TestGatewayReplicas: two gateways share the traffic. The one holding the flick-gateway
+// Lease autoscales; load sent only to the other one scales the Deployment out, because the
+// follower reports its demand to the leader, and idle, the leader takes it back to zero.
+func TestGatewayReplicas(t *testing.T) {
+	cp := kubetest.Start(t)
+	cfg, err := kube.RESTConfig(cp.Kubeconfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := kube.Install(ctx, cfg, config.Install(config.InstallOptions{KnativeCRDs: true})); err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mgr, err := operator.New(serviceAccount(t, cs, cfg, "flick-operator"), operator.Options{Knative: true, Domain: "example.com",
+		Plan: operator.Plan{Images: operator.DefaultImages("test")}, MetricsAddr: "0", ProbeAddr: "0", Log: quiet, SkipNameValidation: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = mgr.Start(ctx) }()
+	type replica struct {
+		front, peer *httptest.Server
+	}
+	var replicas []replica
+	for range 2 {
+		// The peer URL must be known before the gateway is made: listen first.
+		peer := httptest.NewUnstartedServer(nil)
+		gw, err := New(serviceAccount(t, cs, cfg, "flick-gateway"), Options{Knative: true, Domain: "example.com", Log: quiet,
+			LeaderElection: true, LeaseDuration: 3 * time.Second, PeerURL: "http://" + peer.Listener.Addr().String()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		peer.Config.Handler = gw.PeerHandler()
+		peer.Start()
+		defer peer.Close()
+		front := httptest.NewServer(gw.Handler())
+		defer front.Close()
+		replicas = append(replicas, replica{front: front, peer: peer})
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = gw.Run(ctx) }()
+	}
+	k := &kubelet{t: t, ip: hostIP(t), cs: cs, pods: map[string][]*httptest.Server{}, served: map[string]int{}}
+	wg.Add(1)
+	go func() { defer wg.Done(); k.run(ctx) }()
+
+	var follower replica
+	eventually(t, 30*time.Second, "a gateway holds the flick-gateway Lease", func() bool {
+		l, err := cs.CoordinationV1().Leases("flick-system").Get(ctx, "flick-gateway", metav1.GetOptions{})
+		if err != nil || l.Spec.HolderIdentity == nil {
+			return false
+		}
+		for i, r := range replicas {
+			if "http://"+r.peer.Listener.Addr().String() == *l.Spec.HolderIdentity {
+				follower = replicas[1-i]
+				return true
+			}
+		}
+		return false
+	})
+	apply(t, cfg, `apiVersion: serving.knative.dev/v1
+kind: Service
+metadata: {name: busy, namespace: default}
+spec:
+  template:
+    metadata:
+      annotations: {autoscaling.knative.dev/window: 6s}
+    spec:
+      containerConcurrency: 1
+      containers: [{image: ghcr.io/knative/helloworld-go:latest}]
+`)
+	get := func(path string) (int, string) {
+		req, _ := http.NewRequest("GET", follower.front.URL+path, nil)
+		req.Host = "busy.default.example.com"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	eventually(t, 60*time.Second, "busy answers through the follower", func() bool {
+		code, _ := get("/")
+		return code == 200
+	})
+	replicasOf := func() int32 {
+		sc, err := cs.AppsV1().Deployments("default").GetScale(ctx, "busy-00001", metav1.GetOptions{})
+		if err != nil {
+			return -1
+		}
+		return sc.Spec.Replicas
+	}
+	// Six clients, each always in a request of 300 ms, on the follower only.
+	load, stop := context.WithCancel(ctx)
+	var clients sync.WaitGroup
+	for range 6 {
+		clients.Add(1)
+		go func() {
+			defer clients.Done()
+			for load.Err() == nil {
+				get("/?sleep=300ms")
+			}
+		}()
+	}
+	eventually(t, 60*time.Second, "the leader scales busy out for the follower's demand", func() bool { return replicasOf() >= 3 })
+	stop()
+	clients.Wait()
+	eventually(t, 90*time.Second, "idle, the leader scales busy to zero", func() bool { return replicasOf() == 0 })
 }

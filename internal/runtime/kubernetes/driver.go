@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
@@ -41,6 +42,10 @@ type Driver struct {
 
 	owner PoolOwner
 	http  *http.Client
+	// follower: another gateway replica autoscales. This one hands out the ready pods it
+	// finds and never scales or specializes; starved tells the leader it needs more.
+	follower atomic.Bool
+	starved  func()
 
 	mu      sync.Mutex
 	deps    map[string]*deployment       // "namespace/name"
@@ -122,11 +127,29 @@ func (d *Driver) resync(store cache.Store) {
 	d.ready = ready
 	for key, dep := range d.deps {
 		dep.ready = ready[key]
+		lost := false
 		for pod, inst := range dep.held {
 			if _, ok := dep.ready[pod]; !ok && !dep.claimed[pod] {
 				delete(dep.held, pod)
 				inst.MarkExited("pod " + pod + " is gone or not ready")
+				lost = true
 			}
+		}
+		if lost && !d.follower.Load() {
+			// The Deployment wants the pods handed out, no more: the engine starts a
+			// replacement if it still needs one, and that raises the replicas again.
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				err := d.scale(ctx, dep, func(cur int32) int32 {
+					d.mu.Lock()
+					defer d.mu.Unlock()
+					return min(cur, int32(len(dep.held)+dep.starting))
+				})
+				if err != nil && !apierrors.IsNotFound(err) {
+					d.log.Warn("cannot lower the Deployment to the pods in use", "deployment", dep.namespace+"/"+dep.name, "err", err)
+				}
+			}()
 		}
 	}
 	close(d.changed)
@@ -152,6 +175,9 @@ func (d *Driver) of(spec runtime.InstanceSpec) (*deployment, error) {
 // Start hands out a ready pod nobody holds, raising the Deployment's replicas first when
 // there is none.
 func (d *Driver) Start(ctx context.Context, spec runtime.InstanceSpec) (*runtime.Instance, error) {
+	if d.follower.Load() {
+		return d.startFollowing(ctx, spec)
+	}
 	if spec.Specialize != nil {
 		return d.startPooled(ctx, spec)
 	}
@@ -167,7 +193,9 @@ func (d *Driver) Start(ctx context.Context, spec runtime.InstanceSpec) (*runtime
 		dep.starting--
 		d.mu.Unlock()
 	}()
-	scaled := false
+	// The replicas are said again now and then while waiting: a concurrent lowering (a pod
+	// lost elsewhere) may have undone the raise.
+	var scaledAt time.Time
 	for {
 		for pod, addr := range dep.ready {
 			if dep.held[pod] == nil {
@@ -177,7 +205,7 @@ func (d *Driver) Start(ctx context.Context, spec runtime.InstanceSpec) (*runtime
 				d.mu.Unlock()
 				// The Deployment must want the pods handed out: one released a moment ago
 				// may still be ready while the Deployment is on its way down.
-				if !scaled {
+				if scaledAt.IsZero() {
 					if err := d.scale(ctx, dep, func(cur int32) int32 { return max(cur, want) }); err != nil {
 						d.log.Warn("cannot keep the Deployment at the pods in use", "deployment", dep.namespace+"/"+dep.name, "err", err)
 					}
@@ -185,12 +213,15 @@ func (d *Driver) Start(ctx context.Context, spec runtime.InstanceSpec) (*runtime
 				return inst, nil
 			}
 		}
-		want := int32(len(dep.held) + dep.starting)
 		changed := d.changed
 		d.mu.Unlock()
 		var retry <-chan time.Time
-		if !scaled {
-			err := d.scale(ctx, dep, func(cur int32) int32 { return max(cur, want) })
+		if time.Since(scaledAt) >= time.Second {
+			err := d.scale(ctx, dep, func(cur int32) int32 {
+				d.mu.Lock()
+				defer d.mu.Unlock()
+				return max(cur, int32(len(dep.held)+dep.starting))
+			})
 			switch {
 			case apierrors.IsNotFound(err):
 				// The revision is known before the operator made its Deployment.
@@ -198,8 +229,11 @@ func (d *Driver) Start(ctx context.Context, spec runtime.InstanceSpec) (*runtime
 			case err != nil:
 				return nil, err
 			default:
-				scaled = true
+				scaledAt = time.Now()
 			}
+		}
+		if retry == nil {
+			retry = time.After(time.Second - time.Since(scaledAt))
 		}
 		select {
 		case <-changed:
@@ -231,6 +265,11 @@ func (d *Driver) Stop(ctx context.Context, inst *runtime.Instance, grace time.Du
 	claimed := dep.claimed[inst.ID]
 	delete(dep.claimed, inst.ID)
 	d.mu.Unlock()
+	if d.follower.Load() {
+		// The leader decides how many pods there are: this replica only lets go.
+		inst.MarkExited("released")
+		return nil
+	}
 	if claimed {
 		// A specialized pod serves only its function: it goes.
 		d.deletePod(dep.namespace, inst.ID, grace)
@@ -270,6 +309,60 @@ func (d *Driver) Stop(ctx context.Context, inst *runtime.Instance, grace time.Du
 	}
 	d.mu.Unlock()
 	return err
+}
+
+// SetFollower makes this driver a follower (another replica autoscales) or the one that
+// scales; starved is called when a follower needs a pod it cannot find.
+func (d *Driver) SetFollower(follower bool, starved func()) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.starved = starved
+	d.follower.Store(follower)
+	close(d.changed) // Starts waiting in the other role look again
+	d.changed = make(chan struct{})
+}
+
+// startFollowing hands out a ready pod of the revision this replica does not hold yet; with
+// none, it tells the leader and waits for one (or for becoming the leader).
+func (d *Driver) startFollowing(ctx context.Context, spec runtime.InstanceSpec) (*runtime.Instance, error) {
+	d.mu.Lock()
+	dep, err := d.of(spec)
+	if err != nil {
+		d.mu.Unlock()
+		return nil, err
+	}
+	dep.starting++
+	defer func() {
+		d.mu.Lock()
+		dep.starting--
+		d.mu.Unlock()
+	}()
+	for {
+		if !d.follower.Load() {
+			d.mu.Unlock()
+			return d.Start(ctx, spec)
+		}
+		for pod, addr := range dep.ready {
+			if dep.held[pod] == nil {
+				inst := runtime.NewInstance(pod, addr, 0, time.Now())
+				dep.held[pod] = inst
+				d.mu.Unlock()
+				return inst, nil
+			}
+		}
+		changed, starved := d.changed, d.starved
+		d.mu.Unlock()
+		if starved != nil {
+			starved()
+		}
+		select {
+		case <-changed:
+		case <-time.After(time.Second): // tell the leader again
+		case <-ctx.Done():
+			return nil, fmt.Errorf("revision %s/%s: no ready pod (the leading gateway scales): %w", dep.namespace, dep.name, ctx.Err())
+		}
+		d.mu.Lock()
+	}
 }
 
 // scale sets the Deployment's replicas through /scale to what next makes of the current
