@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -21,6 +22,7 @@ func newGatewayCmd(o *options) *cobra.Command {
 	var (
 		listen, domain, codeURL, logLevel string
 		peerListen, peerURL               string
+		jetStream, brokerURL              string
 		knative, leader                   bool
 	)
 	cmd := &cobra.Command{
@@ -42,8 +44,17 @@ waits, and scaled back down when idle.`,
 			if err != nil {
 				return err
 			}
-			gw, err := gateway.New(cfg, gateway.Options{Domain: domain, Knative: knative, CodeURL: codeURL, Log: log,
-				LeaderElection: leader, PeerURL: peerURL})
+			opts := gateway.Options{Domain: domain, Knative: knative, CodeURL: codeURL, Log: log,
+				LeaderElection: leader, PeerURL: peerURL,
+				Eventing: gateway.EventingOptions{JetStream: jetStream, BrokerURL: brokerURL, DataAddr: listen}}
+			switch {
+			case jetStream != "":
+			case leader:
+				log.Warn("brokers and triggers are off: several replicas share their events only through --jetstream")
+			default:
+				opts.Eventing.EventsDir = filepath.Join(o.dataDir, "gateway-events")
+			}
+			gw, err := gateway.New(cfg, opts)
 			if err != nil {
 				return err
 			}
@@ -80,6 +91,8 @@ waits, and scaled back down when idle.`,
 	f.StringVar(&listen, "listen", ":8080", "address the data plane listens on")
 	f.StringVar(&domain, "domain", "example.com", "domain of workload hosts: {name}.{namespace}.{domain}")
 	f.StringVar(&codeURL, "code-url", defaultCodeURL, "where pool pods download functions' code: this gateway's /_flick/archives as the pods reach it")
+	f.StringVar(&jetStream, "jetstream", "", "NATS JetStream server brokers keep their events in, shared by every replica (nats://host:4222); without it one gateway keeps them under --data-dir")
+	f.StringVar(&brokerURL, "broker-url", "http://flick-gateway.flick-system.svc", "this gateway as pods reach it: brokers' addresses are under it")
 	f.BoolVar(&leader, "leader-elect", false, "run as one of several replicas: the one holding the flick-gateway Lease autoscales, the others report their demand to it")
 	f.StringVar(&peerListen, "peer-listen", "", "address of the port the other replicas report their demand to (with --leader-elect)")
 	f.StringVar(&peerURL, "peer-url", "", "this replica's peer port as the other replicas reach it, e.g. http://$(POD_IP):8081 (with --leader-elect)")

@@ -118,31 +118,9 @@ func (s *Server) openCalls(client *http.Client) (*async.Manager, error) {
 	return async.Open(async.Options{Dir: filepath.Join(s.cfg.DataDir, "async"), Target: s.workloadURL, Client: client, Log: s.log})
 }
 
-// resolveDestination is a Knative destination's URL: a Function's or Service's address (its
-// host on the data plane) or a Broker's ingress, with the uri as a path; or the uri itself.
+// resolveDestination is a Knative destination's URL on this server's data plane.
 func (s *Server) resolveDestination(dataAddr, ns string, d apis.Destination) (string, error) {
-	if d.Ref == nil {
-		return d.URI, nil
-	}
-	refNS := d.Ref.Namespace
-	if refNS == "" {
-		refNS = ns
-	}
-	var base string
-	if t, ok := broker.RefTopic(ns, d.Ref); ok {
-		base = "http://" + dataAddr + t.Path()
-	} else {
-		switch d.Ref.Kind {
-		case "Function", "Service":
-			base = s.workloadURL(refNS, d.Ref.Name)
-		default:
-			return "", fmt.Errorf("ref kind %q is not addressable", d.Ref.Kind)
-		}
-	}
-	if d.URI != "" {
-		base = strings.TrimSuffix(base, "/") + "/" + strings.TrimPrefix(d.URI, "/")
-	}
-	return base, nil
+	return broker.ResolveDestination(ns, d, "http://"+dataAddr, s.workloadURL)
 }
 
 // dataHandler serves the ingress of brokers (/brokers/{ns}/{name}) and channels

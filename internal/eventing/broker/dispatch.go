@@ -117,6 +117,34 @@ func RefTopic(ns string, ref *apis.KReference) (Topic, bool) {
 	return Topic{}, false
 }
 
+// ResolveDestination is a Knative destination's URL: a Function's or Service's address
+// (workload gives it), a Broker's, Channel's or flow's ingress under base, with the uri as a
+// path; or the uri itself.
+func ResolveDestination(ns string, d apis.Destination, base string, workload func(ns, name string) string) (string, error) {
+	if d.Ref == nil {
+		return d.URI, nil
+	}
+	refNS := d.Ref.Namespace
+	if refNS == "" {
+		refNS = ns
+	}
+	var url string
+	if t, ok := RefTopic(ns, d.Ref); ok {
+		url = strings.TrimSuffix(base, "/") + t.Path()
+	} else {
+		switch d.Ref.Kind {
+		case "Function", "Service":
+			url = workload(refNS, d.Ref.Name)
+		default:
+			return "", fmt.Errorf("ref kind %q is not addressable", d.Ref.Kind)
+		}
+	}
+	if d.URI != "" {
+		url = strings.TrimSuffix(url, "/") + "/" + strings.TrimPrefix(d.URI, "/")
+	}
+	return url, nil
+}
+
 // TopicURL is the address of a topic on the data plane.
 func (m *Manager) TopicURL(t Topic) string { return m.opts.BaseURL + t.Path() }
 

@@ -28,6 +28,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/flickdev/flick/internal/engine"
+	"github.com/flickdev/flick/internal/eventing/broker"
 	"github.com/flickdev/flick/internal/kube"
 	"github.com/flickdev/flick/internal/kube/operator"
 	"github.com/flickdev/flick/internal/router"
@@ -52,9 +53,11 @@ type Options struct {
 	LeaseNamespace string
 	LeaseDuration  time.Duration
 	PeerURL        string
-	Engine         engine.Options
-	MaxBody        int64
-	Log            *slog.Logger
+	// Eventing runs Brokers and Triggers (off when it names no store).
+	Eventing EventingOptions
+	Engine   engine.Options
+	MaxBody  int64
+	Log      *slog.Logger
 }
 
 // Gateway routes requests to the pods of revisions and scales their Deployments.
@@ -71,6 +74,9 @@ type Gateway struct {
 	owners     map[string]metav1.OwnerReference // "ns/name" of every revision
 	routed     map[string]bool                  // engine keys some route sends traffic to
 	httpRoutes map[string]*apis.HTTPRoute       // flick.dev Routes by "ns/name"
+
+	brokers  *broker.Manager                       // nil without eventing
+	triggers map[string]*unstructured.Unstructured // "ns/name"
 }
 
 // New builds a gateway on a cluster; Run starts it.
@@ -101,7 +107,7 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 		return nil, err
 	}
 	g := &Gateway{opts: o, dyn: dyn, cs: cs, revisions: map[string]*apis.Revision{}, owners: map[string]metav1.OwnerReference{},
-		routed: map[string]bool{}, httpRoutes: map[string]*apis.HTTPRoute{}}
+		routed: map[string]bool{}, httpRoutes: map[string]*apis.HTTPRoute{}, triggers: map[string]*unstructured.Unstructured{}}
 	g.driver = kubedriver.New(cs, g.poolOwner, o.Log)
 	g.engine = engine.New(g.driver, o.Log, o.Engine, nil)
 	g.router = router.New(g.engine, o.Domain, o.MaxBody, o.Log)
@@ -113,6 +119,10 @@ func (g *Gateway) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if digest, ok := strings.CutPrefix(r.URL.Path, archivesPath); ok && r.Method == http.MethodGet {
 			g.serveArchive(w, r, digest)
+			return
+		}
+		if g.brokers != nil && (strings.HasPrefix(r.URL.Path, "/brokers/") || strings.HasPrefix(r.URL.Path, "/channels/")) && g.platformHost(r) {
+			g.brokers.ServeHTTP(w, r)
 			return
 		}
 		g.router.ServeHTTP(w, r)
@@ -193,8 +203,25 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if err := watch(gvr(apis.GroupFlick, "routes"), g.httpRoute); err != nil {
 		return err
 	}
+	if g.opts.Eventing.enabled() {
+		closeBrokers, err := g.openEventing()
+		if err != nil {
+			return err
+		}
+		defer closeBrokers()
+		if err := watch(gvr(apis.GroupEventing, "brokers"), g.brokerObj); err != nil {
+			return err
+		}
+		if err := watch(gvr(apis.GroupEventing, "triggers"), g.triggerObj); err != nil {
+			return err
+		}
+	}
 	f.Start(ctx.Done())
 	cache.WaitForCacheSync(ctx.Done(), synced...)
+	if g.brokers != nil {
+		// Every workload is known: deliveries may start.
+		g.brokers.SetReady()
+	}
 	select {
 	case <-ctx.Done():
 	case err := <-errs:

@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/flickdev/flick/config"
+	"github.com/flickdev/flick/internal/eventing/jetstream/natstest"
 	"github.com/flickdev/flick/internal/kube"
 	"github.com/flickdev/flick/internal/kube/kubetest"
 	"github.com/flickdev/flick/internal/kube/operator"
@@ -75,6 +76,7 @@ type kubelet struct {
 	mu     sync.Mutex
 	pods   map[string][]*httptest.Server // deployment -> its "pods"
 	served map[string]int                // deployment -> requests its pods answered
+	events map[string][]string           // deployment -> the CloudEvent types it received
 }
 
 func (k *kubelet) run(ctx context.Context) {
@@ -108,6 +110,12 @@ func (k *kubelet) reconcile(ctx context.Context, dep string, replicas int) {
 		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			k.mu.Lock()
 			k.served[dep]++
+			if ce := r.Header.Get("Ce-Type"); ce != "" {
+				if k.events == nil {
+					k.events = map[string][]string{}
+				}
+				k.events[dep] = append(k.events[dep], ce)
+			}
 			k.mu.Unlock()
 			if d, err := time.ParseDuration(r.URL.Query().Get("sleep")); err == nil {
 				time.Sleep(d) // a busy pod, for concurrency
@@ -518,4 +526,125 @@ spec:
 	stop()
 	clients.Wait()
 	eventually(t, 90*time.Second, "idle, the leader scales busy to zero", func() bool { return replicasOf() == 0 })
+}
+
+// TestGatewayBrokers: Brokers and Triggers on a cluster, their events in NATS JetStream. An
+// event posted to the broker's address reaches the Knative Service a trigger's filter
+// selects, through the gateway (from a pod the stand-in kubelet runs); one the filter leaves
+// out does not; statuses carry the broker's address and the trigger's subscriber, and a
+// trigger made before its broker says so until the broker comes.
+func TestGatewayBrokers(t *testing.T) {
+	cp := kubetest.Start(t)
+	nats := natstest.Start(t, natstest.Options{})
+	cfg, err := kube.RESTConfig(cp.Kubeconfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := kube.Install(ctx, cfg, config.Install(config.InstallOptions{KnativeCRDs: true})); err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mgr, err := operator.New(serviceAccount(t, cs, cfg, "flick-operator"), operator.Options{Knative: true, Domain: "example.com",
+		Plan: operator.Plan{Images: operator.DefaultImages("test")}, MetricsAddr: "0", ProbeAddr: "0", Log: quiet, SkipNameValidation: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = mgr.Start(ctx) }()
+	front := httptest.NewUnstartedServer(nil)
+	gw, err := New(serviceAccount(t, cs, cfg, "flick-gateway"), Options{Knative: true, Domain: "example.com", Log: quiet,
+		Eventing: EventingOptions{JetStream: nats.URL(), BrokerURL: "http://" + front.Listener.Addr().String(), DataAddr: front.Listener.Addr().String()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	front.Config.Handler = gw.Handler()
+	front.Start()
+	defer front.Close()
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = gw.Run(ctx) }()
+	k := &kubelet{t: t, ip: hostIP(t), cs: cs, pods: map[string][]*httptest.Server{}, served: map[string]int{}}
+	wg.Add(1)
+	go func() { defer wg.Done(); k.run(ctx) }()
+
+	dyn := dynamic.NewForConfigOrDie(cfg)
+	status := func(plural, name, field string) string {
+		u, err := dyn.Resource(schema.GroupVersionResource{Group: "eventing.knative.dev", Version: "v1", Resource: plural}).Namespace("default").Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err.Error()
+		}
+		b, _ := json.Marshal(u.Object["status"])
+		return string(b)
+	}
+	// The trigger first: it waits for its broker.
+	apply(t, cfg, `apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {name: greetings, namespace: default}
+spec:
+  broker: default
+  filter: {attributes: {type: dev.flick.greeting}}
+  subscriber: {ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: display}}
+---
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata: {name: display, namespace: default}
+spec:
+  template:
+    spec:
+      containers: [{image: ghcr.io/knative/helloworld-go:latest}]
+`)
+	eventually(t, 30*time.Second, "the trigger says its broker does not exist", func() bool {
+		return strings.Contains(status("triggers", "greetings", ""), "BrokerDoesNotExist")
+	})
+	apply(t, cfg, `apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {name: default, namespace: default}
+`)
+	var saw string
+	eventually(t, 30*time.Second, "the broker's address and the trigger's subscriber in their statuses", func() bool {
+		b, tr := status("brokers", "default", ""), status("triggers", "greetings", "")
+		saw = b + " " + tr
+		return strings.Contains(b, `"url":"http://`+front.Listener.Addr().String()+`/brokers/default/default"`) &&
+			strings.Contains(b, "JetStream at") && strings.Contains(tr, `"subscriberUri":"http://display.default.example.com"`)
+	}, &saw)
+	post := func(typ string) int {
+		req, _ := http.NewRequest(http.MethodPost, front.URL+"/brokers/default/default", strings.NewReader(`{"hello":"cluster"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Ce-Specversion", "1.0")
+		req.Header.Set("Ce-Id", typ+"-1")
+		req.Header.Set("Ce-Source", "/test")
+		req.Header.Set("Ce-Type", typ)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post("dev.flick.other"); code != http.StatusAccepted {
+		t.Fatalf("post to the broker: %d", code)
+	}
+	if code := post("dev.flick.greeting"); code != http.StatusAccepted {
+		t.Fatalf("post to the broker: %d", code)
+	}
+	eventually(t, 60*time.Second, "the greeting reaches display through the gateway", func() bool {
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		return len(k.events["display-00001"]) > 0
+	})
+	time.Sleep(time.Second)
+	k.mu.Lock()
+	got := strings.Join(k.events["display-00001"], ",")
+	k.mu.Unlock()
+	if got != "dev.flick.greeting" {
+		t.Errorf("display received %s, want the greeting once and not the other type", got)
+	}
 }
