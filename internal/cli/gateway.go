@@ -50,7 +50,7 @@ waits, and scaled back down when idle.`,
 			switch {
 			case jetStream != "":
 			case leader:
-				log.Warn("brokers and triggers are off: several replicas share their events only through --jetstream")
+				log.Warn("brokers keep no events: several replicas share them only through --jetstream")
 			default:
 				opts.Eventing.EventsDir = filepath.Join(o.dataDir, "gateway-events")
 			}

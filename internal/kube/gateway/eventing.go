@@ -38,13 +38,12 @@ type EventingOptions struct {
 	JetStream string
 	// EventsDir keeps brokers' events in the embedded log instead (one gateway only).
 	EventsDir string
-	// BrokerURL is this gateway as pods reach it: brokers' addresses are under it.
+	// BrokerURL is this gateway as pods reach it: brokers' addresses are under it. Without
+	// JetStream or EventsDir, brokers report that they keep no events.
 	BrokerURL string
 	// DataAddr is this gateway's data plane address, where deliveries to workloads go.
 	DataAddr string
 }
-
-func (o EventingOptions) enabled() bool { return o.JetStream != "" || o.EventsDir != "" }
 
 // openEventing starts the broker manager; the returned function closes it.
 func (g *Gateway) openEventing() (func(), error) {
@@ -60,19 +59,21 @@ func (g *Gateway) openEventing() (func(), error) {
 			st, err := js.Open(ctx, t.ID(), jetstream.StreamOptions{})
 			return st, "JetStream at " + o.JetStream, err
 		}
-	} else {
+	} else if o.EventsDir != "" {
 		open = broker.LogStores(filepath.Clean(o.EventsDir), eventlog.Options{})
+	} else {
+		open = func(context.Context, broker.Topic) (estore.Store, string, error) {
+			return nil, "", errors.New("this gateway keeps no events: run it with --jetstream (several replicas share events only there)")
+		}
 	}
 	dial := g.dataPlaneDial()
 	m, err := broker.New(broker.Options{
 		Open:    open,
 		BaseURL: o.BrokerURL,
-		Resolve: func(ns string, d apis.Destination) (string, error) {
-			return broker.ResolveDestination(ns, d, o.BrokerURL, g.workloadURL)
-		},
-		Dial:   dial,
-		Client: &http.Client{Transport: &http.Transport{DialContext: dial, MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute}},
-		Log:    g.opts.Log,
+		Resolve: g.resolve,
+		Dial:    dial,
+		Client:  &http.Client{Transport: &http.Transport{DialContext: dial, MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute}},
+		Log:     g.opts.Log,
 	})
 	if err != nil {
 		if js != nil {
@@ -87,6 +88,11 @@ func (g *Gateway) openEventing() (func(), error) {
 			js.Close()
 		}
 	}, nil
+}
+
+// resolve is a destination's URL: a workload's host on this gateway, a broker's address.
+func (g *Gateway) resolve(ns string, d apis.Destination) (string, error) {
+	return broker.ResolveDestination(ns, d, g.opts.Eventing.BrokerURL, g.workloadURL)
 }
 
 // workloadURL is a function's or service's address on this gateway.
@@ -225,7 +231,7 @@ func (g *Gateway) writeStatus(u *unstructured.Unstructured, prev, next any) {
 	if err != nil {
 		return
 	}
-	gvr := gvr(apis.GroupEventing, strings.ToLower(u.GetKind())+"s")
+	gvr := gvr(u.GroupVersionKind().Group, strings.ToLower(u.GetKind())+"s")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := g.dyn.Resource(gvr).Namespace(u.GetNamespace()).Patch(ctx, u.GetName(), types.MergePatchType, body, metav1.PatchOptions{}, "status"); err != nil {

@@ -34,6 +34,7 @@ import (
 	"github.com/flickdev/flick/internal/router"
 	"github.com/flickdev/flick/internal/runtime"
 	kubedriver "github.com/flickdev/flick/internal/runtime/kubernetes"
+	"github.com/flickdev/flick/internal/sources/ping"
 	"github.com/flickdev/flick/pkg/apis"
 )
 
@@ -75,8 +76,10 @@ type Gateway struct {
 	routed     map[string]bool                  // engine keys some route sends traffic to
 	httpRoutes map[string]*apis.HTTPRoute       // flick.dev Routes by "ns/name"
 
-	brokers  *broker.Manager                       // nil without eventing
-	triggers map[string]*unstructured.Unstructured // "ns/name"
+	brokers     *broker.Manager
+	triggers    map[string]*unstructured.Unstructured // "ns/name"
+	pingSources map[string]*unstructured.Unstructured // "ns/name"
+	pings       *ping.Runner                          // while this gateway autoscales
 }
 
 // New builds a gateway on a cluster; Run starts it.
@@ -107,7 +110,8 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 		return nil, err
 	}
 	g := &Gateway{opts: o, dyn: dyn, cs: cs, revisions: map[string]*apis.Revision{}, owners: map[string]metav1.OwnerReference{},
-		routed: map[string]bool{}, httpRoutes: map[string]*apis.HTTPRoute{}, triggers: map[string]*unstructured.Unstructured{}}
+		routed: map[string]bool{}, httpRoutes: map[string]*apis.HTTPRoute{}, triggers: map[string]*unstructured.Unstructured{},
+		pingSources: map[string]*unstructured.Unstructured{}}
 	g.driver = kubedriver.New(cs, g.poolOwner, o.Log)
 	g.engine = engine.New(g.driver, o.Log, o.Engine, nil)
 	g.router = router.New(g.engine, o.Domain, o.MaxBody, o.Log)
@@ -121,7 +125,7 @@ func (g *Gateway) Handler() http.Handler {
 			g.serveArchive(w, r, digest)
 			return
 		}
-		if g.brokers != nil && (strings.HasPrefix(r.URL.Path, "/brokers/") || strings.HasPrefix(r.URL.Path, "/channels/")) && g.platformHost(r) {
+		if (strings.HasPrefix(r.URL.Path, "/brokers/") || strings.HasPrefix(r.URL.Path, "/channels/")) && g.platformHost(r) {
 			g.brokers.ServeHTTP(w, r)
 			return
 		}
@@ -203,24 +207,27 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if err := watch(gvr(apis.GroupFlick, "routes"), g.httpRoute); err != nil {
 		return err
 	}
-	if g.opts.Eventing.enabled() {
-		closeBrokers, err := g.openEventing()
-		if err != nil {
-			return err
-		}
-		defer closeBrokers()
-		if err := watch(gvr(apis.GroupEventing, "brokers"), g.brokerObj); err != nil {
-			return err
-		}
-		if err := watch(gvr(apis.GroupEventing, "triggers"), g.triggerObj); err != nil {
-			return err
-		}
+	closeBrokers, err := g.openEventing()
+	if err != nil {
+		return err
+	}
+	defer closeBrokers()
+	defer g.stopPings()
+	if err := watch(gvr(apis.GroupEventing, "brokers"), g.brokerObj); err != nil {
+		return err
+	}
+	if err := watch(gvr(apis.GroupEventing, "triggers"), g.triggerObj); err != nil {
+		return err
+	}
+	if err := watch(gvr(apis.GroupSources, "pingsources"), g.pingObj); err != nil {
+		return err
 	}
 	f.Start(ctx.Done())
 	cache.WaitForCacheSync(ctx.Done(), synced...)
-	if g.brokers != nil {
-		// Every workload is known: deliveries may start.
-		g.brokers.SetReady()
+	// Every workload is known: deliveries may start.
+	g.brokers.SetReady()
+	if !g.opts.LeaderElection {
+		g.startPings()
 	}
 	select {
 	case <-ctx.Done():

@@ -608,7 +608,45 @@ spec:
 kind: Broker
 metadata: {name: default, namespace: default}
 `)
+	// A PingSource whose sink is the broker; a second trigger takes its ticks to another
+	// service. Only the gateway that autoscales fires it, and each tick it records.
+	apply(t, cfg, `apiVersion: sources.knative.dev/v1
+kind: PingSource
+metadata: {name: every-second, namespace: default}
+spec:
+  schedule: '@every 1s'
+  data: '{"tick": true}'
+  sink: {ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {name: ticks, namespace: default}
+spec:
+  broker: default
+  filter: {attributes: {type: dev.knative.sources.ping}}
+  subscriber: {ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: ticker}}
+---
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata: {name: ticker, namespace: default}
+spec:
+  template:
+    spec:
+      containers: [{image: ghcr.io/knative/helloworld-go:latest}]
+`)
 	var saw string
+	eventually(t, 60*time.Second, "ping ticks reach ticker through the broker, and the source records them", func() bool {
+		k.mu.Lock()
+		n := len(k.events["ticker-00001"])
+		k.mu.Unlock()
+		u, err := dyn.Resource(schema.GroupVersionResource{Group: "sources.knative.dev", Version: "v1", Resource: "pingsources"}).Namespace("default").Get(ctx, "every-second", metav1.GetOptions{})
+		if err != nil {
+			return false
+		}
+		b, _ := json.Marshal(u.Object["status"])
+		saw = string(b)
+		return n >= 2 && strings.Contains(saw, `"lastFired":"`) && strings.Contains(saw, `"sinkUri":"http://`)
+	}, &saw)
 	eventually(t, 30*time.Second, "the broker's address and the trigger's subscriber in their statuses", func() bool {
 		b, tr := status("brokers", "default", ""), status("triggers", "greetings", "")
 		saw = b + " " + tr
@@ -645,6 +683,6 @@ metadata: {name: default, namespace: default}
 	got := strings.Join(k.events["display-00001"], ",")
 	k.mu.Unlock()
 	if got != "dev.flick.greeting" {
-		t.Errorf("display received %s, want the greeting once and not the other type", got)
+		t.Errorf("display received %s, want the greeting once, and neither the other type nor ticks", got)
 	}
 }

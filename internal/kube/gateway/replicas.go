@@ -76,9 +76,11 @@ func (g *Gateway) replicate(ctx context.Context) error {
 			OnStartedLeading: func(context.Context) {
 				g.opts.Log.Info("this gateway autoscales (leader)", "peer", self)
 				g.driver.SetFollower(false, nil)
+				g.startPings()
 			},
 			OnStoppedLeading: func() {
 				g.opts.Log.Info("this gateway follows", "peer", self)
+				g.stopPings()
 				g.driver.SetFollower(true, func() {
 					select {
 					case poke <- struct{}{}:

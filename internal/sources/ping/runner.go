@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -99,8 +100,11 @@ type Status struct {
 
 // Options configure a Runner.
 type Options struct {
-	// Dir holds the state file (ping.db). Required.
+	// Dir holds the state file (ping.db). Required unless State is given.
 	Dir string
+	// State, when set, keeps the last fired ticks instead of the file in Dir (on a cluster:
+	// the PingSources' statuses).
+	State State
 	// Send delivers an event to the source's sink; nil error means the sink accepted it. It
 	// must return when ctx is done, and bound its own time: a tick waits for it.
 	Send func(ctx context.Context, ev Event) error
@@ -112,10 +116,18 @@ type Options struct {
 	MinBackoff, MaxBackoff time.Duration
 }
 
+// State keeps each source's last fired tick (by "namespace/name"), durably: a recorded tick
+// never fires again, even after a restart.
+type State interface {
+	LastFired(key string) (time.Time, error)
+	Record(key string, tick time.Time) error
+	Forget(key string) error
+}
+
 // Runner fires many sources, each in its own goroutine that sleeps until its next tick.
 type Runner struct {
 	opts   Options
-	state  *state
+	state  State
 	ctx    context.Context // parent of every source's; cancelled by Close
 	cancel context.CancelFunc
 
@@ -142,7 +154,7 @@ type entry struct {
 
 // Open opens the state under opts.Dir. Sources start firing as they are upserted.
 func Open(opts Options) (*Runner, error) {
-	if opts.Dir == "" {
+	if opts.Dir == "" && opts.State == nil {
 		return nil, errors.New("ping: Options.Dir is empty")
 	}
 	if opts.Send == nil {
@@ -160,9 +172,13 @@ func Open(opts Options) (*Runner, error) {
 	if opts.MaxBackoff <= 0 {
 		opts.MaxBackoff = DefaultMaxBackoff
 	}
-	st, err := openState(opts.Dir)
-	if err != nil {
-		return nil, err
+	var st State = opts.State
+	if st == nil {
+		file, err := openState(opts.Dir)
+		if err != nil {
+			return nil, err
+		}
+		st = file
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Runner{opts: opts, state: st, ctx: ctx, cancel: cancel, sources: map[string]*entry{}}, nil
@@ -208,7 +224,7 @@ func (r *Runner) Upsert(src Source) error {
 	if old != nil {
 		old.stop()
 		lastFired = old.getStatus().LastFired // may be newer than the file, if a write failed
-	} else if lastFired, err = r.state.lastFired(src.key()); err != nil {
+	} else if lastFired, err = r.state.LastFired(src.key()); err != nil {
 		return fmt.Errorf("pingsource %s: %w", src.key(), err)
 	}
 	ctx, cancel := context.WithCancel(r.ctx)
@@ -237,7 +253,7 @@ func (r *Runner) Delete(namespace, name string) error {
 	if e != nil {
 		e.stop()
 	}
-	return r.state.forget(key)
+	return r.state.Forget(key)
 }
 
 // Status returns a source's status, and false if the Runner does not have it.
@@ -272,8 +288,10 @@ func (r *Runner) Close() error {
 	for _, e := range entries {
 		<-e.done
 	}
-	if err := r.state.close(); err != nil {
-		return fmt.Errorf("close ping state: %w", err)
+	if c, ok := r.state.(io.Closer); ok {
+		if err := c.Close(); err != nil {
+			return fmt.Errorf("close ping state: %w", err)
+		}
 	}
 	return nil
 }
@@ -340,7 +358,7 @@ func (r *Runner) fire(ctx context.Context, e *entry, tick, next time.Time, log *
 	// In memory first, so that this process does not send the tick again even if the write
 	// fails.
 	e.setFired(tick)
-	if err := r.state.record(e.src.key(), tick); err != nil {
+	if err := r.state.Record(e.src.key(), tick); err != nil {
 		log.Error("ping: cannot record the fired tick; it may fire again after a restart", "tick", tick, "error", err)
 		e.setError(err)
 	}

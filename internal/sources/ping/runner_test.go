@@ -375,7 +375,7 @@ func TestRunnerDeleteForgetsState(t *testing.T) {
 	if _, ok := r.Status("ns", "a"); ok {
 		t.Error("status of a deleted source found")
 	}
-	if last, err := r.state.lastFired("ns/a"); err != nil || !last.IsZero() {
+	if last, err := r.state.LastFired("ns/a"); err != nil || !last.IsZero() {
 		t.Errorf("state after delete = %s, %v; want none", last, err)
 	}
 	clock.runUntil(t, 0, clockAt(t, "10:03:00"))

@@ -45,8 +45,8 @@ func openState(dir string) (*state, error) {
 	return &state{db: db}, nil
 }
 
-// lastFired returns the last tick recorded for key, zero if none.
-func (s *state) lastFired(key string) (time.Time, error) {
+// LastFired returns the last tick recorded for key, zero if none.
+func (s *state) LastFired(key string) (time.Time, error) {
 	var tick time.Time
 	err := s.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketFired).Get([]byte(key))
@@ -61,9 +61,9 @@ func (s *state) lastFired(key string) (time.Time, error) {
 	return tick, nil
 }
 
-// record durably notes tick as fired for key. Batch folds the records of the many sources
+// Record durably notes tick as fired for key. Batch folds the records of the many sources
 // that fire on the same minute into one commit, so into one fsync.
-func (s *state) record(key string, tick time.Time) error {
+func (s *state) Record(key string, tick time.Time) error {
 	v, err := tick.UTC().MarshalText()
 	if err != nil {
 		return fmt.Errorf("record tick of %s: %w", key, err)
@@ -77,7 +77,7 @@ func (s *state) record(key string, tick time.Time) error {
 	return nil
 }
 
-func (s *state) forget(key string) error {
+func (s *state) Forget(key string) error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketFired).Delete([]byte(key))
 	})
@@ -87,4 +87,4 @@ func (s *state) forget(key string) error {
 	return nil
 }
 
-func (s *state) close() error { return s.db.Close() }
+func (s *state) Close() error { return s.db.Close() }
