@@ -20,6 +20,21 @@ type Route struct {
 	Tags map[string]string
 }
 
+// Main is the workload that takes the largest share of a route's traffic (the first of
+// equals); "" for a route without splits.
+func (r Route) Main() string {
+	if len(r.Splits) == 0 {
+		return ""
+	}
+	main := r.Splits[0]
+	for _, sp := range r.Splits {
+		if sp.Percent > main.Percent {
+			main = sp
+		}
+	}
+	return main.Key
+}
+
 // routes is an immutable snapshot, swapped whole, so lookups take no lock.
 type routes map[string]*Route
 

@@ -20,11 +20,7 @@ import (
 	"github.com/flickdev/flick/internal/sources/kubewatch"
 	"github.com/flickdev/flick/internal/sources/ping"
 	"github.com/flickdev/flick/internal/sources/queue"
-	kafkaqueue "github.com/flickdev/flick/internal/sources/queue/kafka"
-	mqttqueue "github.com/flickdev/flick/internal/sources/queue/mqtt"
-	natsqueue "github.com/flickdev/flick/internal/sources/queue/nats"
-	rabbitqueue "github.com/flickdev/flick/internal/sources/queue/rabbitmq"
-	redisqueue "github.com/flickdev/flick/internal/sources/queue/redis"
+	"github.com/flickdev/flick/internal/sources/queue/drivers"
 	"github.com/flickdev/flick/internal/store"
 	"github.com/flickdev/flick/pkg/apis"
 )
@@ -56,17 +52,6 @@ type queueSink struct {
 	concurrency  int
 }
 
-// queueDrivers are the queues QueueSources consume, by spec.type.
-func queueDrivers() map[string]queue.Opener {
-	return map[string]queue.Opener{
-		"nats":     natsqueue.Open,
-		"redis":    redisqueue.Open,
-		"mqtt":     mqttqueue.Open,
-		"rabbitmq": rabbitqueue.Open,
-		"kafka":    kafkaqueue.Open,
-	}
-}
-
 // openSources opens the ping sources' state under DATA_DIR/sources.
 func (s *Server) openSources(brokers *broker.Manager) (*eventSources, error) {
 	es := &eventSources{store: s.store, brokers: brokers, sinks: map[string]queueSink{}, floor: s.scaleFloor}
@@ -75,7 +60,7 @@ func (s *Server) openSources(brokers *broker.Manager) (*eventSources, error) {
 		return nil, err
 	}
 	es.pings = r
-	es.queues = queue.NewRunner(queue.Options{Drivers: queueDrivers(), Deliver: es.deliverMessage, Log: s.log})
+	es.queues = queue.NewRunner(queue.Options{Drivers: drivers.All(), Deliver: es.deliverMessage, Log: s.log})
 	es.containers = container.NewRunner(container.Options{Driver: s.driver, Log: s.log})
 	es.builder = s.builder
 	if s.cfg.KubeWatch != nil {
@@ -259,7 +244,7 @@ func (es *eventSources) scaleOnLag(ctx context.Context) {
 			if !ok || l.Status.Lag <= 0 {
 				continue
 			}
-			n := min(int((l.Status.Lag+int64(sink.lagThreshold)-1)/int64(sink.lagThreshold)), max(sink.concurrency, 1))
+			n := queue.LagFloor(l.Status.Lag, sink.lagThreshold, sink.concurrency)
 			es.floor(l.Source.Namespace, sink.dest, n)
 		}
 	}
@@ -277,13 +262,7 @@ func (s *Server) scaleFloor(ns string, sink apis.Destination, n int) {
 	}
 	key := refNS + "/" + sink.Ref.Name
 	if r, ok := s.router.RouteOf(key); ok && len(r.Splits) > 0 {
-		main := r.Splits[0]
-		for _, sp := range r.Splits {
-			if sp.Percent > main.Percent {
-				main = sp
-			}
-		}
-		key = main.Key
+		key = r.Main()
 	}
 	if w := s.engine.Get(key); w != nil {
 		w.SetFloor(n, floorTTL)

@@ -76,10 +76,12 @@ type Gateway struct {
 	routed     map[string]bool                  // engine keys some route sends traffic to
 	httpRoutes map[string]*apis.HTTPRoute       // flick.dev Routes by "ns/name"
 
-	brokers     *broker.Manager
-	triggers    map[string]*unstructured.Unstructured // "ns/name"
-	pingSources map[string]*unstructured.Unstructured // "ns/name"
-	pings       *ping.Runner                          // while this gateway autoscales
+	brokers      *broker.Manager
+	triggers     map[string]*unstructured.Unstructured // "ns/name"
+	pingSources  map[string]*unstructured.Unstructured // "ns/name"
+	pings        *ping.Runner                          // while this gateway autoscales
+	queueSources map[string]*unstructured.Unstructured // "ns/name"
+	queues       *queueRun                             // while this gateway autoscales
 }
 
 // New builds a gateway on a cluster; Run starts it.
@@ -111,7 +113,7 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 	}
 	g := &Gateway{opts: o, dyn: dyn, cs: cs, revisions: map[string]*apis.Revision{}, owners: map[string]metav1.OwnerReference{},
 		routed: map[string]bool{}, httpRoutes: map[string]*apis.HTTPRoute{}, triggers: map[string]*unstructured.Unstructured{},
-		pingSources: map[string]*unstructured.Unstructured{}}
+		pingSources: map[string]*unstructured.Unstructured{}, queueSources: map[string]*unstructured.Unstructured{}}
 	g.driver = kubedriver.New(cs, g.poolOwner, o.Log)
 	g.engine = engine.New(g.driver, o.Log, o.Engine, nil)
 	g.router = router.New(g.engine, o.Domain, o.MaxBody, o.Log)
@@ -213,6 +215,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	defer closeBrokers()
 	defer g.stopPings()
+	defer g.stopQueues()
 	if err := watch(gvr(apis.GroupEventing, "brokers"), g.brokerObj); err != nil {
 		return err
 	}
@@ -222,12 +225,16 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if err := watch(gvr(apis.GroupSources, "pingsources"), g.pingObj); err != nil {
 		return err
 	}
+	if err := watch(gvr(apis.GroupFlick, "queuesources"), g.queueObj); err != nil {
+		return err
+	}
 	f.Start(ctx.Done())
 	cache.WaitForCacheSync(ctx.Done(), synced...)
 	// Every workload is known: deliveries may start.
 	g.brokers.SetReady()
 	if !g.opts.LeaderElection {
 		g.startPings()
+		g.startQueues()
 	}
 	select {
 	case <-ctx.Done():

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	natsclient "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -30,6 +32,8 @@ import (
 	"github.com/flickdev/flick/internal/kube"
 	"github.com/flickdev/flick/internal/kube/kubetest"
 	"github.com/flickdev/flick/internal/kube/operator"
+	"github.com/flickdev/flick/internal/sources/queue"
+	natsqueue "github.com/flickdev/flick/internal/sources/queue/nats"
 	"github.com/flickdev/flick/pkg/apis"
 )
 
@@ -647,6 +651,74 @@ spec:
 		saw = string(b)
 		return n >= 2 && strings.Contains(saw, `"lastFired":"`) && strings.Contains(saw, `"sinkUri":"http://`)
 	}, &saw)
+	// A QueueSource on the same NATS server: its messages reach a service through the
+	// gateway, and its status shows the connection and the count; one whose Secret is
+	// missing says so.
+	nc, err := natsclient.Connect(nats.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "ORDERS", Subjects: []string{"orders"}}); err != nil {
+		t.Fatal(err)
+	}
+	apply(t, cfg, `apiVersion: flick.dev/v1
+kind: QueueSource
+metadata: {name: orders, namespace: default}
+spec:
+  type: nats
+  url: `+nats.URL()+`
+  topic: orders
+  sink: {ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: worker}}
+---
+apiVersion: flick.dev/v1
+kind: QueueSource
+metadata: {name: locked, namespace: default}
+spec:
+  type: nats
+  url: `+nats.URL()+`
+  topic: locked
+  secret: nats-credentials
+  sink: {ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: worker}}
+---
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata: {name: worker, namespace: default}
+spec:
+  template:
+    spec:
+      containers: [{image: ghcr.io/knative/helloworld-go:latest}]
+`)
+	queueStatus := func(name string) string {
+		u, err := dyn.Resource(schema.GroupVersionResource{Group: "flick.dev", Version: "v1", Resource: "queuesources"}).Namespace("default").Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err.Error()
+		}
+		b, _ := json.Marshal(u.Object["status"])
+		return string(b)
+	}
+	eventually(t, 30*time.Second, "the orders source connects", func() bool {
+		saw = queueStatus("orders")
+		return strings.Contains(saw, `"connected":true`)
+	}, &saw)
+	pub, err := natsqueue.Open(ctx, queue.Config{URL: nats.URL(), Topic: "orders", Group: "test-publisher"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	for i := range 3 {
+		if err := pub.Publish(ctx, "orders", queue.Message{Body: []byte(fmt.Sprintf("order %d", i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 60*time.Second, "the orders reach worker and the status counts them", func() bool {
+		saw = queueStatus("orders")
+		return k.answered("worker-00001") >= 3 && strings.Contains(saw, `"delivered":3`)
+	}, &saw)
+	if st := queueStatus("locked"); !strings.Contains(st, "SecretNotFound") {
+		t.Errorf("a source whose secret is missing: %s", st)
+	}
 	eventually(t, 30*time.Second, "the broker's address and the trigger's subscriber in their statuses", func() bool {
 		b, tr := status("brokers", "default", ""), status("triggers", "greetings", "")
 		saw = b + " " + tr

@@ -77,10 +77,12 @@ func (g *Gateway) replicate(ctx context.Context) error {
 				g.opts.Log.Info("this gateway autoscales (leader)", "peer", self)
 				g.driver.SetFollower(false, nil)
 				g.startPings()
+				g.startQueues()
 			},
 			OnStoppedLeading: func() {
 				g.opts.Log.Info("this gateway follows", "peer", self)
 				g.stopPings()
+				g.stopQueues()
 				g.driver.SetFollower(true, func() {
 					select {
 					case poke <- struct{}{}:

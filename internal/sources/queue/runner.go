@@ -47,6 +47,13 @@ type Options struct {
 	LagEvery time.Duration
 }
 
+// LagFloor is how many instances of a sink a backlog asks for, like KEDA: lag / threshold
+// rounded up, at most the source's concurrency (which bounds the messages in flight).
+func LagFloor(lag int64, threshold, concurrency int) int {
+	threshold = max(threshold, 1)
+	return min(int((lag+int64(threshold)-1)/int64(threshold)), max(concurrency, 1))
+}
+
 // Status is where a source stands.
 type Status struct {
 	Connected         bool
