@@ -285,3 +285,50 @@ func condition(u *unstructured.Unstructured, typ string) map[string]any {
 	}
 	return map[string]any{}
 }
+
+// TestFunctionPool: a Python Function with the pool executor gets a Revision with a Service
+// and no Deployment, and its namespace a pool Deployment of generic runtime pods, owned by
+// the function, whose pods the ReplicaSet makes; the revision waits for a ready pool pod;
+// deleting the function garbage-collects the pool.
+func TestFunctionPool(t *testing.T) {
+	dyn := cluster(t)
+	fns, revs := res("flick.dev", "functions"), res("flick.dev", "revisions")
+	pods := schema.GroupVersionResource{Version: "v1", Resource: "pods"}
+	apply(t, dyn, fns, `apiVersion: flick.dev/v1
+kind: Function
+metadata: {name: pooled}
+spec:
+  runtime: python
+  source: {path: ./pooled, archive: "sha256:2222222222222222222222222222222222222222222222222222222222222222"}
+`)
+	eventually(t, 30*time.Second, "the revision, its Service and the python pool", func() bool {
+		return get(t, dyn, revs, "pooled-00001") != nil && get(t, dyn, services, "pooled-00001") != nil && get(t, dyn, deployments, PoolName("python")) != nil
+	})
+	if get(t, dyn, deployments, "pooled-00001") != nil {
+		t.Error("a pool revision has a Deployment of its own")
+	}
+	fn := get(t, dyn, fns, "pooled")
+	pool := deployment(t, get(t, dyn, deployments, PoolName("python")))
+	if len(pool.OwnerReferences) != 1 || pool.OwnerReferences[0].UID != fn.GetUID() || *pool.Spec.Replicas != DefaultPoolSize ||
+		pool.Spec.Template.Labels["flick.dev/pool"] != "python" || pool.Spec.Template.Labels["flick.dev/runtime"] != "python" {
+		t.Errorf("pool %s: owners %+v, replicas %d, labels %v", pool.Name, pool.OwnerReferences, *pool.Spec.Replicas, pool.Spec.Template.Labels)
+	}
+	c := pool.Spec.Template.Spec.Containers[0]
+	if c.Image != "ghcr.io/flickdev/flick-runtime-python:test" || !hasEnv(c, "FLICK_HOST", "0.0.0.0") || !hasEnv(c, "PORT", "8080") ||
+		len(pool.Spec.Template.Spec.Tolerations) != 1 || c.ReadinessProbe == nil {
+		t.Errorf("pool container %+v, tolerations %+v", c, pool.Spec.Template.Spec.Tolerations)
+	}
+	eventually(t, 30*time.Second, "the ReplicaSet makes the pool's pods", func() bool {
+		list, err := dyn.Resource(pods).Namespace("default").List(t.Context(), metav1.ListOptions{LabelSelector: "flick.dev/pool=python"})
+		return err == nil && len(list.Items) == DefaultPoolSize
+	})
+	if c := condition(get(t, dyn, revs, "pooled-00001"), "Ready"); c["status"] != "Unknown" || c["reason"] != "PoolNotReady" {
+		t.Errorf("revision Ready %v, want Unknown PoolNotReady (no kubelet runs pods)", c)
+	}
+	if err := dyn.Resource(fns).Namespace("default").Delete(t.Context(), "pooled", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 60*time.Second, "the pool goes with its last function", func() bool {
+		return get(t, dyn, deployments, PoolName("python")) == nil
+	})
+}
