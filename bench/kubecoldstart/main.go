@@ -18,8 +18,6 @@
 package main
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -33,18 +31,14 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/flickdev/flick/bench/loadgen"
+	"github.com/flickdev/flick/internal/image/imagetest"
 	"github.com/flickdev/flick/internal/kube"
 	"github.com/flickdev/flick/internal/kube/kubetest"
 )
@@ -313,42 +307,5 @@ func main() {
 
 // pushHello builds a static Go server and pushes it as a one-layer image.
 func pushHello(dir, ref string) error {
-	src := filepath.Join(dir, "hello")
-	if err := os.MkdirAll(src, 0o755); err != nil {
-		return err
-	}
-	os.WriteFile(filepath.Join(src, "go.mod"), []byte("module hello\n\ngo 1.22\n"), 0o644)
-	os.WriteFile(filepath.Join(src, "main.go"), []byte(helloSource), 0o644)
-	cmd := exec.Command("go", "build", "-o", "hello", ".")
-	cmd.Dir = src
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("build the image's server: %v\n%s", err, out)
-	}
-	data, err := os.ReadFile(filepath.Join(src, "hello"))
-	if err != nil {
-		return err
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	tw.WriteHeader(&tar.Header{Name: "app/", Typeflag: tar.TypeDir, Mode: 0o755})
-	tw.WriteHeader(&tar.Header{Name: "app/hello", Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(data))})
-	tw.Write(data)
-	tw.Close()
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf.Bytes())), nil })
-	if err != nil {
-		return err
-	}
-	img, err := mutate.AppendLayers(empty.Image, layer)
-	if err != nil {
-		return err
-	}
-	if img, err = mutate.Config(img, v1.Config{Entrypoint: []string{"/app/hello"}, User: "65534"}); err != nil {
-		return err
-	}
-	r, err := name.ParseReference(ref)
-	if err != nil {
-		return err
-	}
-	return remote.Write(r, img)
+	return imagetest.PushGoProgram(dir, ref, "hello", helloSource, v1.Config{User: "65534"})
 }

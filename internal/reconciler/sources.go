@@ -192,11 +192,7 @@ func (r *Reconciler) fillQueueProgress(ns, name string, st *apis.QueueSourceStat
 	if !ok {
 		return apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionFalse, Reason: "NotRunning"}
 	}
-	st.Connected, st.Lag, st.Delivered, st.Failed, st.LastError = p.Connected, p.Lag, p.Delivered, p.Failed, p.LastError
-	if !p.Connected {
-		return apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionFalse, Reason: "NotConnected", Message: p.LastError}
-	}
-	return apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionTrue, Reason: "Connected"}
+	return st.SetProgress(p.Connected, p.Lag, p.Delivered, p.Failed, p.LastError)
 }
 
 // handleSecret reconciles the queue sources that use a secret that changed.

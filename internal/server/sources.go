@@ -133,18 +133,7 @@ func (es *eventSources) sendPing(ctx context.Context, ev ping.Event) error {
 		return err
 	}
 	p := obj.(*apis.PingSource)
-	attrs := map[string]string{}
-	if p.Spec.CEOverrides != nil {
-		for k, v := range p.Spec.CEOverrides.Extensions {
-			attrs[k] = v
-		}
-	}
-	attrs["specversion"], attrs["id"], attrs["source"], attrs["type"] = "1.0", ev.ID, ev.Source, ev.Type
-	attrs["time"] = ev.Time.UTC().Format(time.RFC3339)
-	if ev.DataContentType != "" {
-		attrs["datacontenttype"] = ev.DataContentType
-	}
-	return es.brokers.Deliver(ctx, ev.Namespace, p.Spec.Sink, attrs, ev.Data, sourceDeliveryTimeout)
+	return es.brokers.Deliver(ctx, ev.Namespace, p.Spec.Sink, ev.Attributes(p.Spec.CEOverrides.ExtensionsOrNil()), ev.Data, sourceDeliveryTimeout)
 }
 
 // UpsertPing starts or updates a ping source.

@@ -51,6 +51,14 @@ type CEOverrides struct {
 	Extensions map[string]string `json:"extensions,omitempty"`
 }
 
+// ExtensionsOrNil is the extensions of o, which may be nil.
+func (o *CEOverrides) ExtensionsOrNil() map[string]string {
+	if o == nil {
+		return nil
+	}
+	return o.Extensions
+}
+
 // PingSourceStatus reports the sink and the schedule's progress.
 type PingSourceStatus struct {
 	ObservedGeneration int64       `json:"observedGeneration,omitempty"`
@@ -182,6 +190,16 @@ type QueueSourceStatus struct {
 	Delivered int64  `json:"delivered,omitempty"`
 	Failed    int64  `json:"failed,omitempty"`
 	LastError string `json:"lastError,omitempty"`
+}
+
+// SetProgress copies a running queue source's progress into its status and returns its Ready
+// condition: true while it is connected to its queue.
+func (st *QueueSourceStatus) SetProgress(connected bool, lag, delivered, failed int64, lastError string) Condition {
+	st.Connected, st.Lag, st.Delivered, st.Failed, st.LastError = connected, lag, delivered, failed, lastError
+	if !connected {
+		return Condition{Type: ConditionReady, Status: ConditionFalse, Reason: "NotConnected", Message: lastError}
+	}
+	return Condition{Type: ConditionReady, Status: ConditionTrue, Reason: "Connected"}
 }
 
 // Queue source defaults: retries of a refused message, and backlog per sink instance.

@@ -1,25 +1,18 @@
 package e2e
 
 import (
-	"archive/tar"
-	"bytes"
-	"io"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/flickdev/flick/internal/image/imagetest"
 )
 
 // helloworldSource is Knative's helloworld-go sample, plus a /probe that reports what the
@@ -61,42 +54,9 @@ func main() {
 // base image, VERSION in its env.
 func pushHelloworld(t *testing.T, ref, version string) {
 	t.Helper()
-	dir := writeFiles(t, map[string]string{"go.mod": "module helloworld\n\ngo 1.22\n", "main.go": helloworldSource})
-	bin := filepath.Join(dir, "helloworld")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build helloworld: %v\n%s", err, out)
-	}
-	data, err := os.ReadFile(bin)
-	if err != nil {
+	cfg := v1.Config{Env: []string{"VERSION=" + version, "PATH=/app"}, WorkingDir: "/app", User: "65534"}
+	if err := imagetest.PushGoProgram(t.TempDir(), ref, "helloworld", helloworldSource, cfg); err != nil {
 		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	tw.WriteHeader(&tar.Header{Name: "app/", Typeflag: tar.TypeDir, Mode: 0o755})
-	tw.WriteHeader(&tar.Header{Name: "app/helloworld", Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(data))})
-	tw.Write(data)
-	tw.Close()
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf.Bytes())), nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := mutate.AppendLayers(empty.Image, layer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err = mutate.Config(img, v1.Config{Entrypoint: []string{"/app/helloworld"}, Env: []string{"VERSION=" + version, "PATH=/app"}, WorkingDir: "/app", User: "65534"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := name.ParseReference(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(r, img); err != nil {
-		t.Fatalf("push %s: %v", ref, err)
 	}
 }
 

@@ -78,6 +78,9 @@ type Options struct {
 type Manager struct {
 	opts   Options
 	sender *sender
+	// ops serializes starting and stopping dispatchers: callers on several goroutines (a
+	// cluster's informers) never see one half started.
+	ops    sync.Mutex
 	mu     sync.Mutex
 	topics map[string]*topic    // Topic.ID()
 	ds     map[string]*dispatch // "trigger/{ns}/{name}" or "subscription/{ns}/{name}"
@@ -169,6 +172,8 @@ func (m *Manager) DeleteBroker(ns, name string) {
 }
 
 func (m *Manager) deleteTopic(id string) {
+	m.ops.Lock()
+	defer m.ops.Unlock()
 	m.mu.Lock()
 	t := m.topics[id]
 	delete(m.topics, id)
@@ -229,6 +234,8 @@ func (m *Manager) DeleteTrigger(ns, name string) {
 func triggerCursor(trigger string) string { return "trigger-" + trigger }
 
 func (m *Manager) upsertDispatch(t *topic, s subscription) (string, error) {
+	m.ops.Lock()
+	defer m.ops.Unlock()
 	d, err := m.newDispatch(t, s)
 	if err != nil {
 		return "", err
@@ -245,6 +252,8 @@ func (m *Manager) upsertDispatch(t *topic, s subscription) (string, error) {
 }
 
 func (m *Manager) deleteDispatch(k, durable string) {
+	m.ops.Lock()
+	defer m.ops.Unlock()
 	m.mu.Lock()
 	d := m.ds[k]
 	delete(m.ds, k)
@@ -260,6 +269,8 @@ func (m *Manager) deleteDispatch(k, durable string) {
 // StopDelivery stops every dispatcher taking new events and lets deliveries under way
 // finish until ctx ends (at shutdown, before the data plane they go through stops).
 func (m *Manager) StopDelivery(ctx context.Context) {
+	m.ops.Lock()
+	defer m.ops.Unlock()
 	m.mu.Lock()
 	ds := make([]*dispatch, 0, len(m.ds))
 	for _, d := range m.ds {
@@ -276,6 +287,8 @@ func (m *Manager) StopDelivery(ctx context.Context) {
 
 // Close stops every dispatcher and closes every store.
 func (m *Manager) Close() {
+	m.ops.Lock()
+	defer m.ops.Unlock()
 	m.mu.Lock()
 	ds, ts := m.ds, m.topics
 	m.ds, m.topics = map[string]*dispatch{}, map[string]*topic{}

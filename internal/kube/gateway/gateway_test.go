@@ -188,6 +188,81 @@ func hostIP(t *testing.T) string {
 	return ""
 }
 
+// knativeService is the manifest of a Knative Service the stand-in kubelet runs.
+func knativeService(name string) string {
+	return `apiVersion: serving.knative.dev/v1
+kind: Service
+metadata: {name: ` + name + `, namespace: default}
+spec:
+  template:
+    spec:
+      containers: [{image: ghcr.io/knative/helloworld-go:latest}]
+`
+}
+
+// platform is a real API server with Flick installed, the operator running as its service
+// account, and the stand-in kubelet; gateways are started on it with start.
+type platform struct {
+	t     *testing.T
+	cfg   *rest.Config
+	cs    kubernetes.Interface
+	ctx   context.Context
+	quiet *slog.Logger
+	k     *kubelet
+	wg    *sync.WaitGroup
+}
+
+func startPlatform(t *testing.T) *platform {
+	t.Helper()
+	cp := kubetest.Start(t)
+	cfg, err := kube.RESTConfig(cp.Kubeconfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	wg := &sync.WaitGroup{}
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	if err := kube.Install(ctx, cfg, config.Install(config.InstallOptions{KnativeCRDs: true})); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &platform{t: t, cfg: cfg, cs: cs, ctx: ctx, quiet: slog.New(slog.NewTextHandler(io.Discard, nil)), wg: wg}
+	// The operator and the gateways run as the service accounts flick install made, so a
+	// test fails if their RBAC lacks anything they use.
+	mgr, err := operator.New(serviceAccount(t, cs, cfg, "flick-operator"), operator.Options{Knative: true, Domain: "example.com",
+		Plan: operator.Plan{Images: operator.DefaultImages("test")}, LeaderElection: true, LeaderNamespace: "flick-system",
+		MetricsAddr: "0", ProbeAddr: "0", Log: p.quiet, SkipNameValidation: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = mgr.Start(ctx) }()
+	p.k = &kubelet{t: t, ip: hostIP(t), cs: cs, pods: map[string][]*httptest.Server{}, served: map[string]int{}}
+	wg.Add(1)
+	go func() { defer wg.Done(); p.k.run(ctx) }()
+	return p
+}
+
+// start runs a gateway (as flick-gateway) with o, its Log and Domain filled in, until the
+// test ends; set, when given, changes it before it runs (a handler to wire, say).
+func (p *platform) start(o Options, set func(*Gateway)) *Gateway {
+	p.t.Helper()
+	o.Knative, o.Domain, o.Log = true, "example.com", p.quiet
+	gw, err := New(serviceAccount(p.t, p.cs, p.cfg, "flick-gateway"), o)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	if set != nil {
+		set(gw)
+	}
+	p.wg.Add(1)
+	go func() { defer p.wg.Done(); _ = gw.Run(p.ctx) }()
+	return gw
+}
+
 // serviceAccount is cfg as one of flick-system's service accounts, with a token the API
 // server issues for it.
 func serviceAccount(t *testing.T, cs kubernetes.Interface, cfg *rest.Config, name string) *rest.Config {
@@ -236,45 +311,11 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 // one and is answered; a traffic change moves requests to the new revision, and its tag
 // reaches it by host.
 func TestGatewayServesAndScales(t *testing.T) {
-	cp := kubetest.Start(t)
-	cfg, err := kube.RESTConfig(cp.Kubeconfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := kube.Install(ctx, cfg, config.Install(config.InstallOptions{KnativeCRDs: true})); err != nil {
-		t.Fatal(err)
-	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The operator and the gateway run as the service accounts flick install made, so the
-	// test fails if their RBAC lacks anything they use.
-	mgr, err := operator.New(serviceAccount(t, cs, cfg, "flick-operator"), operator.Options{Knative: true, Domain: "example.com",
-		Plan: operator.Plan{Images: operator.DefaultImages("test")}, LeaderElection: true, LeaderNamespace: "flick-system",
-		MetricsAddr: "0", ProbeAddr: "0", Log: quiet, SkipNameValidation: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel()
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = mgr.Start(ctx) }()
-	gw, err := New(serviceAccount(t, cs, cfg, "flick-gateway"), Options{Knative: true, Domain: "example.com", Log: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = gw.Run(ctx) }()
+	p := startPlatform(t)
+	cfg, cs, ctx, k := p.cfg, p.cs, p.ctx, p.k
+	gw := p.start(Options{}, nil)
 	front := httptest.NewServer(gw.Handler())
 	defer front.Close()
-	k := &kubelet{t: t, ip: hostIP(t), cs: cs, pods: map[string][]*httptest.Server{}, served: map[string]int{}}
-	wg.Add(1)
-	go func() { defer wg.Done(); k.run(ctx) }()
 
 	get := func(host, path string) (int, string) {
 		req, _ := http.NewRequest("GET", front.URL+path, nil)
@@ -417,31 +458,8 @@ func routeStatus(t *testing.T, cfg *rest.Config, name string) string {
 // Lease autoscales; load sent only to the other one scales the Deployment out, because the
 // follower reports its demand to the leader, and idle, the leader takes it back to zero.
 func TestGatewayReplicas(t *testing.T) {
-	cp := kubetest.Start(t)
-	cfg, err := kube.RESTConfig(cp.Kubeconfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := kube.Install(ctx, cfg, config.Install(config.InstallOptions{KnativeCRDs: true})); err != nil {
-		t.Fatal(err)
-	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mgr, err := operator.New(serviceAccount(t, cs, cfg, "flick-operator"), operator.Options{Knative: true, Domain: "example.com",
-		Plan: operator.Plan{Images: operator.DefaultImages("test")}, MetricsAddr: "0", ProbeAddr: "0", Log: quiet, SkipNameValidation: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel()
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = mgr.Start(ctx) }()
+	p := startPlatform(t)
+	cfg, cs, ctx := p.cfg, p.cs, p.ctx
 	type replica struct {
 		front, peer *httptest.Server
 	}
@@ -449,23 +467,13 @@ func TestGatewayReplicas(t *testing.T) {
 	for range 2 {
 		// The peer URL must be known before the gateway is made: listen first.
 		peer := httptest.NewUnstartedServer(nil)
-		gw, err := New(serviceAccount(t, cs, cfg, "flick-gateway"), Options{Knative: true, Domain: "example.com", Log: quiet,
-			LeaderElection: true, LeaseDuration: 3 * time.Second, PeerURL: "http://" + peer.Listener.Addr().String()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		peer.Config.Handler = gw.PeerHandler()
-		peer.Start()
+		gw := p.start(Options{LeaderElection: true, LeaseDuration: 3 * time.Second, PeerURL: "http://" + peer.Listener.Addr().String()},
+			func(gw *Gateway) { peer.Config.Handler = gw.PeerHandler(); peer.Start() })
 		defer peer.Close()
 		front := httptest.NewServer(gw.Handler())
 		defer front.Close()
 		replicas = append(replicas, replica{front: front, peer: peer})
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = gw.Run(ctx) }()
 	}
-	k := &kubelet{t: t, ip: hostIP(t), cs: cs, pods: map[string][]*httptest.Server{}, served: map[string]int{}}
-	wg.Add(1)
-	go func() { defer wg.Done(); k.run(ctx) }()
 
 	var follower replica
 	eventually(t, 30*time.Second, "a gateway holds the flick-gateway Lease", func() bool {
@@ -538,56 +546,25 @@ spec:
 // out does not; statuses carry the broker's address and the trigger's subscriber, and a
 // trigger made before its broker says so until the broker comes.
 func TestGatewayBrokers(t *testing.T) {
-	cp := kubetest.Start(t)
+	p := startPlatform(t)
 	nats := natstest.Start(t, natstest.Options{})
-	cfg, err := kube.RESTConfig(cp.Kubeconfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := kube.Install(ctx, cfg, config.Install(config.InstallOptions{KnativeCRDs: true})); err != nil {
-		t.Fatal(err)
-	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mgr, err := operator.New(serviceAccount(t, cs, cfg, "flick-operator"), operator.Options{Knative: true, Domain: "example.com",
-		Plan: operator.Plan{Images: operator.DefaultImages("test")}, MetricsAddr: "0", ProbeAddr: "0", Log: quiet, SkipNameValidation: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel()
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = mgr.Start(ctx) }()
+	cfg, ctx, k := p.cfg, p.ctx, p.k
 	front := httptest.NewUnstartedServer(nil)
-	gw, err := New(serviceAccount(t, cs, cfg, "flick-gateway"), Options{Knative: true, Domain: "example.com", Log: quiet,
-		Eventing: EventingOptions{JetStream: nats.URL(), BrokerURL: "http://" + front.Listener.Addr().String(), DataAddr: front.Listener.Addr().String()}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	gw := p.start(Options{Eventing: EventingOptions{JetStream: nats.URL(), BrokerURL: "http://" + front.Listener.Addr().String(), DataAddr: front.Listener.Addr().String()}}, nil)
 	front.Config.Handler = gw.Handler()
 	front.Start()
 	defer front.Close()
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = gw.Run(ctx) }()
-	k := &kubelet{t: t, ip: hostIP(t), cs: cs, pods: map[string][]*httptest.Server{}, served: map[string]int{}}
-	wg.Add(1)
-	go func() { defer wg.Done(); k.run(ctx) }()
 
 	dyn := dynamic.NewForConfigOrDie(cfg)
-	status := func(plural, name, field string) string {
-		u, err := dyn.Resource(schema.GroupVersionResource{Group: "eventing.knative.dev", Version: "v1", Resource: plural}).Namespace("default").Get(ctx, name, metav1.GetOptions{})
+	statusOf := func(group, plural, name string) string {
+		u, err := dyn.Resource(schema.GroupVersionResource{Group: group, Version: "v1", Resource: plural}).Namespace("default").Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return err.Error()
 		}
 		b, _ := json.Marshal(u.Object["status"])
 		return string(b)
 	}
+	status := func(plural, name string) string { return statusOf("eventing.knative.dev", plural, name) }
 	// The trigger first: it waits for its broker.
 	apply(t, cfg, `apiVersion: eventing.knative.dev/v1
 kind: Trigger
@@ -597,16 +574,9 @@ spec:
   filter: {attributes: {type: dev.flick.greeting}}
   subscriber: {ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: display}}
 ---
-apiVersion: serving.knative.dev/v1
-kind: Service
-metadata: {name: display, namespace: default}
-spec:
-  template:
-    spec:
-      containers: [{image: ghcr.io/knative/helloworld-go:latest}]
-`)
+`+knativeService("display"))
 	eventually(t, 30*time.Second, "the trigger says its broker does not exist", func() bool {
-		return strings.Contains(status("triggers", "greetings", ""), "BrokerDoesNotExist")
+		return strings.Contains(status("triggers", "greetings"), "BrokerDoesNotExist")
 	})
 	apply(t, cfg, `apiVersion: eventing.knative.dev/v1
 kind: Broker
@@ -630,25 +600,13 @@ spec:
   filter: {attributes: {type: dev.knative.sources.ping}}
   subscriber: {ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: ticker}}
 ---
-apiVersion: serving.knative.dev/v1
-kind: Service
-metadata: {name: ticker, namespace: default}
-spec:
-  template:
-    spec:
-      containers: [{image: ghcr.io/knative/helloworld-go:latest}]
-`)
+`+knativeService("ticker"))
 	var saw string
 	eventually(t, 60*time.Second, "ping ticks reach ticker through the broker, and the source records them", func() bool {
 		k.mu.Lock()
 		n := len(k.events["ticker-00001"])
 		k.mu.Unlock()
-		u, err := dyn.Resource(schema.GroupVersionResource{Group: "sources.knative.dev", Version: "v1", Resource: "pingsources"}).Namespace("default").Get(ctx, "every-second", metav1.GetOptions{})
-		if err != nil {
-			return false
-		}
-		b, _ := json.Marshal(u.Object["status"])
-		saw = string(b)
+		saw = statusOf("sources.knative.dev", "pingsources", "every-second")
 		return n >= 2 && strings.Contains(saw, `"lastFired":"`) && strings.Contains(saw, `"sinkUri":"http://`)
 	}, &saw)
 	// A QueueSource on the same NATS server: its messages reach a service through the
@@ -682,22 +640,8 @@ spec:
   secret: nats-credentials
   sink: {ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: worker}}
 ---
-apiVersion: serving.knative.dev/v1
-kind: Service
-metadata: {name: worker, namespace: default}
-spec:
-  template:
-    spec:
-      containers: [{image: ghcr.io/knative/helloworld-go:latest}]
-`)
-	queueStatus := func(name string) string {
-		u, err := dyn.Resource(schema.GroupVersionResource{Group: "flick.dev", Version: "v1", Resource: "queuesources"}).Namespace("default").Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return err.Error()
-		}
-		b, _ := json.Marshal(u.Object["status"])
-		return string(b)
-	}
+`+knativeService("worker"))
+	queueStatus := func(name string) string { return statusOf("flick.dev", "queuesources", name) }
 	eventually(t, 30*time.Second, "the orders source connects", func() bool {
 		saw = queueStatus("orders")
 		return strings.Contains(saw, `"connected":true`)
@@ -720,7 +664,7 @@ spec:
 		t.Errorf("a source whose secret is missing: %s", st)
 	}
 	eventually(t, 30*time.Second, "the broker's address and the trigger's subscriber in their statuses", func() bool {
-		b, tr := status("brokers", "default", ""), status("triggers", "greetings", "")
+		b, tr := status("brokers", "default"), status("triggers", "greetings")
 		saw = b + " " + tr
 		return strings.Contains(b, `"url":"http://`+front.Listener.Addr().String()+`/brokers/default/default"`) &&
 			strings.Contains(b, "JetStream at") && strings.Contains(tr, `"subscriberUri":"http://display.default.example.com"`)

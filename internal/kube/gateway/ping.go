@@ -118,18 +118,7 @@ func (g *Gateway) sendPing(ctx context.Context, ev ping.Event) error {
 	if err := decode(u, &p); err != nil {
 		return err
 	}
-	attrs := map[string]string{}
-	if p.Spec.CEOverrides != nil {
-		for k, v := range p.Spec.CEOverrides.Extensions {
-			attrs[k] = v
-		}
-	}
-	attrs["specversion"], attrs["id"], attrs["source"], attrs["type"] = "1.0", ev.ID, ev.Source, ev.Type
-	attrs["time"] = ev.Time.UTC().Format(time.RFC3339)
-	if ev.DataContentType != "" {
-		attrs["datacontenttype"] = ev.DataContentType
-	}
-	return g.brokers.Deliver(ctx, ev.Namespace, p.Spec.Sink, attrs, ev.Data, pingDeliveryTimeout)
+	return g.brokers.Deliver(ctx, ev.Namespace, p.Spec.Sink, ev.Attributes(p.Spec.CEOverrides.ExtensionsOrNil()), ev.Data, pingDeliveryTimeout)
 }
 
 // pingState keeps the ticks in the PingSources' statuses.

@@ -117,11 +117,7 @@ func queueProgress(r *queue.Runner, ns, name string, st *apis.QueueSourceStatus)
 	if !ok {
 		return apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionFalse, Reason: "NotRunning"}
 	}
-	st.Connected, st.Lag, st.Delivered, st.Failed, st.LastError = p.Connected, p.Lag, p.Delivered, p.Failed, p.LastError
-	if !p.Connected {
-		return apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionFalse, Reason: "NotConnected", Message: p.LastError}
-	}
-	return apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionTrue, Reason: "Connected"}
+	return st.SetProgress(p.Connected, p.Lag, p.Delivered, p.Failed, p.LastError)
 }
 
 // deliverMessage hands a message to its source's sink, through this gateway.

@@ -91,6 +91,21 @@ type Event struct {
 	Data            []byte    // shared by all the source's events: Send must not modify it
 }
 
+// Attributes are the event's CloudEvent attributes by name, over the source's extensions
+// (spec.ceOverrides), which never replace them.
+func (ev Event) Attributes(extensions map[string]string) map[string]string {
+	attrs := make(map[string]string, len(extensions)+6)
+	for k, v := range extensions {
+		attrs[k] = v
+	}
+	attrs["specversion"], attrs["id"], attrs["source"], attrs["type"] = "1.0", ev.ID, ev.Source, ev.Type
+	attrs["time"] = ev.Time.UTC().Format(time.RFC3339)
+	if ev.DataContentType != "" {
+		attrs["datacontenttype"] = ev.DataContentType
+	}
+	return attrs
+}
+
 // Status is what the API shows of a source.
 type Status struct {
 	LastFired time.Time // the last tick the sink accepted; zero if none
