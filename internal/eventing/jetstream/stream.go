@@ -206,12 +206,20 @@ func (s *Stream) Tail(ctx context.Context, fn func(payload []byte) error) error 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(s.closing, cancel)()
+	// A context that ends at any point, even while the consumer is being made, is the
+	// normal end of a tail.
 	cons, err := s.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return fmt.Errorf("jetstream: tail stream %s: %w", s.name, err)
 	}
 	it, err := cons.Messages()
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return fmt.Errorf("jetstream: tail stream %s: %w", s.name, err)
 	}
 	defer s.endTail(cons, it)
