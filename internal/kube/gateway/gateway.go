@@ -21,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/kubernetes"
@@ -71,10 +72,9 @@ type Gateway struct {
 	router *router.Router
 
 	mu         sync.Mutex
-	revisions  map[string]*apis.Revision        // "ns/name" of every group
-	owners     map[string]metav1.OwnerReference // "ns/name" of every revision
-	routed     map[string]bool                  // engine keys some route sends traffic to
-	httpRoutes map[string]*apis.HTTPRoute       // flick.dev Routes by "ns/name"
+	revisions  map[string]*apis.Revision  // "ns/name" of every group
+	routed     map[string]bool            // engine keys some route sends traffic to
+	httpRoutes map[string]*apis.HTTPRoute // flick.dev Routes by "ns/name"
 
 	brokers      *broker.Manager
 	triggers     map[string]*unstructured.Unstructured // "ns/name"
@@ -111,7 +111,7 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &Gateway{opts: o, dyn: dyn, cs: cs, revisions: map[string]*apis.Revision{}, owners: map[string]metav1.OwnerReference{},
+	g := &Gateway{opts: o, dyn: dyn, cs: cs, revisions: map[string]*apis.Revision{},
 		routed: map[string]bool{}, httpRoutes: map[string]*apis.HTTPRoute{}, triggers: map[string]*unstructured.Unstructured{},
 		pingSources: map[string]*unstructured.Unstructured{}, queueSources: map[string]*unstructured.Unstructured{}}
 	g.driver = kubedriver.New(cs, g.poolOwner, o.Log)
@@ -277,7 +277,6 @@ func (g *Gateway) revision(u *unstructured.Unstructured, deleted bool) {
 	g.mu.Lock()
 	if deleted {
 		delete(g.revisions, u.GetNamespace()+"/"+u.GetName())
-		delete(g.owners, u.GetNamespace()+"/"+u.GetName())
 		g.mu.Unlock()
 		g.engine.Remove(key)
 		return
@@ -290,7 +289,6 @@ func (g *Gateway) revision(u *unstructured.Unstructured, deleted bool) {
 	}
 	_, known := g.revisions[u.GetNamespace()+"/"+u.GetName()]
 	g.revisions[u.GetNamespace()+"/"+u.GetName()] = &rev
-	g.owners[u.GetNamespace()+"/"+u.GetName()] = metav1.OwnerReference{APIVersion: u.GetAPIVersion(), Kind: u.GetKind(), Name: u.GetName(), UID: u.GetUID()}
 	routed := g.routed[key]
 	g.mu.Unlock()
 	if !known {
@@ -326,7 +324,8 @@ func (g *Gateway) poolOwner(namespace, revision string) (metav1.OwnerReference, 
 	if !ok {
 		return metav1.OwnerReference{}, nil, false
 	}
-	return g.owners[namespace+"/"+revision], operator.RevisionLabels(rev), true
+	owner := metav1.OwnerReference{APIVersion: rev.APIVersion, Kind: rev.Kind, Name: rev.Metadata.Name, UID: types.UID(rev.Metadata.UID)}
+	return owner, operator.RevisionLabels(rev), true
 }
 
 // service installs the route of a Service from the traffic its status resolved.

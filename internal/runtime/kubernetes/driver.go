@@ -172,6 +172,35 @@ func (d *Driver) of(spec runtime.InstanceSpec) (*deployment, error) {
 	return dep, nil
 }
 
+// holdReady hands out a ready pod of dep this driver does not hold yet, or nil. d.mu is
+// held.
+func (d *Driver) holdReady(dep *deployment) *runtime.Instance {
+	for pod, addr := range dep.ready {
+		if dep.held[pod] == nil {
+			inst := runtime.NewInstance(pod, addr, 0, time.Now())
+			dep.held[pod] = inst
+			return inst
+		}
+	}
+	return nil
+}
+
+// begin counts a Start waiting for a pod of spec's revision; end uncounts it. It returns
+// with d.mu held (unless it fails).
+func (d *Driver) begin(spec runtime.InstanceSpec) (dep *deployment, end func(), err error) {
+	d.mu.Lock()
+	if dep, err = d.of(spec); err != nil {
+		d.mu.Unlock()
+		return nil, nil, err
+	}
+	dep.starting++
+	return dep, func() {
+		d.mu.Lock()
+		dep.starting--
+		d.mu.Unlock()
+	}, nil
+}
+
 // Start hands out a ready pod nobody holds, raising the Deployment's replicas first when
 // there is none.
 func (d *Driver) Start(ctx context.Context, spec runtime.InstanceSpec) (*runtime.Instance, error) {
@@ -181,37 +210,26 @@ func (d *Driver) Start(ctx context.Context, spec runtime.InstanceSpec) (*runtime
 	if spec.Specialize != nil {
 		return d.startPooled(ctx, spec)
 	}
-	d.mu.Lock()
-	dep, err := d.of(spec)
+	dep, end, err := d.begin(spec)
 	if err != nil {
-		d.mu.Unlock()
 		return nil, err
 	}
-	dep.starting++
-	defer func() {
-		d.mu.Lock()
-		dep.starting--
-		d.mu.Unlock()
-	}()
+	defer end()
 	// The replicas are said again now and then while waiting: a concurrent lowering (a pod
 	// lost elsewhere) may have undone the raise.
 	var scaledAt time.Time
 	for {
-		for pod, addr := range dep.ready {
-			if dep.held[pod] == nil {
-				inst := runtime.NewInstance(pod, addr, 0, time.Now())
-				dep.held[pod] = inst
-				want := int32(len(dep.held) + dep.starting - 1)
-				d.mu.Unlock()
-				// The Deployment must want the pods handed out: one released a moment ago
-				// may still be ready while the Deployment is on its way down.
-				if scaledAt.IsZero() {
-					if err := d.scale(ctx, dep, func(cur int32) int32 { return max(cur, want) }); err != nil {
-						d.log.Warn("cannot keep the Deployment at the pods in use", "deployment", dep.namespace+"/"+dep.name, "err", err)
-					}
+		if inst := d.holdReady(dep); inst != nil {
+			want := int32(len(dep.held) + dep.starting - 1)
+			d.mu.Unlock()
+			// The Deployment must want the pods handed out: one released a moment ago may
+			// still be ready while the Deployment is on its way down.
+			if scaledAt.IsZero() {
+				if err := d.scale(ctx, dep, func(cur int32) int32 { return max(cur, want) }); err != nil {
+					d.log.Warn("cannot keep the Deployment at the pods in use", "deployment", dep.namespace+"/"+dep.name, "err", err)
 				}
-				return inst, nil
 			}
+			return inst, nil
 		}
 		changed := d.changed
 		d.mu.Unlock()
@@ -325,30 +343,19 @@ func (d *Driver) SetFollower(follower bool, starved func()) {
 // startFollowing hands out a ready pod of the revision this replica does not hold yet; with
 // none, it tells the leader and waits for one (or for becoming the leader).
 func (d *Driver) startFollowing(ctx context.Context, spec runtime.InstanceSpec) (*runtime.Instance, error) {
-	d.mu.Lock()
-	dep, err := d.of(spec)
+	dep, end, err := d.begin(spec)
 	if err != nil {
-		d.mu.Unlock()
 		return nil, err
 	}
-	dep.starting++
-	defer func() {
-		d.mu.Lock()
-		dep.starting--
-		d.mu.Unlock()
-	}()
+	defer end()
 	for {
 		if !d.follower.Load() {
 			d.mu.Unlock()
 			return d.Start(ctx, spec)
 		}
-		for pod, addr := range dep.ready {
-			if dep.held[pod] == nil {
-				inst := runtime.NewInstance(pod, addr, 0, time.Now())
-				dep.held[pod] = inst
-				d.mu.Unlock()
-				return inst, nil
-			}
+		if inst := d.holdReady(dep); inst != nil {
+			d.mu.Unlock()
+			return inst, nil
 		}
 		changed, starved := d.changed, d.starved
 		d.mu.Unlock()

@@ -176,14 +176,10 @@ func (d *Driver) startPooled(ctx context.Context, spec runtime.InstanceSpec) (*r
 		return nil, err
 	}
 	for {
-		for pod, addr := range dep.ready {
-			if dep.held[pod] == nil {
-				inst := runtime.NewInstance(pod, addr, 0, time.Now())
-				dep.held[pod] = inst
-				dep.claimed[pod] = true
-				d.mu.Unlock()
-				return inst, nil
-			}
+		if inst := d.holdReady(dep); inst != nil {
+			dep.claimed[inst.ID] = true
+			d.mu.Unlock()
+			return inst, nil
 		}
 		candidates := d.poolCandidates(dep.namespace, spec.Specialize.Runtime)
 		changed := d.changed
