@@ -7,7 +7,7 @@ DATA_DIR  ?= $(HOME)/.flick
 LISTEN    ?= 127.0.0.1:8080
 API       ?= 127.0.0.1:8081
 
-.PHONY: build deps kube-bins crds examples run test unit e2e vet bench bench-queue clean
+.PHONY: build deps kube-bins pebble crds examples run test unit e2e vet bench bench-queue clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/flick
@@ -21,13 +21,19 @@ deps:
 kube-bins:
 	@scripts/kube-bins.sh >/dev/null
 
+# Let's Encrypt's pebble (a real ACME server) for the certificate tests, built once from the
+# Go module proxy and cached in ~/.cache/flick/pebble.
+pebble:
+	@scripts/pebble.sh >/dev/null
+
 # The CRDs in config/crd, generated from the Go types (internal/kube/apis wraps pkg/apis).
 crds:
 	@scripts/crds.sh
 
-# Examples that need compiling before they are deployed (the binary function).
+# Examples that need compiling before they are deployed (the binary function, the gRPC service).
 examples:
 	$(GO) build -o examples/hello-binary/bin/hello ./examples/hello-binary
+	$(GO) build -o examples/grpc-greeter/bin/greeter ./examples/grpc-greeter/server
 
 run: deps build examples
 	@scripts/run.sh $(BIN) "$(DATA_DIR)" $(LISTEN) $(API)
@@ -39,12 +45,12 @@ vet:
 	@scripts/crds.sh --check
 
 unit:
-	FLICK_KUBE_BIN=$$(scripts/kube-bins.sh 2>/dev/null | tail -1) $(GO) test -race -count=1 $$($(GO) list ./... | grep -v /test/e2e)
+	FLICK_KUBE_BIN=$$(scripts/kube-bins.sh 2>/dev/null | tail -1) FLICK_PEBBLE=$$(scripts/pebble.sh 2>/dev/null | tail -1) $(GO) test -race -count=1 $$($(GO) list ./... | grep -v /test/e2e)
 
 e2e: build examples
 	FLICK_BIN=$(CURDIR)/$(BIN) FLICK_KUBE_BIN=$$(scripts/kube-bins.sh 2>/dev/null | tail -1) $(GO) test -count=1 -timeout 15m ./test/e2e/...
 
-test: deps kube-bins vet unit e2e
+test: deps kube-bins pebble vet unit e2e
 
 bench: build examples
 	$(GO) run ./bench/coldstart -flick $(BIN)
@@ -55,10 +61,11 @@ bench: build examples
 	$(GO) run ./bench/split -flick $(BIN)
 	$(GO) run ./bench/burst -flick $(BIN)
 	$(GO) run ./bench/datapath -flick $(BIN)
+	$(GO) run ./bench/grpc -flick $(BIN)
 
 # The data path benchmark with Knative's queue-proxy beside Flick (builds it once, cached).
 bench-queue:
 	bench/datapath/queue.sh
 
 clean:
-	rm -rf bin examples/hello-binary/bin
+	rm -rf bin examples/hello-binary/bin examples/grpc-greeter/bin

@@ -5,7 +5,8 @@ set -euo pipefail
 bin=$1 data=$2 listen=$3 api=$4
 export FLICK_API="http://$api" FLICK_DATA_DIR="$data"
 
-"$bin" server --data-dir "$data" --listen "$listen" --api-listen "$api" &
+tls=${TLS_LISTEN:-127.0.0.1:8443}
+"$bin" server --data-dir "$data" --listen "$listen" --listen-tls "$tls" --api-listen "$api" &
 server=$!
 trap 'kill -TERM $server 2>/dev/null; wait $server' INT TERM EXIT
 
@@ -19,6 +20,7 @@ echo "Deploying examples/ (the first Go build takes a little while)..."
 "$bin" apply -f examples/ --wait
 
 port=${listen##*:}
+tlsport=${tls##*:}
 cat <<MSG
 
 Flick is running. Try:
@@ -33,6 +35,10 @@ Flick is running. Try:
       # (a PingSource sends one there every minute too: $bin get sources)
   curl -i -X POST http://127.0.0.1:$port/async-function/hello-python -d 'later'
       # an asynchronous call (202 and X-Call-Id): $bin calls list
+  curl --cacert $data/tls/ca.crt https://hello-node.default.localhost:$tlsport/
+      # HTTPS (HTTP/2) with a certificate from Flick's local CA: $bin cert list
+  go run ./examples/grpc-greeter/client -addr 127.0.0.1:$port -authority greeter.default.localhost
+      # the gRPC sample over h2c; over TLS: add -cacert $data/tls/ca.crt and use port $tlsport
 CLI (in another shell, same machine):
   export FLICK_DATA_DIR=$data FLICK_API=http://$api
   $bin get functions

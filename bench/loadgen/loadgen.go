@@ -35,7 +35,7 @@ func Start(bin string, extra ...string) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{Bin: bin, DataDir: dir, Data: FreeAddr(), API: FreeAddr()}
-	args := append([]string{"server", "--data-dir", dir, "--listen", s.Data, "--api-listen", s.API, "--log-level", "warn"}, extra...)
+	args := append([]string{"server", "--data-dir", dir, "--listen", s.Data, "--listen-tls", "", "--api-listen", s.API, "--log-level", "warn"}, extra...)
 	s.cmd = exec.Command(bin, args...)
 	s.cmd.Stderr = os.Stderr
 	// The server goes with the benchmark even when the benchmark is killed.

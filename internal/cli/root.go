@@ -117,6 +117,7 @@ func NewRoot() *cobra.Command {
 		newQueueCmd(o),
 		newRouteCmd(o),
 		newSecretCmd(o),
+		newCertCmd(o),
 		newEventCmd(o),
 		newCallsCmd(o),
 		newInstallCmd(o),

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
 	"syscall"
@@ -45,6 +46,17 @@ func newServerCmd(o *options) *cobra.Command {
 			if cfg.OCIRuntime != "" && cfg.Sandbox == "off" {
 				return fmt.Errorf("--oci-runtime %s and --sandbox off exclude each other", cfg.OCIRuntime)
 			}
+			if cfg.HTTPRedirect && cfg.ListenTLS == "" {
+				return fmt.Errorf("--http-redirect needs an HTTPS listener: set --listen-tls")
+			}
+			if cfg.ACMEDirectory != "" {
+				if cfg.ListenTLS == "" {
+					return fmt.Errorf("--acme-directory needs an HTTPS listener: set --listen-tls")
+				}
+				if u, err := url.Parse(cfg.ACMEDirectory); err != nil || u.Scheme != "https" || u.Host == "" {
+					return fmt.Errorf("--acme-directory %q: use the https:// URL of an ACME directory", cfg.ACMEDirectory)
+				}
+			}
 			if configFile != "" {
 				fc, err := server.LoadConfig(configFile)
 				if err != nil {
@@ -71,6 +83,10 @@ func newServerCmd(o *options) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "data plane address")
 	f.StringVar(&cfg.APIListen, "api-listen", "127.0.0.1:8081", "REST API address")
+	f.StringVar(&cfg.ListenTLS, "listen-tls", "127.0.0.1:8443", "HTTPS data plane address (HTTP/2 and HTTP/1.1); certificates per host from the local CA (flick cert ca) or ACME; empty turns HTTPS off")
+	f.BoolVar(&cfg.HTTPRedirect, "http-redirect", false, "answer plain HTTP requests for workloads with a redirect to HTTPS (Knative's http-protocol: Redirected)")
+	f.StringVar(&cfg.ACMEDirectory, "acme-directory", "", "ACME directory URL (e.g. https://acme-v02.api.letsencrypt.org/directory): certificates from that CA, by HTTP-01 or TLS-ALPN-01, instead of the local CA")
+	f.StringVar(&cfg.ACMEEmail, "acme-email", "", "contact address of the ACME account")
 	f.StringVar(&cfg.Domain, "domain", "localhost", "domain of workload hosts: {name}.{namespace}.{domain}")
 	f.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", 32<<20, "largest request body the data plane accepts (413 above)")
 	f.Int64Var(&cfg.MaxArchiveBytes, "max-archive-bytes", 256<<20, "largest source upload the API accepts")

@@ -30,6 +30,8 @@ type Routes interface {
 	DeleteRoute(key string)
 	// SetPathRoutes replaces the HTTP routes (Flick's Route kind).
 	SetPathRoutes(rs []router.PathRoute)
+	// SetDomains replaces the custom domains (DomainMappings): host -> "namespace/name".
+	SetDomains(hosts map[string]string)
 	// Stats are the router's counts for a workload; rollouts judge revisions by them.
 	Stats(key string) router.Stats
 }
@@ -60,6 +62,12 @@ type Reconciler struct {
 	Sources Sources
 	// DataURL is the data plane's address (http://host:port), for routes' status.
 	DataURL string
+	// DomainURL is a custom domain's URL (https when the server has an HTTPS listener).
+	DomainURL func(host string) string
+	// Certs, when set, serves the certificates of DomainMappings' TLS secrets;
+	// CertificatesOff says the server has no HTTPS listener.
+	Certs           Certificates
+	CertificatesOff bool
 
 	mu        sync.Mutex // guards workloads; held while calling the engine, so calls stay in order
 	workloads map[string]*workload
@@ -179,7 +187,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	// One watch per kind this reconciler handles; select over all of them (reflect.Select:
 	// the list is long and grows with every kind).
 	plurals := []string{"functions", "revisions", "services", "configurations", "serving-routes", "runtimes", "brokers", "triggers",
-		"sequences", "parallels", "pingsources", "queuesources", "secrets", "routes", "sinkbindings", "containersources", "apiserversources"}
+		"sequences", "parallels", "pingsources", "queuesources", "secrets", "routes", "sinkbindings", "containersources", "apiserversources", "domainmappings"}
 	cases := []reflect.SelectCase{{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())}}
 	initial := 0
 	for _, plural := range plurals {
@@ -222,11 +230,13 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			if ev.Type != store.Modified || generationChanged(ev.Object) {
 				r.enqueueService(functionQueue + ev.Object.Key())
 			}
+			r.targetAppeared(ev)
 			continue
 		case "services":
 			if ev.Type != store.Modified || r.serviceChanged(ev.Object) {
 				r.enqueueService(ev.Object.Key())
 			}
+			r.targetAppeared(ev)
 			continue
 		case "configurations":
 			if ev.Type != store.Modified || generationChanged(ev.Object) {
@@ -285,9 +295,15 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			}
 			continue
 		case "secrets":
-			if r.Sources != nil && (ev.Type != store.Modified || generationChanged(ev.Object)) {
-				r.handleSecret(ev)
+			if ev.Type != store.Modified || generationChanged(ev.Object) {
+				if r.Sources != nil {
+					r.handleSecret(ev)
+				}
+				r.installDomains() // a mapping's TLS secret may have changed
 			}
+			continue
+		case "domainmappings":
+			r.handleDomainMapping(ev)
 			continue
 		}
 		r.handleWorkload(ctx, plural, ev)

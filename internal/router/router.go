@@ -27,8 +27,10 @@ type Router struct {
 	maxBody int64
 	log     *slog.Logger
 	proxy   *httputil.ReverseProxy
+	h2c     *http.Transport // to instances whose port is named h2c
 	table   table
-	paths   atomic.Pointer[[]PathRoute] // compiled HTTP routes, swapped whole
+	domains atomic.Pointer[map[string]string] // DomainMappings: host -> target key
+	paths   atomic.Pointer[[]PathRoute]       // compiled HTTP routes, swapped whole
 	stats   statsTable
 	pools   pools
 }
@@ -77,7 +79,7 @@ func (f *firstByteWriter) Unwrap() http.ResponseWriter { return f.ResponseWriter
 
 // New returns a router for workloads under domain, rejecting bodies over maxBody bytes.
 func New(e *engine.Engine, domain string, maxBody int64, log *slog.Logger) *Router {
-	rt := &Router{engine: e, domain: domain, maxBody: maxBody, log: log}
+	rt := &Router{engine: e, domain: domain, maxBody: maxBody, log: log, h2c: newH2CTransport()}
 	transport := &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:        10000,
@@ -118,13 +120,16 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	host := normalHost(r.Host)
 	target, ok := resolveHost(host, r.URL.Path, rt.domain)
 	if !ok {
+		target, ok = rt.mappedDomain(host, r.URL.Path)
+	}
+	if !ok {
 		if rt.servePath(w, r, host) {
 			return
 		}
 		target, ok = resolveFunctionPath(r.URL.Path)
 	}
 	if !ok {
-		WriteError(w, http.StatusNotFound, fmt.Sprintf("no function or service at host %q path %q: use http://{name}.{namespace}.%s/, /function/{name} or a route", r.Host, r.URL.Path, rt.domain))
+		rt.fail(w, r, http.StatusNotFound, fmt.Sprintf("no function or service at host %q path %q: use http://{name}.{namespace}.%s/, /function/{name} or a route", r.Host, r.URL.Path, rt.domain))
 		return
 	}
 	rt.Serve(w, r, target)
@@ -138,7 +143,7 @@ func (rt *Router) Serve(w http.ResponseWriter, r *http.Request, target Target) {
 		wl = rt.engine.Get(key)
 	}
 	if wl == nil {
-		WriteError(w, http.StatusNotFound, fmt.Sprintf("no function or service %s", target.Key))
+		rt.fail(w, r, http.StatusNotFound, fmt.Sprintf("no function or service %s", target.Key))
 		return
 	}
 	start := time.Now()
@@ -150,22 +155,35 @@ func (rt *Router) Serve(w http.ResponseWriter, r *http.Request, target Target) {
 // serve handles one request for a workload and returns the status code it answered.
 func (rt *Router) serve(w http.ResponseWriter, r *http.Request, wl *engine.Workload, target Target) int {
 	if r.ContentLength > rt.maxBody {
-		return WriteError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body of %d bytes is over the limit of %d bytes", r.ContentLength, rt.maxBody))
+		return rt.fail(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body of %d bytes is over the limit of %d bytes", r.ContentLength, rt.maxBody))
 	}
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = http.MaxBytesReader(w, r.Body, rt.maxBody)
+	}
+	cfg := wl.Config()
+	grpc := r.ProtoMajor == 2 && isGRPC(r)
+	// A gRPC call's own deadline (grpc-timeout) bounds its wait and its call when shorter.
+	var callTimeout time.Duration
+	var callDeadline time.Time
+	if grpc {
+		if d, ok := grpcTimeout(r.Header.Get("Grpc-Timeout")); ok {
+			callTimeout, callDeadline = d, time.Now().Add(d)
+		}
 	}
 	// Fast path: an instance with room now. Otherwise wait for one (the activator's queue)
 	// within the workload's timeout.
 	lease := wl.TryAcquire()
 	if lease == nil {
-		timeout := wl.Config().Timeout
+		timeout := cfg.Timeout
+		if callTimeout > 0 && callTimeout < timeout {
+			timeout = callTimeout
+		}
 		ctx, cancel := context.WithTimeout(r.Context(), timeout)
 		var err error
 		lease, err = wl.Acquire(ctx)
 		cancel()
 		if err != nil {
-			return rt.acquireError(w, target, timeout, err)
+			return rt.acquireError(w, r, target, timeout, err)
 		}
 	}
 	defer lease.Release()
@@ -173,6 +191,17 @@ func (rt *Router) serve(w http.ResponseWriter, r *http.Request, wl *engine.Workl
 		w = &firstByteWriter{ResponseWriter: w, lease: lease}
 	}
 	timeout := lease.Timeout()
+	if cfg.H2C {
+		deadline := time.Now().Add(timeout)
+		if callTimeout > 0 && callDeadline.Before(deadline) {
+			deadline = callDeadline
+		}
+		code, err := rt.forwardH2C(w, r, lease.Instance(), target.Path, deadline, grpc)
+		if err != nil {
+			return rt.forwardError(w, r, lease, target, timeout, err)
+		}
+		return code
+	}
 	if needsReverseProxy(r) {
 		return rt.reverseProxy(w, r, lease, target, timeout)
 	}
@@ -202,11 +231,11 @@ func (rt *Router) forwardError(w http.ResponseWriter, r *http.Request, lease *en
 		// The answer had begun; all that is left is to cut the client's connection.
 		panic(http.ErrAbortHandler)
 	case errors.As(err, &tooLarge):
-		return WriteError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is over the limit of %d bytes", tooLarge.Limit))
+		return rt.fail(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is over the limit of %d bytes", tooLarge.Limit))
 	case errors.Is(r.Context().Err(), context.Canceled):
 		return 499 // the client went away; nobody reads an answer
 	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
-		return WriteError(w, http.StatusGatewayTimeout, fmt.Sprintf("%s did not answer within its timeout of %s", target.Key, timeout))
+		return rt.fail(w, r, http.StatusGatewayTimeout, fmt.Sprintf("%s did not answer within its timeout of %s", target.Key, timeout))
 	}
 	inst := lease.Instance()
 	select {
@@ -216,27 +245,27 @@ func (rt *Router) forwardError(w http.ResponseWriter, r *http.Request, lease *en
 		// caller learns the exit reason rather than a socket error.
 	}
 	if reason := inst.ExitReason(); reason != "" {
-		return WriteError(w, http.StatusBadGateway, fmt.Sprintf("%s: instance %s exited: %s", target.Key, inst.ID, reason))
+		return rt.fail(w, r, http.StatusBadGateway, fmt.Sprintf("%s: instance %s exited: %s", target.Key, inst.ID, reason))
 	}
-	return WriteError(w, http.StatusBadGateway, fmt.Sprintf("%s: instance %s: %v", target.Key, inst.ID, err))
+	return rt.fail(w, r, http.StatusBadGateway, fmt.Sprintf("%s: instance %s: %v", target.Key, inst.ID, err))
 }
 
-func (rt *Router) acquireError(w http.ResponseWriter, target Target, timeout time.Duration, err error) int {
+func (rt *Router) acquireError(w http.ResponseWriter, r *http.Request, target Target, timeout time.Duration, err error) int {
 	if u, ok := engine.IsUnavailable(err); ok {
-		return WriteError(w, http.StatusBadGateway, u.Error())
+		return rt.fail(w, r, http.StatusBadGateway, u.Error())
 	}
 	switch {
 	case errors.Is(err, engine.ErrNotFound):
-		return WriteError(w, http.StatusNotFound, fmt.Sprintf("no function or service %s", target.Key))
+		return rt.fail(w, r, http.StatusNotFound, fmt.Sprintf("no function or service %s", target.Key))
 	case errors.Is(err, engine.ErrQueueFull):
 		w.Header().Set("Retry-After", "1")
-		return WriteError(w, http.StatusServiceUnavailable, fmt.Sprintf("%s: %v", target.Key, err))
+		return rt.fail(w, r, http.StatusServiceUnavailable, fmt.Sprintf("%s: %v", target.Key, err))
 	case errors.Is(err, context.DeadlineExceeded):
-		return WriteError(w, http.StatusGatewayTimeout, fmt.Sprintf("%s: no instance was ready within the timeout of %s", target.Key, timeout))
+		return rt.fail(w, r, http.StatusGatewayTimeout, fmt.Sprintf("%s: no instance was ready within the timeout of %s", target.Key, timeout))
 	case errors.Is(err, context.Canceled):
 		return 499 // the client went away; nobody reads the answer
 	default:
-		return WriteError(w, http.StatusBadGateway, fmt.Sprintf("%s: %v", target.Key, err))
+		return rt.fail(w, r, http.StatusBadGateway, fmt.Sprintf("%s: %v", target.Key, err))
 	}
 }
 
@@ -244,6 +273,15 @@ func (rt *Router) acquireError(w http.ResponseWriter, target Target, timeout tim
 func (rt *Router) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	st := r.Context().Value(leaseKey{}).(*proxyState)
 	rt.forwardError(w, r, st.lease, st.target, st.lease.Timeout(), err)
+}
+
+// fail answers a request the router cannot serve: a gRPC status for a gRPC call, Flick's
+// JSON error otherwise. It returns the HTTP code, which the metrics count either way.
+func (rt *Router) fail(w http.ResponseWriter, r *http.Request, code int, msg string) int {
+	if r.ProtoMajor == 2 && isGRPC(r) {
+		return writeGRPCError(w, code, msg)
+	}
+	return WriteError(w, code, msg)
 }
 
 // WriteError writes Flick's JSON error body and returns the code.

@@ -114,6 +114,7 @@ func (s *Server) apiHandler() http.Handler {
 	mux.HandleFunc("GET /apis/flick.dev/v1/namespaces/{ns}/calls/{id}", s.getCall)
 	mux.HandleFunc("POST /apis/flick.dev/v1/archives", s.uploadArchive)
 	mux.HandleFunc("GET /apis/flick.dev/v1/usage", s.usage)
+	mux.HandleFunc("GET /apis/flick.dev/v1/certificates", s.listCerts)
 	mux.HandleFunc("GET /apis/flick.dev/v1/top", s.top)
 	mux.HandleFunc("GET /apis/flick.dev/v1/images", s.listImages)
 	mux.HandleFunc("POST /apis/flick.dev/v1/images/prune", s.pruneImages)
@@ -134,6 +135,8 @@ func (s *Server) apiHandler() http.Handler {
 	})
 
 	open := http.NewServeMux()
+	// The CA certificate is public: anyone may fetch it to trust the HTTPS listener.
+	open.HandleFunc("GET /apis/flick.dev/v1/certificates/ca", s.caCert)
 	open.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

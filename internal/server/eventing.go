@@ -74,7 +74,7 @@ func (s *Server) openBrokers(dataAddr string, client *http.Client) (*broker.Mana
 		Open:    open,
 		BaseURL: "http://" + dataAddr,
 		Resolve: func(ns string, d apis.Destination) (string, error) { return s.resolveDestination(dataAddr, ns, d) },
-		Dial:    s.dataPlaneDial(dataAddr),
+		Dial:    s.dataPlaneDial(s.internalAddr),
 		Client:  client,
 		Log:     s.log,
 	})

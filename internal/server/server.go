@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/flickdev/flick/internal/certs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -41,12 +42,19 @@ import (
 
 // Config is the server's configuration; flags fill it in.
 type Config struct {
-	DataDir         string
-	Listen          string // data plane
-	APIListen       string
-	Domain          string
-	MaxBodyBytes    int64
-	MaxArchiveBytes int64
+	DataDir   string
+	Listen    string // data plane
+	APIListen string
+	// ListenTLS is the HTTPS data plane address ("" for none); HTTPRedirect sends plain
+	// HTTP requests for workloads there.
+	ListenTLS    string
+	HTTPRedirect bool
+	// ACMEDirectory, when set, issues certificates from that ACME CA (ACMEEmail is the
+	// account's contact) instead of the local CA.
+	ACMEDirectory, ACMEEmail string
+	Domain                   string
+	MaxBodyBytes             int64
+	MaxArchiveBytes          int64
 	// DrainTimeout bounds how long shutdown waits for in-flight requests.
 	DrainTimeout time.Duration
 	// Python, Node and Go name the interpreters and toolchain; empty means look them up.
@@ -87,6 +95,10 @@ type Server struct {
 	coldStarts *coldstart.Recorder
 	brokers    *broker.Manager
 	sources    *eventSources
+	// internalAddr is where the platform's own requests (deliveries, async calls) reach the
+	// data plane: the plain listener, or a loopback one that never redirects to HTTPS.
+	internalAddr string
+	certs        *certs.Manager
 	// driver and builder also run container sources' processes.
 	driver   *local.Driver
 	builder  *builder.Builder
@@ -223,24 +235,51 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("API listener: %w", err)
 	}
 
-	dataClient := s.dataPlaneClient(dataLn.Addr().String())
+	var tlsLn, internalLn net.Listener
+	closeListeners := func() {
+		for _, ln := range []net.Listener{dataLn, apiLn, tlsLn, internalLn} {
+			if ln != nil {
+				ln.Close()
+			}
+		}
+	}
+	s.internalAddr = dataLn.Addr().String()
+	if cfg.ListenTLS != "" {
+		if tlsLn, err = net.Listen("tcp", cfg.ListenTLS); err != nil {
+			closeListeners()
+			return fmt.Errorf("HTTPS listener: %w", err)
+		}
+		if s.certs, err = s.openCerts(tlsLn.Addr().String()); err != nil {
+			closeListeners()
+			return err
+		}
+		s.reconciler.Certs = s.certs
+		if cfg.HTTPRedirect {
+			if internalLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+				closeListeners()
+				return fmt.Errorf("internal listener: %w", err)
+			}
+			s.internalAddr = internalLn.Addr().String()
+		}
+	}
+	s.reconciler.CertificatesOff = s.certs == nil
+	s.reconciler.DomainURL = s.domainURL(dataLn.Addr().String(), tlsLn)
+
+	dataClient := s.dataPlaneClient(s.internalAddr)
 	brokers, closeBrokers, err := s.openBrokers(dataLn.Addr().String(), dataClient)
 	if err != nil {
-		dataLn.Close()
-		apiLn.Close()
+		closeListeners()
 		return err
 	}
 	defer closeBrokers()
 	if s.calls, err = s.openCalls(dataClient); err != nil {
-		dataLn.Close()
-		apiLn.Close()
+		closeListeners()
 		return err
 	}
 	defer s.calls.Close()
 	sources, err := s.openSources(brokers)
 	if err != nil {
-		dataLn.Close()
-		apiLn.Close()
+		closeListeners()
 		return err
 	}
 	defer sources.close()
@@ -261,7 +300,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	go s.startDeliveryWhenRouted(runCtx)
 	go sources.scaleOnLag(runCtx)
 
-	dataSrv := &http.Server{Handler: s.dataHandler(brokers, s.calls), ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	data := s.dataHandler(brokers, s.calls)
+	plain := data
+	if s.certs != nil {
+		if cfg.HTTPRedirect {
+			plain = redirectToHTTPS(data, tlsLn.Addr().String())
+		}
+		plain = s.certs.HTTPHandler(plain) // ACME's HTTP-01 challenges
+		go renewCerts(runCtx, s.certs)
+	}
+	dataSrv := newDataServer(plain, log)
+	var tlsSrv, internalSrv *http.Server
 	// Watches and log follows never go idle on their own: their context ends at shutdown.
 	apiBase, endStreams := context.WithCancel(context.Background())
 	defer endStreams()
@@ -270,10 +319,20 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		BaseContext: func(net.Listener) context.Context { return apiBase },
 	}
-	srvErr := make(chan error, 2)
+	srvErr := make(chan error, 4)
 	go func() { srvErr <- dataSrv.Serve(dataLn) }()
 	go func() { srvErr <- apiSrv.Serve(apiLn) }()
-	log.Info("flick is up", "data", "http://"+dataLn.Addr().String(), "api", "http://"+apiLn.Addr().String(), "dataDir", cfg.DataDir, "domain", cfg.Domain)
+	up := []any{"data", "http://" + dataLn.Addr().String(), "api", "http://" + apiLn.Addr().String()}
+	if s.certs != nil {
+		tlsSrv = newDataServer(data, log)
+		go func() { srvErr <- serveTLS(tlsSrv, tlsLn, s.certs) }()
+		up = append(up, "https", "https://"+tlsLn.Addr().String(), "ca", filepath.Join(cfg.DataDir, "tls", "ca.crt"))
+	}
+	if internalLn != nil {
+		internalSrv = newDataServer(data, log)
+		go func() { srvErr <- internalSrv.Serve(internalLn) }()
+	}
+	log.Info("flick is up", append(up, "dataDir", cfg.DataDir, "domain", cfg.Domain)...)
 
 	var runErr error
 	select {
@@ -294,8 +353,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	brokers.StopDelivery(deliveryCtx)
 	s.calls.Drain(deliveryCtx)
 	cancelDelivery()
-	if err := dataSrv.Shutdown(drainCtx); err != nil {
-		log.Warn("drain did not finish in time", "err", err)
+	for _, srv := range []*http.Server{dataSrv, tlsSrv, internalSrv} {
+		if srv == nil {
+			continue
+		}
+		if err := srv.Shutdown(drainCtx); err != nil {
+			log.Warn("drain did not finish in time", "err", err)
+		}
 	}
 	stopRun()
 	stopCtx, cancelStop := context.WithTimeout(context.Background(), 30*time.Second)
@@ -303,6 +367,21 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	s.engine.Shutdown(stopCtx)
 	log.Info("stopped")
 	return runErr
+}
+
+// domainURL returns the URL of a custom domain: on the HTTPS listener when there is one.
+func (s *Server) domainURL(dataAddr string, tlsLn net.Listener) func(host string) string {
+	scheme, addr, dflt := "http", dataAddr, "80"
+	if tlsLn != nil {
+		scheme, addr, dflt = "https", tlsLn.Addr().String(), "443"
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	return func(host string) string {
+		if port != dflt {
+			host = net.JoinHostPort(host, port)
+		}
+		return scheme + "://" + host
+	}
 }
 
 // workloadURL is the host-based URL of a workload on this server.

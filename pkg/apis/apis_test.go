@@ -598,7 +598,7 @@ func TestLookupTypeMeta(t *testing.T) {
 		{apis.TypeMeta{APIVersion: "flick.dev/v1", Kind: "Function"}, "Function", "", ""},
 		{apis.TypeMeta{APIVersion: "flick.dev/v1", Kind: "Service"}, "Service", "", ""},
 		{apis.TypeMeta{APIVersion: "serving.knative.dev/v1", Kind: "Service"}, "Service", "", ""},
-		{apis.TypeMeta{APIVersion: "flick.dev/v1", Kind: "Gizmo"}, "", "kind", `unknown kind "Gizmo" (known: Function, Service, Revision, Runtime, Event, Configuration, Route, Broker, Trigger, Sequence, Parallel, QueueSource, Secret, SinkBinding, ContainerSource, ApiServerSource, PingSource)`},
+		{apis.TypeMeta{APIVersion: "flick.dev/v1", Kind: "Gizmo"}, "", "kind", `unknown kind "Gizmo" (known: Function, Service, Revision, Runtime, Event, Configuration, Route, Broker, Trigger, Sequence, Parallel, QueueSource, Secret, SinkBinding, ContainerSource, ApiServerSource, PingSource, DomainMapping)`},
 		{apis.TypeMeta{APIVersion: "flick.dev/v1", Kind: "function"}, "", "kind", "unknown kind"},
 		{apis.TypeMeta{APIVersion: "serving.knative.dev/v1", Kind: "Function"}, "", "apiVersion", `Function is served as flick.dev/v1, not "serving.knative.dev/v1"`},
 		{apis.TypeMeta{APIVersion: "flick.dev/v2", Kind: "Service"}, "", "apiVersion", `not "flick.dev/v2"`},

@@ -142,5 +142,19 @@ func revisionConfig(spec RevisionSpec, lookup annotationLookup) WorkloadConfig {
 		Concurrency: spec.ContainerConcurrency,
 		Scale:       scale,
 		Autoscaling: a,
+		H2C:         spec.H2C(),
 	}
+}
+
+// H2C reports whether the revision's container names its port h2c: it serves HTTP/2
+// without TLS (gRPC), and everything in front of it must speak h2c to it.
+func (spec RevisionSpec) H2C() bool {
+	for _, c := range spec.Containers {
+		for _, p := range c.Ports {
+			if p.Name == "h2c" {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -288,4 +288,7 @@ type WorkloadConfig struct {
 	Concurrency int
 	Scale       Scale
 	Autoscaling Autoscaling
+	// H2C says instances speak HTTP/2 without TLS (a container port named h2c, Knative's
+	// rule): the router then reaches them over h2c instead of HTTP/1.1.
+	H2C bool
 }

@@ -49,6 +49,7 @@ var kinds = []KindInfo{
 	{Kind: "ContainerSource", Plural: "containersources", Singular: "containersource", Short: []string{"cs"}, Groups: []string{"sources.knative.dev/v1"}},
 	{Kind: "ApiServerSource", Plural: "apiserversources", Singular: "apiserversource", Short: []string{"kwatch", "kubewatch", "kubewatches"}, Groups: []string{"sources.knative.dev/v1"}},
 	{Kind: "PingSource", Plural: "pingsources", Singular: "pingsource", Short: []string{"ping", "pings", "timer", "timers"}, Groups: []string{"sources.knative.dev/v1"}},
+	{Kind: "DomainMapping", Plural: "domainmappings", Singular: "domainmapping", Short: []string{"dm", "domain", "domains"}, Groups: []string{"serving.knative.dev/v1beta1"}},
 }
 
 // Kinds returns every kind Flick knows.

@@ -62,6 +62,8 @@ func NewObject(tm TypeMeta) (Object, error) {
 		return &SinkBinding{}, nil
 	case "ContainerSource":
 		return &ContainerSource{}, nil
+	case "DomainMapping":
+		return &DomainMapping{}, nil
 	}
 	return nil, fmt.Errorf("unknown kind %q", kind)
 }

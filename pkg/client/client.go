@@ -453,3 +453,20 @@ func (c *Client) TailBroker(ctx context.Context, ns, name string, fn func(line [
 	}
 	return sc.Err()
 }
+
+// Certificates lists the certificates the server's HTTPS listener serves.
+func (c *Client) Certificates(ctx context.Context) ([]apis.CertificateInfo, error) {
+	var out apis.CertificateList
+	_, err := c.doJSON(ctx, http.MethodGet, "/apis/flick.dev/v1/certificates", nil, &out)
+	return out.Items, err
+}
+
+// CA returns the server's local CA certificate (PEM).
+func (c *Client) CA(ctx context.Context) ([]byte, error) {
+	resp, err := c.request(ctx, http.MethodGet, "/apis/flick.dev/v1/certificates/ca", nil, "")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return io.ReadAll(resp.Body)
+}

@@ -64,6 +64,7 @@ type server struct {
 	t       *testing.T
 	dataDir string
 	data    string // data plane host:port
+	tls     string // HTTPS data plane host:port
 	api     string
 	args    []string
 	cmd     *exec.Cmd
@@ -77,7 +78,7 @@ func startServer(t *testing.T, dataDir string, extra ...string) *server {
 	if dataDir == "" {
 		dataDir = t.TempDir()
 	}
-	s := &server{t: t, dataDir: dataDir, data: freeAddr(t), api: freeAddr(t), args: extra}
+	s := &server{t: t, dataDir: dataDir, data: freeAddr(t), tls: freeAddr(t), api: freeAddr(t), args: extra}
 	s.start()
 	t.Cleanup(func() { s.stop(syscall.SIGTERM) })
 	return s
@@ -86,7 +87,7 @@ func startServer(t *testing.T, dataDir string, extra ...string) *server {
 func (s *server) start() {
 	t := s.t
 	t.Helper()
-	args := append([]string{"server", "--data-dir", s.dataDir, "--listen", s.data, "--api-listen", s.api}, s.args...)
+	args := append([]string{"server", "--data-dir", s.dataDir, "--listen", s.data, "--listen-tls", s.tls, "--api-listen", s.api}, s.args...)
 	s.cmd = exec.Command(flickBin, args...)
 	s.log = &bytes.Buffer{}
 	s.cmd.Stdout = s.log

@@ -216,7 +216,7 @@ func TestNoIsolationIsSaid(t *testing.T) {
 	os.Chmod(dir, 0o777)
 	dataDir := filepath.Join(dir, "data")
 	data, api := freeAddr(t), freeAddr(t)
-	cmd := exec.Command(flickBin, "server", "--data-dir", dataDir, "--listen", data, "--api-listen", api, "--pool-size", "0")
+	cmd := exec.Command(flickBin, "server", "--data-dir", dataDir, "--listen", data, "--listen-tls", "", "--api-listen", api, "--pool-size", "0")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	cmd.Env = append(os.Environ(), "HOME="+dir)
 	var log syncBuffer

@@ -89,7 +89,7 @@ func (p Plan) Deployment(rev *apis.Revision) (*appsv1.Deployment, error) {
 // through the EndpointSlices Kubernetes keeps for it.
 func (p Plan) Service(rev *apis.Revision) *corev1.Service {
 	name := "http"
-	if h2c(rev) {
+	if rev.Spec.H2C() {
 		name = "h2c"
 	}
 	return &corev1.Service{
@@ -107,17 +107,6 @@ func appProtocol(portName string) *string {
 		return new("kubernetes.io/h2c")
 	}
 	return nil
-}
-
-func h2c(rev *apis.Revision) bool {
-	for _, c := range rev.Spec.Containers {
-		for _, p := range c.Ports {
-			if p.Name == "h2c" {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // RevisionLabels are the labels of a revision's Deployment, Service and pods (the Service
@@ -185,7 +174,7 @@ func (p Plan) container(rev *apis.Revision) (corev1.Container, error) {
 		env = append(env, corev1.EnvVar{Name: e.Name, Value: e.Value})
 	}
 	portName := "http1"
-	if h2c(rev) {
+	if rev.Spec.H2C() {
 		portName = "h2c"
 	}
 	return corev1.Container{

@@ -1,0 +1,43 @@
+package router
+
+import "strings"
+
+// SetDomains replaces the custom domains (DomainMappings): host -> "namespace/name" of the
+// service or function that answers it. The map is the router's from then on.
+func (rt *Router) SetDomains(hosts map[string]string) { rt.domains.Store(&hosts) }
+
+// mappedDomain resolves a custom domain.
+func (rt *Router) mappedDomain(host, path string) (Target, bool) {
+	p := rt.domains.Load()
+	if p == nil {
+		return Target{}, false
+	}
+	key, ok := (*p)[host]
+	if !ok {
+		return Target{}, false
+	}
+	return Target{Key: key, Path: path}, true
+}
+
+// ServesHost reports whether requests for host reach a workload: {name}.{namespace}.{domain}
+// (or a tag's host) of a service or function that exists, a custom domain, or the host of
+// an HTTP route. Certificates are issued only for hosts it accepts.
+func (rt *Router) ServesHost(host string) bool {
+	host = normalHost(host)
+	if t, ok := resolveHost(host, "/", rt.domain); ok {
+		if key, ok := rt.workloadFor(t.Key); ok && rt.engine.Get(key) != nil {
+			return true
+		}
+	}
+	if _, ok := rt.mappedDomain(host, "/"); ok {
+		return true
+	}
+	if p := rt.paths.Load(); p != nil {
+		for _, r := range *p {
+			if r.Host != "" && strings.EqualFold(r.Host, host) {
+				return true
+			}
+		}
+	}
+	return false
+}
