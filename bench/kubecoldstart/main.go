@@ -85,7 +85,7 @@ func run(flickBin string, runs int) error {
 	}
 	for _, args := range [][]string{
 		{"operator", "--domain", "example.com"},
-		{"gateway", "--listen", b.gateway, "--domain", "example.com", "--code-url", "http://" + b.gateway + "/_flick/archives"},
+		{"gateway", "--listen", b.gateway, "--listen-tls", "", "--domain", "example.com", "--code-url", "http://" + b.gateway + "/_flick/archives"},
 		{"node", "--name", "bench-node", "--pod-cidr", "10.244.250.0/24", "--kubelet-listen", ":0"},
 	} {
 		if err := b.start(args...); err != nil {

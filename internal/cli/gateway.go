@@ -20,10 +20,11 @@ import (
 // newGatewayCmd runs the data plane in a cluster.
 func newGatewayCmd(o *options) *cobra.Command {
 	var (
-		listen, domain, codeURL, logLevel string
-		peerListen, peerURL               string
-		jetStream, brokerURL              string
-		knative, leader                   bool
+		listen, listenTLS, domain string
+		codeURL, logLevel         string
+		peerListen, peerURL       string
+		jetStream, brokerURL      string
+		knative, leader           bool
 	)
 	cmd := &cobra.Command{
 		Use:   "gateway",
@@ -45,6 +46,7 @@ waits, and scaled back down when idle.`,
 				return err
 			}
 			opts := gateway.Options{Domain: domain, Knative: knative, CodeURL: codeURL, Log: log,
+				TLSDir:         tlsDir(listenTLS, o.dataDir),
 				LeaderElection: leader, PeerURL: peerURL,
 				Eventing: gateway.EventingOptions{JetStream: jetStream, BrokerURL: brokerURL, DataAddr: listen}}
 			switch {
@@ -62,14 +64,20 @@ waits, and scaled back down when idle.`,
 			srv := &http.Server{Addr: listen, Handler: gw.Handler(), ReadHeaderTimeout: 10 * time.Second}
 			runErr := make(chan error, 1)
 			go func() { runErr <- gw.Run(ctx) }()
-			serveErr := make(chan error, 2)
+			serveErr := make(chan error, 3)
 			go func() { serveErr <- srv.ListenAndServe() }()
+			var tlsSrv *http.Server
+			if listenTLS != "" {
+				tlsSrv = &http.Server{Addr: listenTLS, Handler: gw.Handler(), ReadHeaderTimeout: 10 * time.Second, TLSConfig: gw.Certificates().TLSConfig()}
+				go func() { serveErr <- tlsSrv.ListenAndServeTLS("", "") }()
+				defer tlsSrv.Close()
+			}
 			if peerListen != "" {
 				peer := &http.Server{Addr: peerListen, Handler: gw.PeerHandler(), ReadHeaderTimeout: 10 * time.Second}
 				go func() { serveErr <- peer.ListenAndServe() }()
 				defer peer.Close()
 			}
-			log.Info("gateway serving", "listen", listen, "cluster", cfg.Host, "domain", domain)
+			log.Info("gateway serving", "listen", listen, "https", listenTLS, "cluster", cfg.Host, "domain", domain)
 			select {
 			case err := <-serveErr:
 				return fmt.Errorf("gateway: %w", err)
@@ -89,6 +97,7 @@ waits, and scaled back down when idle.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&listen, "listen", ":8080", "address the data plane listens on")
+	f.StringVar(&listenTLS, "listen-tls", ":8443", "address of the HTTPS data plane: certificates from cert-manager's secrets (flick operator --cert-issuer), DomainMappings' secrets, or the gateway's own CA under --data-dir; empty turns it off")
 	f.StringVar(&domain, "domain", "example.com", "domain of workload hosts: {name}.{namespace}.{domain}")
 	f.StringVar(&codeURL, "code-url", defaultCodeURL, "where pool pods download functions' code: this gateway's /_flick/archives as the pods reach it")
 	f.StringVar(&jetStream, "jetstream", "", "NATS JetStream server brokers keep their events in, shared by every replica (nats://host:4222); without it one gateway keeps them under --data-dir")
@@ -99,4 +108,12 @@ waits, and scaled back down when idle.`,
 	f.BoolVar(&knative, "knative-kinds", true, "follow the serving.knative.dev kinds too (false where Knative is installed)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
+}
+
+// tlsDir is where the gateway keeps its local CA, when it serves HTTPS.
+func tlsDir(listenTLS, dataDir string) string {
+	if listenTLS == "" {
+		return ""
+	}
+	return filepath.Join(dataDir, "gateway-tls")
 }

@@ -17,6 +17,7 @@ import (
 func newOperatorCmd(o *options) *cobra.Command {
 	var (
 		domain, codeURL, leaderNS, metrics, probes, logLevel string
+		issuer, issuerKind                                   string
 		leader, knative                                      bool
 		images                                               []string
 		qps                                                  float32
@@ -45,12 +46,15 @@ Deployments. With --leader-elect, one of several replicas acts at a time.`,
 				}
 				plan.Images[rt] = img
 			}
+			if issuerKind != "ClusterIssuer" && issuerKind != "Issuer" {
+				return fmt.Errorf("--cert-issuer-kind %q: use ClusterIssuer or Issuer", issuerKind)
+			}
 			cfg, err := kube.RESTConfig(o.kubeconfig)
 			if err != nil {
 				return err
 			}
 			mgr, err := operator.New(cfg, operator.Options{Knative: knative, Domain: domain, Plan: plan, LeaderElection: leader, LeaderNamespace: leaderNS,
-				MetricsAddr: metrics, ProbeAddr: probes, QPS: qps, Burst: burst, Log: log})
+				MetricsAddr: metrics, ProbeAddr: probes, QPS: qps, Burst: burst, Log: log, Issuer: operator.Issuer{Name: issuer, Kind: issuerKind}})
 			if err != nil {
 				return err
 			}
@@ -70,6 +74,8 @@ Deployments. With --leader-elect, one of several replicas acts at a time.`,
 	f.Float32Var(&qps, "kube-api-qps", 100, "requests per second to the API server, at most")
 	f.IntVar(&burst, "kube-api-burst", 200, "requests in a burst to the API server, at most")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&issuer, "cert-issuer", "", "cert-manager issuer of the certificates requested for every external host (Knative's external-domain-tls); needs cert-manager's CRDs")
+	f.StringVar(&issuerKind, "cert-issuer-kind", "ClusterIssuer", "kind of --cert-issuer: ClusterIssuer or Issuer")
 	return cmd
 }
 

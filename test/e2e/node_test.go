@@ -450,7 +450,7 @@ func TestPlatformOnVirtualNode(t *testing.T) {
 	kubectl("install", "--crds-only")
 	gw := freeAddr(t)
 	startFlick(t, "operator", "--kubeconfig", kc, "--domain", "example.com")
-	startFlick(t, "gateway", "--kubeconfig", kc, "--listen", gw, "--domain", "example.com", "--code-url", "http://"+gw+"/_flick/archives")
+	startFlick(t, "gateway", "--kubeconfig", kc, "--listen", gw, "--listen-tls", freeAddr(t), "--domain", "example.com", "--code-url", "http://"+gw+"/_flick/archives")
 	startNode(t, kc, "flick-vn", podCIDR(1))
 
 	manifest := filepath.Join(t.TempDir(), "hello.yaml")

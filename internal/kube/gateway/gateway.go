@@ -28,6 +28,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/flickdev/flick/internal/certs"
 	"github.com/flickdev/flick/internal/engine"
 	"github.com/flickdev/flick/internal/eventing/broker"
 	"github.com/flickdev/flick/internal/kube"
@@ -59,7 +60,10 @@ type Options struct {
 	Eventing EventingOptions
 	Engine   engine.Options
 	MaxBody  int64
-	Log      *slog.Logger
+	// TLSDir, when set, keeps the local CA of the HTTPS listener (Certificates): hosts
+	// without a cert-manager or DomainMapping secret get its certificates.
+	TLSDir string
+	Log    *slog.Logger
 }
 
 // Gateway routes requests to the pods of revisions and scales their Deployments.
@@ -82,6 +86,10 @@ type Gateway struct {
 	pings        *ping.Runner                          // while this gateway autoscales
 	queueSources map[string]*unstructured.Unstructured // "ns/name"
 	queues       *queueRun                             // while this gateway autoscales
+
+	certs          *certs.Manager                 // nil without an HTTPS listener
+	domainMappings map[string]*apis.DomainMapping // "ns/name"
+	secrets        map[string]secretCert          // TLS secrets by "ns/name"
 }
 
 // New builds a gateway on a cluster; Run starts it.
@@ -113,10 +121,14 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 	}
 	g := &Gateway{opts: o, dyn: dyn, cs: cs, revisions: map[string]*apis.Revision{},
 		routed: map[string]bool{}, httpRoutes: map[string]*apis.HTTPRoute{}, triggers: map[string]*unstructured.Unstructured{},
-		pingSources: map[string]*unstructured.Unstructured{}, queueSources: map[string]*unstructured.Unstructured{}}
+		pingSources: map[string]*unstructured.Unstructured{}, queueSources: map[string]*unstructured.Unstructured{},
+		domainMappings: map[string]*apis.DomainMapping{}, secrets: map[string]secretCert{}}
 	g.driver = kubedriver.New(cs, g.poolOwner, o.Log)
 	g.engine = engine.New(g.driver, o.Log, o.Engine, nil)
 	g.router = router.New(g.engine, o.Domain, o.MaxBody, o.Log)
+	if err := g.openCerts(); err != nil {
+		return nil, err
+	}
 	return g, nil
 }
 
@@ -209,6 +221,22 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if err := watch(gvr(apis.GroupFlick, "routes"), g.httpRoute); err != nil {
 		return err
 	}
+	if g.opts.Knative {
+		if err := watch(domainMappingsGVR, g.domainMapping); err != nil {
+			return err
+		}
+	}
+	secrets := dynamicinformer.NewFilteredDynamicSharedInformerFactory(g.dyn, 0, "", func(o *metav1.ListOptions) { o.FieldSelector = tlsSecretSelector })
+	secretsInf := secrets.ForResource(secretsGVR).Informer()
+	if _, err := secretsInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { call(g.tlsSecret, obj, false) },
+		UpdateFunc: func(_, obj any) { call(g.tlsSecret, obj, false) },
+		DeleteFunc: func(obj any) { call(g.tlsSecret, obj, true) },
+	}); err != nil {
+		return err
+	}
+	synced = append(synced, secretsInf.HasSynced)
+	defer secrets.Shutdown()
 	closeBrokers, err := g.openEventing()
 	if err != nil {
 		return err
@@ -229,6 +257,10 @@ func (g *Gateway) Run(ctx context.Context) error {
 		return err
 	}
 	f.Start(ctx.Done())
+	secrets.Start(ctx.Done())
+	if g.certs != nil {
+		go g.certs.Run(ctx, time.Hour)
+	}
 	cache.WaitForCacheSync(ctx.Done(), synced...)
 	// Every workload is known: deliveries may start.
 	g.brokers.SetReady()

@@ -212,7 +212,11 @@ type platform struct {
 	wg    *sync.WaitGroup
 }
 
-func startPlatform(t *testing.T) *platform {
+func startPlatform(t *testing.T) *platform { return startPlatformWith(t, nil, nil) }
+
+// startPlatformWith is startPlatform with extra manifests installed first (CRDs the
+// operator looks for when it starts) and the operator's options changed by set.
+func startPlatformWith(t *testing.T, install []byte, set func(*operator.Options)) *platform {
 	t.Helper()
 	cp := kubetest.Start(t)
 	cfg, err := kube.RESTConfig(cp.Kubeconfig())
@@ -225,6 +229,11 @@ func startPlatform(t *testing.T) *platform {
 	if err := kube.Install(ctx, cfg, config.Install(config.InstallOptions{KnativeCRDs: true})); err != nil {
 		t.Fatal(err)
 	}
+	if install != nil {
+		if err := kube.Install(ctx, cfg, install); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -232,9 +241,13 @@ func startPlatform(t *testing.T) *platform {
 	p := &platform{t: t, cfg: cfg, cs: cs, ctx: ctx, quiet: slog.New(slog.NewTextHandler(io.Discard, nil)), wg: wg}
 	// The operator and the gateways run as the service accounts flick install made, so a
 	// test fails if their RBAC lacks anything they use.
-	mgr, err := operator.New(serviceAccount(t, cs, cfg, "flick-operator"), operator.Options{Knative: true, Domain: "example.com",
+	opts := operator.Options{Knative: true, Domain: "example.com",
 		Plan: operator.Plan{Images: operator.DefaultImages("test")}, LeaderElection: true, LeaderNamespace: "flick-system",
-		MetricsAddr: "0", ProbeAddr: "0", Log: p.quiet, SkipNameValidation: true})
+		MetricsAddr: "0", ProbeAddr: "0", Log: p.quiet, SkipNameValidation: true}
+	if set != nil {
+		set(&opts)
+	}
+	mgr, err := operator.New(serviceAccount(t, cs, cfg, "flick-operator"), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

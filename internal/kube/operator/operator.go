@@ -42,6 +42,9 @@ type Options struct {
 	// Domain is the domain of the URLs in statuses ({name}.{namespace}.{domain}).
 	Domain string
 	Plan   Plan
+	// Issuer, when it names one, is the cert-manager issuer of the Certificates the operator
+	// requests for external hosts (when cert-manager's CRDs are installed).
+	Issuer Issuer
 	// LeaderElection makes one replica of several the one that acts; LeaderNamespace holds
 	// its Lease.
 	LeaderElection  bool
@@ -154,6 +157,9 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		routes = routes.Watches(newUnstructured(gvk(group, "Service")), everyRoute)
 	}
 	if err := routes.Complete(&routeReconciler{client: mgr.GetClient(), opts: o}); err != nil {
+		return nil, err
+	}
+	if err := setupCertificates(mgr, o, workers); err != nil {
 		return nil, err
 	}
 	fn := &ownerReconciler{client: mgr.GetClient(), kind: gvk(apis.GroupFlick, "Function"), revisions: gvk(apis.GroupFlick, "Revision"), opts: o}
