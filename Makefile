@@ -48,7 +48,7 @@ unit:
 	FLICK_KUBE_BIN=$$(scripts/kube-bins.sh 2>/dev/null | tail -1) FLICK_PEBBLE=$$(scripts/pebble.sh 2>/dev/null | tail -1) $(GO) test -race -count=1 $$($(GO) list ./... | grep -v /test/e2e)
 
 e2e: build examples
-	FLICK_BIN=$(CURDIR)/$(BIN) FLICK_KUBE_BIN=$$(scripts/kube-bins.sh 2>/dev/null | tail -1) $(GO) test -count=1 -timeout 15m ./test/e2e/...
+	FLICK_BIN=$(CURDIR)/$(BIN) FLICK_KUBE_BIN=$$(scripts/kube-bins.sh 2>/dev/null | tail -1) FLICK_PEBBLE=$$(scripts/pebble.sh 2>/dev/null | tail -1) $(GO) test -count=1 -timeout 15m ./test/e2e/...
 
 test: deps kube-bins pebble vet unit e2e
 

@@ -61,14 +61,19 @@ waits, and scaled back down when idle.`,
 				return err
 			}
 			ctx := ctrl.SetupSignalHandler()
-			srv := &http.Server{Addr: listen, Handler: gw.Handler(), ReadHeaderTimeout: 10 * time.Second}
+			// HTTP/1.1 and h2c (gRPC clients without TLS) on the plain port, h2 on the TLS one.
+			var protocols http.Protocols
+			protocols.SetHTTP1(true)
+			protocols.SetHTTP2(true)
+			protocols.SetUnencryptedHTTP2(true)
+			srv := &http.Server{Addr: listen, Handler: gw.Handler(), ReadHeaderTimeout: 10 * time.Second, Protocols: &protocols}
 			runErr := make(chan error, 1)
 			go func() { runErr <- gw.Run(ctx) }()
 			serveErr := make(chan error, 3)
 			go func() { serveErr <- srv.ListenAndServe() }()
 			var tlsSrv *http.Server
 			if listenTLS != "" {
-				tlsSrv = &http.Server{Addr: listenTLS, Handler: gw.Handler(), ReadHeaderTimeout: 10 * time.Second, TLSConfig: gw.Certificates().TLSConfig()}
+				tlsSrv = &http.Server{Addr: listenTLS, Handler: gw.Handler(), ReadHeaderTimeout: 10 * time.Second, TLSConfig: gw.Certificates().TLSConfig(), Protocols: &protocols}
 				go func() { serveErr <- tlsSrv.ListenAndServeTLS("", "") }()
 				defer tlsSrv.Close()
 			}

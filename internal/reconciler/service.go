@@ -387,14 +387,23 @@ func (r *Reconciler) revisionReady(ns, name string) string {
 
 func (r *Reconciler) revisionCondition(ns, name string) *apis.Condition {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	w := r.workloads[revisionKey(ns, name)]
-	if w == nil {
+	if w := r.workloads[revisionKey(ns, name)]; w != nil {
+		if c := apis.FindCondition(w.conditions, apis.ConditionReady); c != nil {
+			cc := *c
+			r.mu.Unlock()
+			return &cc
+		}
+	}
+	r.mu.Unlock()
+	// Not judged since this start (the server just restarted): what the revision's stored
+	// status said, so a revision that had failed takes no traffic while it is tried again.
+	res, err := r.store.Get("revisions", ns, name)
+	if err != nil || len(res.Status) == 0 {
 		return nil
 	}
-	if c := apis.FindCondition(w.conditions, apis.ConditionReady); c != nil {
-		cc := *c
-		return &cc
+	var st apis.WorkloadStatus
+	if jsonUnmarshal(res.Status, &st) != nil {
+		return nil
 	}
-	return nil
+	return apis.FindCondition(st.Conditions, apis.ConditionReady)
 }

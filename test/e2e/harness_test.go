@@ -67,6 +67,7 @@ type server struct {
 	tls     string // HTTPS data plane host:port
 	api     string
 	args    []string
+	env     []string // added to the server's environment
 	cmd     *exec.Cmd
 	log     *bytes.Buffer
 	exited  chan struct{}
@@ -75,11 +76,17 @@ type server struct {
 // startServer starts flick server with a fresh data dir (or dataDir when given again).
 func startServer(t *testing.T, dataDir string, extra ...string) *server {
 	t.Helper()
+	s := newServer(t, dataDir, extra...)
+	s.start()
+	return s
+}
+
+// newServer is a server not started yet: set its ports or environment, then start it.
+func newServer(t *testing.T, dataDir string, extra ...string) *server {
 	if dataDir == "" {
 		dataDir = t.TempDir()
 	}
 	s := &server{t: t, dataDir: dataDir, data: freeAddr(t), tls: freeAddr(t), api: freeAddr(t), args: extra}
-	s.start()
 	t.Cleanup(func() { s.stop(syscall.SIGTERM) })
 	return s
 }
@@ -89,6 +96,9 @@ func (s *server) start() {
 	t.Helper()
 	args := append([]string{"server", "--data-dir", s.dataDir, "--listen", s.data, "--listen-tls", s.tls, "--api-listen", s.api}, s.args...)
 	s.cmd = exec.Command(flickBin, args...)
+	if s.env != nil {
+		s.cmd.Env = append(os.Environ(), s.env...)
+	}
 	s.log = &bytes.Buffer{}
 	s.cmd.Stdout = s.log
 	s.cmd.Stderr = s.log

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -32,6 +33,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	greeter "github.com/flickdev/flick/examples/grpc-greeter"
+	"github.com/flickdev/flick/internal/certs/pebbletest"
 )
 
 // trustFlick returns a pool holding only the server's local CA (flick cert ca).
@@ -414,4 +416,42 @@ func dial(t *testing.T, addr, authority string, creds credentials.TransportCrede
 	}
 	t.Cleanup(func() { conn.Close() })
 	return conn
+}
+
+// TestACMEServer runs the binary with --acme-directory against pebble, a real ACME server:
+// the first HTTPS request for a function's host gets a certificate pebble issued (pebble
+// validates through the server's own listeners), and flick cert list shows it.
+func TestACMEServer(t *testing.T) {
+	s := newServer(t, "", "--domain", "example.com", "--acme-email", "ops@example.com")
+	port := func(addr string) int {
+		_, p, _ := strings.Cut(addr, ":")
+		n, _ := strconv.Atoi(p)
+		return n
+	}
+	pebble := pebbletest.Start(t, port(s.data), port(s.tls))
+	s.args = append(s.args, "--acme-directory", pebble.DirectoryURL)
+	// The server trusts pebble's own HTTPS certificate as it would a public CA's.
+	s.env = []string{"SSL_CERT_FILE=" + pebbletest.MiniCAPath(t)}
+	s.start()
+	code := writeFiles(t, map[string]string{"main.py": "def handle(req):\n    return 'hello'\n"})
+	s.mustFlick("fn", "deploy", "hello", "--runtime", "python", "--code", code)
+
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Minute}, "tcp", s.tls,
+		&tls.Config{RootCAs: pebble.Roots(t), ServerName: "hello.default.example.com", NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatalf("HTTPS with a client trusting only pebble's root: %v\n%s", err, s.tail())
+	}
+	fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: hello.default.example.com\r\nConnection: close\r\n\r\n")
+	reply, _ := io.ReadAll(conn)
+	conn.Close()
+	if !strings.HasPrefix(string(reply), "HTTP/1.1 200") || !strings.HasSuffix(string(reply), "hello") {
+		t.Errorf("over the ACME certificate: %q", reply)
+	}
+	if list := s.mustFlick("cert", "list"); !strings.Contains(list, "hello.default.example.com") || !strings.Contains(list, "acme") {
+		t.Errorf("flick cert list:\n%s", list)
+	}
+	// A host nothing serves gets no certificate (and pebble no order).
+	if _, err := tls.Dial("tcp", s.tls, &tls.Config{RootCAs: pebble.Roots(t), ServerName: "nothing.default.example.com"}); err == nil {
+		t.Error("a certificate was served for a host no workload answers")
+	}
 }

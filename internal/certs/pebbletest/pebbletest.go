@@ -92,14 +92,8 @@ func Start(t testing.TB, httpPort, tlsPort int) *Pebble {
 // client verifying issued certificates trusts.
 func (p *Pebble) Roots(t testing.TB) *x509.CertPool {
 	t.Helper()
-	resp, err := p.Client.Get(p.mgmt + "/roots/0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
 	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(b) {
+	if b := p.RootsPEM(t); !pool.AppendCertsFromPEM(b) {
 		t.Fatalf("pebble's root: %q", b)
 	}
 	return pool
