@@ -28,6 +28,7 @@ type Router struct {
 	log     *slog.Logger
 	proxy   *httputil.ReverseProxy
 	h2c     *http.Transport // to instances whose port is named h2c
+	grpc    grpcConns       // gRPC calls to those instances
 	table   table
 	domains atomic.Pointer[map[string]string] // DomainMappings: host -> target key
 	paths   atomic.Pointer[[]PathRoute]       // compiled HTTP routes, swapped whole
@@ -80,6 +81,7 @@ func (f *firstByteWriter) Unwrap() http.ResponseWriter { return f.ResponseWriter
 // New returns a router for workloads under domain, rejecting bodies over maxBody bytes.
 func New(e *engine.Engine, domain string, maxBody int64, log *slog.Logger) *Router {
 	rt := &Router{engine: e, domain: domain, maxBody: maxBody, log: log, h2c: newH2CTransport()}
+	rt.grpc.maxSize = int(min(maxBody, 1<<31-1))
 	transport := &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:        10000,
@@ -195,6 +197,13 @@ func (rt *Router) serve(w http.ResponseWriter, r *http.Request, wl *engine.Workl
 		deadline := time.Now().Add(timeout)
 		if callTimeout > 0 && callDeadline.Before(deadline) {
 			deadline = callDeadline
+		}
+		if grpc && canUseGRPCHop(r) {
+			code, err := rt.forwardGRPC(w, r, lease.Instance(), target.Path, deadline)
+			if err != nil {
+				return rt.forwardError(w, r, lease, target, timeout, err)
+			}
+			return code
 		}
 		code, err := rt.forwardH2C(w, r, lease.Instance(), target.Path, deadline, grpc)
 		if err != nil {
