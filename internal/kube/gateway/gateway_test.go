@@ -28,6 +28,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/flickdev/flick/config"
+	greeter "github.com/flickdev/flick/examples/grpc-greeter"
 	"github.com/flickdev/flick/internal/eventing/jetstream/natstest"
 	"github.com/flickdev/flick/internal/kube"
 	"github.com/flickdev/flick/internal/kube/kubetest"
@@ -35,6 +36,7 @@ import (
 	"github.com/flickdev/flick/internal/sources/queue"
 	natsqueue "github.com/flickdev/flick/internal/sources/queue/nats"
 	"github.com/flickdev/flick/pkg/apis"
+	"google.golang.org/grpc"
 )
 
 func TestRouteOf(t *testing.T) {
@@ -111,7 +113,13 @@ func (k *kubelet) reconcile(ctx context.Context, dep string, replicas int) {
 	}
 	for len(pods) < replicas {
 		name := fmt.Sprintf("%s-pod-%d", dep, len(pods))
+		gs := grpc.NewServer()
+		greeter.Register(gs, &greeter.Server{Instance: name})
 		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+				gs.ServeHTTP(w, r) // a gRPC pod (its port named h2c)
+				return
+			}
 			k.mu.Lock()
 			k.served[dep]++
 			if ce := r.Header.Get("Ce-Type"); ce != "" {
@@ -136,6 +144,9 @@ func (k *kubelet) reconcile(ctx context.Context, dep string, replicas int) {
 		}
 		srv.Listener.Close()
 		srv.Listener = ln
+		srv.Config.Protocols = &http.Protocols{}
+		srv.Config.Protocols.SetHTTP1(true)
+		srv.Config.Protocols.SetUnencryptedHTTP2(true)
 		srv.Start()
 		pods = append(pods, srv)
 	}

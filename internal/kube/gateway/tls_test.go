@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -12,6 +13,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,8 +23,12 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 
+	greeter "github.com/flickdev/flick/examples/grpc-greeter"
 	"github.com/flickdev/flick/internal/kube/kubetest"
 	"github.com/flickdev/flick/internal/kube/operator"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 )
 
 var certificatesGVR = schema.GroupVersionResource{Group: "cert-manager.io", Version: "v1", Resource: "certificates"}
@@ -216,6 +222,53 @@ spec:
 	if got, err := handshake(ln.Addr().String(), "hello.default.example.com", ca.pool); err != nil || got.SerialNumber.Cmp(helloSerial) != 0 {
 		t.Errorf("after a stray secret naming the host: %v (serial %v, want %v)", err, got, helloSerial)
 	}
+
+	// gRPC through the gateway: a Knative Service whose port is named h2c, called over TLS
+	// (the gateway's own CA for a host without a cert-manager secret yet) and over h2c.
+	apply(t, p.cfg, `apiVersion: serving.knative.dev/v1
+kind: Service
+metadata: {name: greeter, namespace: default}
+spec:
+  template:
+    spec:
+      containers: [{image: example.com/greeter, ports: [{name: h2c, containerPort: 8080}]}]
+`)
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	plain := &http.Server{Handler: gw.Handler(), Protocols: &protocols}
+	pln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go plain.Serve(pln)
+	t.Cleanup(func() { plain.Close() })
+	gwRoots := x509.NewCertPool()
+	gwRoots.AppendCertsFromPEM(gw.Certificates().CAPEM())
+	for name, conn := range map[string]*grpc.ClientConn{
+		"h2c": grpcConn(t, pln.Addr().String(), insecure.NewCredentials()),
+		"tls": grpcConn(t, ln.Addr().String(), credentials.NewTLS(&tls.Config{RootCAs: gwRoots, ServerName: "greeter.default.example.com"})),
+	} {
+		eventually(t, 30*time.Second, "a gRPC call through the gateway over "+name, func() bool {
+			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+			defer cancel()
+			msg, err := greeter.Hello(ctx, conn, name)
+			if err != nil {
+				saw = err.Error()
+				return false
+			}
+			saw = msg
+			return strings.HasPrefix(msg, "hello, "+name+" (from greeter-00001-pod-")
+		}, &saw)
+	}
+}
+
+func grpcConn(t *testing.T, addr string, creds credentials.TransportCredentials) *grpc.ClientConn {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds), grpc.WithAuthority("greeter.default.example.com"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
 }
 
 func handshake(addr, host string, roots *x509.CertPool) (*x509.Certificate, error) {
