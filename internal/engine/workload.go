@@ -86,6 +86,7 @@ type Lease struct {
 	w       *Workload
 	inst    *instance
 	timeout time.Duration
+	h2c     bool
 	// coldSince is when a request that waited for a new instance got it (zero otherwise).
 	coldSince time.Time
 }
@@ -108,6 +109,9 @@ func (l *Lease) FirstByte() {
 
 // Timeout is the workload's request timeout when the lease was taken.
 func (l *Lease) Timeout() time.Duration { return l.timeout }
+
+// H2C says the instance speaks HTTP/2 without TLS (its port is named h2c).
+func (l *Lease) H2C() bool { return l.h2c }
 
 // Addr is the instance's host:port.
 func (l *Lease) Addr() string { return l.inst.rt.Addr }
@@ -156,9 +160,9 @@ func (w *Workload) TryAcquire() *Lease {
 	w.accountLocked(time.Now())
 	in.inflight++
 	w.inflight++
-	timeout := w.spec.Config.Timeout
+	timeout, h2c := w.spec.Config.Timeout, w.spec.Config.H2C
 	w.mu.Unlock()
-	return &Lease{w: w, inst: in, timeout: timeout}
+	return &Lease{w: w, inst: in, timeout: timeout, h2c: h2c}
 }
 
 // Acquire returns a lease on an instance with room, starting one and waiting for it when
@@ -187,7 +191,7 @@ func (w *Workload) Acquire(ctx context.Context) (*Lease, error) {
 			in.inflight++
 			w.inflight++
 			w.leaveLocked(queued)
-			lease := &Lease{w: w, inst: in, timeout: w.spec.Config.Timeout}
+			lease := &Lease{w: w, inst: in, timeout: w.spec.Config.Timeout, h2c: w.spec.Config.H2C}
 			if cold {
 				w.coldStarts++
 				w.coldWait.Observe(now.Sub(arrived))

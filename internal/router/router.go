@@ -162,7 +162,6 @@ func (rt *Router) serve(w http.ResponseWriter, r *http.Request, wl *engine.Workl
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = http.MaxBytesReader(w, r.Body, rt.maxBody)
 	}
-	cfg := wl.Config()
 	grpc := r.ProtoMajor == 2 && isGRPC(r)
 	// A gRPC call's own deadline (grpc-timeout) bounds its wait and its call when shorter.
 	var callTimeout time.Duration
@@ -176,7 +175,7 @@ func (rt *Router) serve(w http.ResponseWriter, r *http.Request, wl *engine.Workl
 	// within the workload's timeout.
 	lease := wl.TryAcquire()
 	if lease == nil {
-		timeout := cfg.Timeout
+		timeout := wl.Config().Timeout
 		if callTimeout > 0 && callTimeout < timeout {
 			timeout = callTimeout
 		}
@@ -193,7 +192,7 @@ func (rt *Router) serve(w http.ResponseWriter, r *http.Request, wl *engine.Workl
 		w = &firstByteWriter{ResponseWriter: w, lease: lease}
 	}
 	timeout := lease.Timeout()
-	if cfg.H2C {
+	if lease.H2C() {
 		deadline := time.Now().Add(timeout)
 		if callTimeout > 0 && callDeadline.Before(deadline) {
 			deadline = callDeadline
