@@ -251,21 +251,14 @@ func writeRequest(bw *bufio.Writer, r *http.Request, path string) error {
 			writeHeaderLine(bw, k, v)
 		}
 	}
-	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		prior := strings.Join(r.Header["X-Forwarded-For"], ", ")
-		if prior != "" {
-			ip = prior + ", " + ip
-		}
-		writeHeaderLine(bw, "X-Forwarded-For", ip)
+	xff, host, proto := forwardedHeaders(r)
+	if xff != "" {
+		writeHeaderLine(bw, "X-Forwarded-For", xff)
 	}
-	if r.Header.Get("X-Forwarded-Host") == "" {
-		writeHeaderLine(bw, "X-Forwarded-Host", r.Host)
+	if host != "" {
+		writeHeaderLine(bw, "X-Forwarded-Host", host)
 	}
-	if r.Header.Get("X-Forwarded-Proto") == "" {
-		proto := "http"
-		if r.TLS != nil {
-			proto = "https"
-		}
+	if proto != "" {
 		writeHeaderLine(bw, "X-Forwarded-Proto", proto)
 	}
 	switch {
@@ -276,6 +269,27 @@ func writeRequest(bw *bufio.Writer, r *http.Request, path string) error {
 	}
 	_, err := bw.WriteString("\r\n")
 	return err
+}
+
+// forwardedHeaders are the X-Forwarded-* values a hop adds for r's client: For is the
+// chain so far and the client's address; Host and Proto are "" when the client sent its own.
+func forwardedHeaders(r *http.Request) (xff, host, proto string) {
+	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		xff = ip
+		if prior := r.Header["X-Forwarded-For"]; len(prior) > 0 {
+			xff = strings.Join(prior, ", ") + ", " + ip
+		}
+	}
+	if r.Header.Get("X-Forwarded-Host") == "" {
+		host = r.Host
+	}
+	if r.Header.Get("X-Forwarded-Proto") == "" {
+		proto = "http"
+		if r.TLS != nil {
+			proto = "https"
+		}
+	}
+	return xff, host, proto
 }
 
 func writeHeaderLine(bw *bufio.Writer, k, v string) {

@@ -2,11 +2,12 @@ package router
 
 import (
 	"context"
-	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/flickdev/flick/internal/runtime"
 )
@@ -75,12 +76,11 @@ func (rt *Router) forwardH2C(w http.ResponseWriter, r *http.Request, inst *runti
 		if grpc && r.Context().Err() == nil {
 			// The stream had begun: end it as gRPC does, with a status in the trailers,
 			// not with a reset the client can only call INTERNAL.
-			code, msg := grpcUnavailable, "the instance's stream broke: "+err.Error()
+			st := status.New(codes.Unavailable, "the instance's stream broke: "+err.Error())
 			if !time.Now().Before(deadline.Add(-deadlineSlack)) {
-				code, msg = grpcDeadlineExceeded, "deadline exceeded"
+				st = status.New(codes.DeadlineExceeded, "deadline exceeded")
 			}
-			hdr[http.TrailerPrefix+"Grpc-Status"] = []string{strconv.Itoa(code)}
-			hdr[http.TrailerPrefix+"Grpc-Message"] = []string{grpcEncodeMessage(msg)}
+			setStatusTrailers(hdr, http.TrailerPrefix, st)
 			return resp.StatusCode, nil
 		}
 		return resp.StatusCode, errAfterHeaders
@@ -93,20 +93,10 @@ func (rt *Router) forwardH2C(w http.ResponseWriter, r *http.Request, inst *runti
 
 // setForwarded adds X-Forwarded-For, -Host and -Proto for the client of r.
 func setForwarded(h http.Header, r *http.Request) {
-	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		if prior := strings.Join(r.Header["X-Forwarded-For"], ", "); prior != "" {
-			ip = prior + ", " + ip
+	xff, host, proto := forwardedHeaders(r)
+	for k, v := range map[string]string{"X-Forwarded-For": xff, "X-Forwarded-Host": host, "X-Forwarded-Proto": proto} {
+		if v != "" {
+			h.Set(k, v)
 		}
-		h.Set("X-Forwarded-For", ip)
-	}
-	if h.Get("X-Forwarded-Host") == "" {
-		h.Set("X-Forwarded-Host", r.Host)
-	}
-	if h.Get("X-Forwarded-Proto") == "" {
-		proto := "http"
-		if r.TLS != nil {
-			proto = "https"
-		}
-		h.Set("X-Forwarded-Proto", proto)
 	}
 }

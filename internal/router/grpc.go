@@ -5,21 +5,15 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // gRPC over the router: requests are HTTP/2 POSTs with Content-Type application/grpc. The
 // router keeps gRPC's contract where it answers itself: errors are gRPC statuses in a
 // trailers-only response (HTTP 200), never an HTTP error page, and a deadline that passes is
 // DEADLINE_EXCEEDED, mid-stream too.
-
-// gRPC status codes the router answers with.
-const (
-	grpcDeadlineExceeded  = 4
-	grpcResourceExhausted = 8
-	grpcUnimplemented     = 12
-	grpcInternal          = 13
-	grpcUnavailable       = 14
-)
 
 func isGRPC(r *http.Request) bool {
 	ct := r.Header.Get("Content-Type")
@@ -28,28 +22,25 @@ func isGRPC(r *http.Request) bool {
 
 // grpcCode maps the HTTP status the router would answer to a gRPC status (gRPC's
 // "HTTP to gRPC status code mapping", with the router's own cases).
-func grpcCode(httpCode int) int {
+func grpcCode(httpCode int) codes.Code {
 	switch httpCode {
 	case http.StatusNotFound:
-		return grpcUnimplemented
+		return codes.Unimplemented
 	case http.StatusGatewayTimeout:
-		return grpcDeadlineExceeded
+		return codes.DeadlineExceeded
 	case http.StatusRequestEntityTooLarge:
-		return grpcResourceExhausted
+		return codes.ResourceExhausted
 	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusTooManyRequests:
-		return grpcUnavailable
+		return codes.Unavailable
 	}
-	return grpcInternal
+	return codes.Internal
 }
 
-// writeGRPCError answers a gRPC request with a status and no message (trailers-only).
+// writeGRPCError answers a gRPC request with the status for an HTTP error (trailers-only)
+// and returns the HTTP code, which the metrics count.
 func writeGRPCError(w http.ResponseWriter, httpCode int, msg string) int {
-	h := w.Header()
-	h.Del("Content-Length")
-	h.Set("Content-Type", "application/grpc")
-	h.Set("Grpc-Status", strconv.Itoa(grpcCode(httpCode)))
-	h.Set("Grpc-Message", grpcEncodeMessage(msg))
-	w.WriteHeader(http.StatusOK)
+	w.Header().Del("Content-Length")
+	writeGRPCStatus(w, status.New(grpcCode(httpCode), msg))
 	return httpCode
 }
 

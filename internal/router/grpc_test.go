@@ -5,6 +5,8 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/codes"
 )
 
 func TestGRPCTimeout(t *testing.T) {
@@ -72,8 +74,8 @@ func TestGRPCErrors(t *testing.T) {
 			t.Errorf("isGRPC(%q) = %v", tt.contentType, got)
 		}
 	}
-	codes := map[int]int{404: grpcUnimplemented, 503: grpcUnavailable, 502: grpcUnavailable, 504: grpcDeadlineExceeded, 413: grpcResourceExhausted, 500: grpcInternal}
-	for httpCode, want := range codes {
+	want := map[int]codes.Code{404: codes.Unimplemented, 503: codes.Unavailable, 502: codes.Unavailable, 504: codes.DeadlineExceeded, 413: codes.ResourceExhausted, 500: codes.Internal}
+	for httpCode, want := range want {
 		if got := grpcCode(httpCode); got != want {
 			t.Errorf("grpcCode(%d) = %d, want %d", httpCode, got, want)
 		}

@@ -123,19 +123,11 @@ func (rt *Router) forwardGRPC(w http.ResponseWriter, r *http.Request, inst *runt
 			md.Append(lk, v)
 		}
 	}
-	fwd := r.Header.Get("X-Forwarded-For")
-	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		if fwd != "" {
-			ip = fwd + ", " + ip
+	xff, host, proto := forwardedHeaders(r)
+	for k, v := range map[string]string{"x-forwarded-for": xff, "x-forwarded-host": host, "x-forwarded-proto": proto} {
+		if v != "" {
+			md.Set(k, v)
 		}
-		md.Set("x-forwarded-for", ip)
-	}
-	if r.Header.Get("X-Forwarded-Proto") == "" {
-		proto := "http"
-		if r.TLS != nil {
-			proto = "https"
-		}
-		md.Set("x-forwarded-proto", proto)
 	}
 	opts := []grpc.CallOption{grpc.CallAuthority(r.Host)}
 	if _, sub, ok := strings.Cut(r.Header.Get("Content-Type"), "+"); ok && sub != "" {

@@ -126,6 +126,18 @@ func (s *Server) resolveDestination(dataAddr, ns string, d apis.Destination) (st
 // dataHandler serves the ingress of brokers (/brokers/{ns}/{name}) and channels
 // (/channels/{ns}/{name}), and asynchronous calls
 // (/async-function/{name}) on the data plane's own address, beside the router.
+// asyncPrefix is where asynchronous calls are posted (OpenFaaS's /async-function/{name}).
+const asyncPrefix = "/async-function/"
+
+// brokerPath: a broker's or channel's ingress.
+func brokerPath(p string) bool {
+	return strings.HasPrefix(p, "/brokers/") || strings.HasPrefix(p, "/channels/")
+}
+
+// ingressPath: where event producers post (brokers, channels, asynchronous calls), not a
+// workload's own paths.
+func ingressPath(p string) bool { return brokerPath(p) || strings.HasPrefix(p, asyncPrefix) }
+
 func (s *Server) dataHandler(brokers, calls http.Handler) http.Handler {
 	domain := s.cfg.Domain
 	// The router's requests pay one path-prefix check; only eventing paths look at the host.
@@ -139,9 +151,9 @@ func (s *Server) dataHandler(brokers, calls http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.Path
 		switch {
-		case (strings.HasPrefix(p, "/brokers/") || strings.HasPrefix(p, "/channels/")) && platform(r):
+		case brokerPath(p) && platform(r):
 			brokers.ServeHTTP(w, r)
-		case strings.HasPrefix(p, "/async-function/") && platform(r):
+		case strings.HasPrefix(p, asyncPrefix) && platform(r):
 			calls.ServeHTTP(w, r)
 		default:
 			s.router.ServeHTTP(w, r)

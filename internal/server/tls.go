@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/flickdev/flick/internal/certs"
@@ -48,8 +47,7 @@ func (s *Server) openCerts(tlsAddr string) (*certs.Manager, error) {
 func redirectToHTTPS(next http.Handler, tlsAddr string) http.Handler {
 	_, port, _ := net.SplitHostPort(tlsAddr)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p := r.URL.Path
-		if strings.HasPrefix(p, "/brokers/") || strings.HasPrefix(p, "/channels/") || strings.HasPrefix(p, "/async-function/") {
+		if ingressPath(r.URL.Path) {
 			next.ServeHTTP(w, r)
 			return
 		}
