@@ -28,7 +28,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -315,36 +314,13 @@ func handshakeLoop(addr string, pool *x509.CertPool, n int, d time.Duration) (lo
 	return res, errs, cs
 }
 
-// loop is the closed-loop driver: n goroutines call op until d passes, timing each success.
+// loop is loadgen.Loop, saying the first failure on stderr.
 func loop(n int, d time.Duration, op func() error) (loadgen.Result, int64) {
-	var ok, failed atomic.Int64
-	var firstErr sync.Once
-	lats := make([][]time.Duration, n)
-	var wg sync.WaitGroup
-	start := time.Now()
-	stop := start.Add(d)
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			for time.Now().Before(stop) {
-				t0 := time.Now()
-				if err := op(); err != nil {
-					failed.Add(1)
-					firstErr.Do(func() { fmt.Fprintln(os.Stderr, "first error:", err) })
-					continue
-				}
-				lats[i] = append(lats[i], time.Since(t0))
-				ok.Add(1)
-			}
-		}(i)
+	res, failed, first := loadgen.Loop(n, d, op)
+	if first != nil {
+		fmt.Fprintln(os.Stderr, "first error:", first)
 	}
-	wg.Wait()
-	var all []time.Duration
-	for _, l := range lats {
-		all = append(all, l...)
-	}
-	return loadgen.Result{N: ok.Load(), Dur: time.Since(start), Lat: all}, failed.Load()
+	return res, failed
 }
 
 // baselineListener serves full TLS handshakes with an ECDSA P-256 leaf signed by a P-256 CA

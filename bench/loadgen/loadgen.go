@@ -121,45 +121,61 @@ func (r *Result) Pct(p int) string {
 }
 
 // Hammer sends GET url (with Host host when set) over conns keep-alive connections for d,
-// each connection waiting for its answer before the next request.
+// each connection waiting for its answer before the next request; only 200s count.
 func Hammer(url, host string, conns int, d time.Duration) Result {
 	tr := &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr}
-	var n atomic.Int64
-	lats := make([][]time.Duration, conns)
+	res, _, _ := Loop(conns, d, func() error {
+		req, _ := http.NewRequest("GET", url, nil)
+		if host != "" {
+			req.Host = host
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET %s: %s", url, resp.Status)
+		}
+		return nil
+	})
+	return res
+}
+
+// Loop is a closed-loop load generator: n goroutines call op until d passes, and the
+// latency of every success is kept. It returns the failures' count and the first one.
+func Loop(n int, d time.Duration, op func() error) (res Result, failed int64, first error) {
+	var ok, bad atomic.Int64
+	var firstOnce sync.Once
+	lats := make([][]time.Duration, n)
 	var wg sync.WaitGroup
 	start := time.Now()
 	stop := start.Add(d)
-	for i := 0; i < conns; i++ {
+	for i := range n {
 		wg.Add(1)
-		go func(i int) {
+		go func() {
 			defer wg.Done()
 			for time.Now().Before(stop) {
-				req, _ := http.NewRequest("GET", url, nil)
-				if host != "" {
-					req.Host = host
-				}
 				t0 := time.Now()
-				resp, err := hc.Do(req)
-				if err != nil {
+				if err := op(); err != nil {
+					bad.Add(1)
+					firstOnce.Do(func() { first = err })
 					continue
 				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode == 200 {
-					lats[i] = append(lats[i], time.Since(t0))
-					n.Add(1)
-				}
+				lats[i] = append(lats[i], time.Since(t0))
+				ok.Add(1)
 			}
-		}(i)
+		}()
 	}
 	wg.Wait()
 	var all []time.Duration
 	for _, l := range lats {
 		all = append(all, l...)
 	}
-	return Result{N: n.Load(), Dur: time.Since(start), Lat: all}
+	return Result{N: ok.Load(), Dur: time.Since(start), Lat: all}, bad.Load(), first
 }
 
 // Pct returns the p-th percentile of sorted durations, formatted.

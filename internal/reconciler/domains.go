@@ -2,7 +2,6 @@ package reconciler
 
 import (
 	"crypto/tls"
-	"sort"
 	"time"
 
 	"github.com/flickdev/flick/internal/certs"
@@ -33,15 +32,20 @@ func (r *Reconciler) installDomains() {
 		r.log.Error("list domain mappings", "err", err)
 		return
 	}
-	sort.SliceStable(items, func(i, j int) bool { return created(items[i]).Before(created(items[j])) })
+	var mappings []*apis.DomainMapping
+	stored := map[*apis.DomainMapping]*apis.Resource{}
+	for _, it := range items {
+		if obj, err := apis.Decode(it); err == nil {
+			d := obj.(*apis.DomainMapping)
+			mappings = append(mappings, d)
+			stored[d] = it
+		}
+	}
+	owners := apis.DomainOwners(mappings)
 	hosts := map[string]string{}
 	provided := map[string]certs.Provided{}
-	for _, it := range items {
-		obj, err := apis.Decode(it)
-		if err != nil {
-			continue
-		}
-		d := obj.(*apis.DomainMapping)
+	for _, d := range mappings {
+		it := stored[d]
 		ns, host := d.Metadata.Namespace, d.Metadata.Name
 		var prev apis.DomainMappingStatus
 		_ = jsonUnmarshal(it.Status, &prev)
@@ -58,9 +62,9 @@ func (r *Reconciler) installDomains() {
 		if r.CertificatesOff {
 			cert = apis.Condition{Type: apis.ConditionCertificateProvisioned, Status: apis.ConditionTrue, Reason: "HTTPOnly", Message: "the server has no HTTPS listener"}
 		}
-		if prior, taken := hosts[host]; taken {
+		if owner := owners[host]; owner != d {
 			ready := apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionFalse, Reason: "DomainAlreadyClaimed",
-				Message: host + " is already mapped to " + prior + " by an older mapping"}
+				Message: host + " is already mapped to " + owner.Metadata.Namespace + "/" + owner.Spec.Ref.Name + " by an older mapping"}
 			st.Conditions = apis.SetCondition(apis.SetCondition(conds, ref, now), ready, now)
 			r.writeDomainStatus(ns, host, st)
 			continue
@@ -127,11 +131,4 @@ func (r *Reconciler) targetAppeared(ev store.Event) {
 	if items, err := r.store.List("domainmappings", ev.Object.Metadata.Namespace); err == nil && len(items) > 0 {
 		r.installDomains()
 	}
-}
-
-func created(res *apis.Resource) time.Time {
-	if t := res.Metadata.CreationTimestamp; t != nil {
-		return *t
-	}
-	return time.Time{}
 }

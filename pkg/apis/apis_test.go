@@ -748,3 +748,23 @@ func TestTriggerValidation(t *testing.T) {
 		}
 	}
 }
+
+func TestDomainOwners(t *testing.T) {
+	at := func(s int) *time.Time { tm := time.Unix(int64(s), 0); return &tm }
+	dm := func(ns, host string, created *time.Time) *apis.DomainMapping {
+		return &apis.DomainMapping{Metadata: apis.ObjectMeta{Namespace: ns, Name: host, CreationTimestamp: created}}
+	}
+	older := dm("b", "api.example.com", at(1))
+	newer := dm("a", "api.example.com", at(2))
+	tieA, tieB := dm("a", "web.example.com", at(5)), dm("b", "web.example.com", at(5))
+	alone := dm("c", "only.example.com", nil)
+	got := apis.DomainOwners([]*apis.DomainMapping{newer, older, tieB, tieA, alone})
+	for host, want := range map[string]*apis.DomainMapping{"api.example.com": older, "web.example.com": tieA, "only.example.com": alone} {
+		if got[host] != want {
+			t.Errorf("%s: owner %s, want %s", host, got[host].Metadata.Namespace, want.Metadata.Namespace)
+		}
+	}
+	if len(got) != 3 {
+		t.Errorf("%d owners, want 3", len(got))
+	}
+}

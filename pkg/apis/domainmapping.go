@@ -3,6 +3,7 @@ package apis
 import (
 	"regexp"
 	"strings"
+	"time"
 )
 
 // DomainMapping is Knative's DomainMapping (serving.knative.dev/v1beta1): a custom domain,
@@ -99,4 +100,24 @@ func (d *DomainMapping) TargetPlural() string {
 		return "functions"
 	}
 	return "services"
+}
+
+// DomainOwners decides which mapping serves each domain when several namespaces map it:
+// the oldest (Knative's ClusterDomainClaim rule), then the first namespace by name. Pure.
+func DomainOwners(ds []*DomainMapping) map[string]*DomainMapping {
+	created := func(d *DomainMapping) time.Time {
+		if t := d.Metadata.CreationTimestamp; t != nil {
+			return *t
+		}
+		return time.Time{}
+	}
+	owners := make(map[string]*DomainMapping, len(ds))
+	for _, d := range ds {
+		prior, ok := owners[d.Metadata.Name]
+		if !ok || created(d).Before(created(prior)) ||
+			created(d).Equal(created(prior)) && d.Metadata.Namespace < prior.Metadata.Namespace {
+			owners[d.Metadata.Name] = d
+		}
+	}
+	return owners
 }

@@ -5,9 +5,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"path/filepath"
-	"sort"
 	"strings"
-	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -108,15 +106,12 @@ func (g *Gateway) installDomainsLocked() {
 			provided[strings.ToLower(host)] = certs.Provided{Cert: s.cert, Source: "secret " + key}
 		}
 	}
-	var mappings []*apis.DomainMapping
+	mappings := make([]*apis.DomainMapping, 0, len(g.domainMappings))
 	for _, d := range g.domainMappings {
 		mappings = append(mappings, d)
 	}
-	for _, d := range oldestFirst(mappings) {
-		host, ns := d.Metadata.Name, d.Metadata.Namespace
-		if _, taken := hosts[host]; taken {
-			continue
-		}
+	for host, d := range apis.DomainOwners(mappings) {
+		ns := d.Metadata.Namespace
 		hosts[host] = ns + "/" + d.Spec.Ref.Name
 		if d.Spec.TLS != nil {
 			key := ns + "/" + d.Spec.TLS.SecretName
@@ -142,22 +137,4 @@ func parseSecretPair(crt, key string) (*tls.Certificate, error) {
 		return nil, fmt.Errorf("tls.key: %w", err)
 	}
 	return certs.ParsePair(c, k)
-}
-
-// oldestFirst orders mappings by creation, then by namespace, for a stable winner.
-func oldestFirst(ds []*apis.DomainMapping) []*apis.DomainMapping {
-	created := func(d *apis.DomainMapping) time.Time {
-		if t := d.Metadata.CreationTimestamp; t != nil {
-			return *t
-		}
-		return time.Time{}
-	}
-	sort.Slice(ds, func(i, j int) bool {
-		a, b := created(ds[i]), created(ds[j])
-		if !a.Equal(b) {
-			return a.Before(b)
-		}
-		return ds[i].Metadata.Namespace < ds[j].Metadata.Namespace
-	})
-	return ds
 }
