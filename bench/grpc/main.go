@@ -9,18 +9,13 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -35,6 +30,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/flickdev/flick/bench/loadgen"
+	"github.com/flickdev/flick/internal/certs"
 	greeter "github.com/flickdev/flick/examples/grpc-greeter"
 	"github.com/flickdev/flick/pkg/apis"
 )
@@ -326,35 +322,24 @@ func loop(n int, d time.Duration, op func() error) (loadgen.Result, int64) {
 // baselineListener serves full TLS handshakes with an ECDSA P-256 leaf signed by a P-256 CA
 // (the same chain shape and ALPN as Flick's local CA) and returns the pool trusting it.
 func baselineListener() (net.Listener, *x509.CertPool, error) {
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	dir, err := os.MkdirTemp("", "flick-bench-ca-")
 	if err != nil {
 		return nil, nil, err
 	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bench CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caKey.Public(), caKey)
+	defer os.RemoveAll(dir)
+	// Flick's own CA code, outside Flick's server: the same chain and keys, no HTTP server.
+	ca, err := certs.OpenCA(dir, time.Now())
 	if err != nil {
 		return nil, nil, err
 	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	chain, key, err := ca.Issue(host, time.Now(), 24*time.Hour)
 	if err != nil {
 		return nil, nil, err
 	}
-	leafTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: host}, DNSNames: []string{host},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, caCert, key.Public(), caKey)
+	cert, err := tls.X509KeyPair(chain, key)
 	if err != nil {
 		return nil, nil, err
 	}
-	cert := tls.Certificate{Certificate: [][]byte{leafDER, caDER}, PrivateKey: key}
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
 		Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS12,
 	})
@@ -375,7 +360,7 @@ func baselineListener() (net.Listener, *x509.CertPool, error) {
 		}
 	}()
 	pool := x509.NewCertPool()
-	pool.AddCert(caCert)
+	pool.AppendCertsFromPEM(ca.CertPEM())
 	return ln, pool, nil
 }
 

@@ -18,18 +18,18 @@ import (
 	"time"
 )
 
-// localCA is Flick's own certificate authority: created in the data dir on first start,
-// it signs a certificate per host on first use. Users trust its certificate (flick cert
-// ca) the way they trust mkcert's.
-type localCA struct {
+// CA is Flick's own certificate authority: created in the data dir on first start, it
+// signs a certificate per host on first use. Users trust its certificate (flick cert ca)
+// the way they trust mkcert's. Tests and benchmarks use one as a stand-in issuer.
+type CA struct {
 	cert    *x509.Certificate
 	certPEM []byte
 	key     crypto.Signer
 }
 
-// loadOrCreateCA reads ca.crt and ca.key from dir, creating them (valid ten years) when
-// neither exists.
-func loadOrCreateCA(dir string, now time.Time) (*localCA, error) {
+// OpenCA reads ca.crt and ca.key from dir, creating them (valid ten years) when neither
+// exists.
+func OpenCA(dir string, now time.Time) (*CA, error) {
 	certPath, keyPath := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
 	certPEM, certErr := os.ReadFile(certPath)
 	keyPEM, keyErr := os.ReadFile(keyPath)
@@ -47,7 +47,7 @@ func loadOrCreateCA(dir string, now time.Time) (*localCA, error) {
 		if err != nil {
 			return nil, fmt.Errorf("local CA %s: %w", certPath, err)
 		}
-		return &localCA{cert: cert, certPEM: certPEM, key: signer}, nil
+		return &CA{cert: cert, certPEM: certPEM, key: signer}, nil
 	case !errors.Is(certErr, os.ErrNotExist) || !errors.Is(keyErr, os.ErrNotExist):
 		// One file without the other: never overwrite what users may already trust.
 		return nil, fmt.Errorf("local CA in %s: ca.crt and ca.key must both exist or both be absent (ca.crt: %v, ca.key: %v)", dir, certErr, keyErr)
@@ -88,15 +88,18 @@ func loadOrCreateCA(dir string, now time.Time) (*localCA, error) {
 		return nil, err
 	}
 	cert, _ := x509.ParseCertificate(der)
-	return &localCA{cert: cert, certPEM: certPEM, key: key}, nil
+	return &CA{cert: cert, certPEM: certPEM, key: key}, nil
 }
 
-// issue signs a certificate for host valid from now for lifetime, returning it with its
-// chain (leaf, CA) and key as PEM.
-func (ca *localCA) issue(host string, now time.Time, lifetime time.Duration) ([]byte, error) {
+// CertPEM is the CA's certificate, for clients to trust.
+func (ca *CA) CertPEM() []byte { return ca.certPEM }
+
+// Issue signs a certificate for host valid from now for lifetime, returning its chain
+// (leaf, CA) and its key as PEM.
+func (ca *CA) Issue(host string, now time.Time, lifetime time.Duration) (chainPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: randomSerial(),
@@ -113,15 +116,14 @@ func (ca *localCA) issue(host string, now time.Time, lifetime time.Duration) ([]
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, key.Public(), ca.key)
 	if err != nil {
-		return nil, fmt.Errorf("sign certificate for %s: %w", host, err)
+		return nil, nil, fmt.Errorf("sign certificate for %s: %w", host, err)
 	}
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	out := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	out = append(out, ca.certPEM...)
-	return append(out, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})...), nil
+	chainPEM = append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), ca.certPEM...)
+	return chainPEM, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
 }
 
 func randomSerial() *big.Int {

@@ -70,7 +70,7 @@ type Info = apis.CertificateInfo
 // Manager hands out certificates.
 type Manager struct {
 	opts     Options
-	ca       *localCA
+	ca       *CA
 	acme     *autocert.Manager
 	mu       sync.Mutex // guards issued and serializes issuing
 	issued   map[string]*tls.Certificate
@@ -94,7 +94,7 @@ func New(opts Options) (*Manager, error) {
 	if opts.Allow == nil {
 		opts.Allow = func(string) bool { return false }
 	}
-	ca, err := loadOrCreateCA(opts.Dir, opts.Now())
+	ca, err := OpenCA(opts.Dir, opts.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -240,10 +240,11 @@ func (m *Manager) load(host string) (*tls.Certificate, error) {
 }
 
 func (m *Manager) issueLocked(host string) (*tls.Certificate, error) {
-	b, err := m.ca.issue(host, m.opts.Now(), m.opts.Lifetime)
+	chain, key, err := m.ca.Issue(host, m.opts.Now(), m.opts.Lifetime)
 	if err != nil {
 		return nil, err
 	}
+	b := append(chain, key...) // one file: the chain, then the key
 	if err := writeFileAtomic(m.path(host), b, 0o600); err != nil {
 		return nil, fmt.Errorf("save certificate for %s: %w", host, err)
 	}

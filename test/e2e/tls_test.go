@@ -3,16 +3,10 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -33,6 +27,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	greeter "github.com/flickdev/flick/examples/grpc-greeter"
+	"github.com/flickdev/flick/internal/certs"
 	"github.com/flickdev/flick/internal/certs/pebbletest"
 )
 
@@ -109,7 +104,7 @@ spec:
 	if string(body) != "hello over https" {
 		t.Fatalf("custom domain: %d %q", resp.StatusCode, body)
 	}
-	ownCert, ownKey, ownRoots := selfSigned(t, "own.example.com")
+	ownCert, ownKey, ownRoots := ownCertificate(t, "own.example.com")
 	s.mustFlick("secret", "create", "own-tls", "--from-file", "tls.crt="+ownCert, "--from-file", "tls.key="+ownKey)
 	s.mustFlick("apply", "-f", writeFiles(t, map[string]string{"dm.yaml": `apiVersion: serving.knative.dev/v1beta1
 kind: DomainMapping
@@ -195,29 +190,24 @@ func served(t *testing.T, s *server, roots *x509.CertPool, host string) *x509.Ce
 	return conn.ConnectionState().PeerCertificates[0]
 }
 
-// selfSigned writes a self-signed certificate and key for host (the user's own certificate)
-// and returns their files and a pool that trusts it.
-func selfSigned(t *testing.T, host string) (certFile, keyFile string, roots *x509.CertPool) {
+// ownCertificate writes a certificate and key for host from a CA of the test's own (the
+// user's certificate) and returns their files and a pool that trusts that CA.
+func ownCertificate(t *testing.T, host string) (certFile, keyFile string, roots *x509.CertPool) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: host}, DNSNames: []string{host},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), BasicConstraintsValid: true, IsCA: true,
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
 	dir := t.TempDir()
+	ca, err := certs.OpenCA(filepath.Join(dir, "ca"), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain, key, err := ca.Issue(host, time.Now(), 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
 	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
+	os.WriteFile(certFile, chain, 0o600)
+	os.WriteFile(keyFile, key, 0o600)
 	roots = x509.NewCertPool()
-	c, _ := x509.ParseCertificate(der)
-	roots.AddCert(c)
+	roots.AppendCertsFromPEM(ca.CertPEM())
 	return certFile, keyFile, roots
 }
 

@@ -2,14 +2,9 @@ package gateway
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"math/big"
 	"net"
 	"net/http"
@@ -24,6 +19,7 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	greeter "github.com/flickdev/flick/examples/grpc-greeter"
+	"github.com/flickdev/flick/internal/certs"
 	"github.com/flickdev/flick/internal/kube/kubetest"
 	"github.com/flickdev/flick/internal/kube/operator"
 	"google.golang.org/grpc"
@@ -36,44 +32,36 @@ var certificatesGVR = schema.GroupVersionResource{Group: "cert-manager.io", Vers
 // testCA stands in for the issuer behind cert-manager: it signs what the test puts in the
 // Secrets cert-manager would write.
 type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
+	ca   *certs.CA
 	pool *x509.CertPool
 }
 
 func newTestCA(t *testing.T) *testCA {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test issuer"}, IsCA: true, BasicConstraintsValid: true,
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	ca, err := certs.OpenCA(t.TempDir(), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, _ := x509.ParseCertificate(der)
 	pool := x509.NewCertPool()
-	pool.AddCert(c)
-	return &testCA{cert: c, key: key, pool: pool}
+	pool.AppendCertsFromPEM(ca.CertPEM())
+	return &testCA{ca: ca, pool: pool}
 }
 
-// secret is a kubernetes.io/tls Secret with a certificate for host, as cert-manager writes.
+// secret is a kubernetes.io/tls Secret with a certificate for host, as cert-manager writes,
+// and the certificate's serial.
 func (ca *testCA) secret(t *testing.T, name, host string, labels map[string]string) (*corev1.Secret, *big.Int) {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: host}, DNSNames: []string{host},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, key.Public(), ca.key)
+	chain, key, err := ca.ca.Issue(host, time.Now(), time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
+	pair, err := certs.ParsePair(chain, key)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", Labels: labels},
 		Type:       corev1.SecretTypeTLS,
-		Data: map[string][]byte{
-			"tls.crt": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-			"tls.key": pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
-		},
-	}, serial
+		Data:       map[string][]byte{"tls.crt": chain, "tls.key": key},
+	}, pair.Leaf.SerialNumber
 }
 
 // TestGatewayCertificates applies cert-manager's CRDs to a real API server: the operator
