@@ -8,7 +8,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -16,9 +15,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/flickdev/flick/internal/testscript"
 )
 
 // BinDirEnv names the directory scripts/pebble.sh prints; when unset the script is run.
@@ -157,30 +157,4 @@ func freePorts(t testing.TB, n int) []int {
 	return ports
 }
 
-func binDir() (string, error) {
-	if d := os.Getenv(BinDirEnv); d != "" {
-		return d, nil
-	}
-	d, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		script := filepath.Join(d, "scripts", "pebble.sh")
-		if _, err := os.Stat(script); err == nil {
-			cmd := exec.Command("bash", script)
-			cmd.Stderr = os.Stderr
-			out, err := cmd.Output()
-			if err != nil {
-				return "", fmt.Errorf("scripts/pebble.sh: %w", err)
-			}
-			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-			return lines[len(lines)-1], nil
-		}
-		parent := filepath.Dir(d)
-		if parent == d {
-			return "", fmt.Errorf("no scripts/pebble.sh above the working directory; set %s", BinDirEnv)
-		}
-		d = parent
-	}
-}
+func binDir() (string, error) { return testscript.Dir(BinDirEnv, "pebble.sh") }

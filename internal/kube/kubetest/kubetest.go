@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -21,6 +20,8 @@ import (
 	"time"
 
 	"github.com/flickdev/flick/internal/freeport"
+
+	"github.com/flickdev/flick/internal/testscript"
 )
 
 // BinDirEnv names a directory holding etcd, kube-apiserver, kube-controller-manager and
@@ -132,41 +133,7 @@ func (c *ControlPlane) Stop() {
 
 // BinDir returns the directory of the control plane's binaries: $FLICK_KUBE_BIN, or what
 // scripts/kube-bins.sh prints once it has found or built them (a cold build takes minutes).
-func BinDir() (string, error) {
-	if d := os.Getenv(BinDirEnv); d != "" {
-		return d, nil
-	}
-	root, err := repoRoot()
-	if err != nil {
-		return "", err
-	}
-	cmd := exec.Command("bash", filepath.Join(root, "scripts", "kube-bins.sh"))
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("scripts/kube-bins.sh: %w", err)
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	return lines[len(lines)-1], nil
-}
-
-// repoRoot walks up from the working directory (a test's package directory) to the module root.
-func repoRoot() (string, error) {
-	d, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(d, "scripts", "kube-bins.sh")); err == nil {
-			return d, nil
-		}
-		parent := filepath.Dir(d)
-		if parent == d {
-			return "", fmt.Errorf("no scripts/kube-bins.sh above the working directory; set %s", BinDirEnv)
-		}
-		d = parent
-	}
-}
+func BinDir() (string, error) { return testscript.Dir(BinDirEnv, "kube-bins.sh") }
 
 func startEtcd(bin, dir string) (string, *process, error) {
 	return retryPorts(2, func(ports []int) (string, *process, error) {
