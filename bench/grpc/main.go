@@ -30,8 +30,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/flickdev/flick/bench/loadgen"
-	"github.com/flickdev/flick/internal/certs"
 	greeter "github.com/flickdev/flick/examples/grpc-greeter"
+	"github.com/flickdev/flick/internal/certs"
 	"github.com/flickdev/flick/pkg/apis"
 )
 
