@@ -1,12 +1,17 @@
 package engine
 
-import "testing"
+import (
+	"testing"
+	"time"
+
+	"github.com/flickdev/flick/internal/runtime"
+)
 
 func TestPick(t *testing.T) {
 	mk := func(loads ...int) []*instance {
 		out := make([]*instance, len(loads))
 		for i, l := range loads {
-			out[i] = &instance{inflight: l}
+			out[i] = &instance{inflight: l, rt: runtime.NewInstance("i", "", 0, time.Time{})}
 		}
 		return out
 	}

@@ -257,11 +257,12 @@ func (w *Workload) pickLocked() *instance {
 
 // pick is the load-balancing policy (Knative's activator's): with a small
 // containerConcurrency (1–3) the first instance with room, which keeps the others idle enough
-// to scale down; otherwise the least loaded instance with room.
+// to scale down; otherwise the least loaded instance with room. An instance that has exited
+// but is not removed yet takes nothing.
 func pick(instances []*instance, cc int) *instance {
 	var best *instance
 	for _, in := range instances {
-		if cc > 0 && in.inflight >= cc {
+		if cc > 0 && in.inflight >= cc || in.rt.Exited() {
 			continue
 		}
 		if cc > 0 && cc <= 3 {
