@@ -24,9 +24,10 @@ import (
 
 // upstream is a pooled keep-alive connection to one instance.
 type upstream struct {
-	conn net.Conn
-	br   *bufio.Reader
-	bw   *bufio.Writer
+	conn     net.Conn
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	deadline time.Time // the connection's deadline as last set
 }
 
 // pool keeps one instance's idle connections.
@@ -158,6 +159,15 @@ func (rt *Router) forward(w http.ResponseWriter, r *http.Request, inst *runtime.
 	}
 }
 
+// afterFunc is context.AfterFunc, calling a context's own AfterFunc method directly when it
+// has one (httpfront's request contexts do): no wrapping context per request.
+func afterFunc(ctx context.Context, f func()) (stop func() bool) {
+	if a, ok := ctx.(interface{ AfterFunc(func()) func() bool }); ok {
+		return a.AfterFunc(f)
+	}
+	return context.AfterFunc(ctx, f)
+}
+
 func idempotent(r *http.Request) bool {
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		return false
@@ -176,9 +186,15 @@ func (e *staleConnError) Error() string { return e.err.Error() }
 func (e *staleConnError) Unwrap() error { return e.err }
 
 func exchange(w http.ResponseWriter, r *http.Request, p *pool, u *upstream, path string, deadline time.Time) (int, error) {
-	u.conn.SetDeadline(deadline)
+	// Moving a deadline updates a runtime timer; it moves only when the one set is earlier
+	// than this request's, and then a little further (a tenth of the timeout, at most a
+	// second) so that the next requests on the connection leave it alone.
+	if u.deadline.Before(deadline) {
+		u.deadline = deadline.Add(min(time.Until(deadline)/10, time.Second))
+		u.conn.SetDeadline(u.deadline)
+	}
 	// A client that goes away cuts the upstream exchange short.
-	stop := context.AfterFunc(r.Context(), func() { u.conn.SetDeadline(time.Unix(1, 0)) })
+	stop := afterFunc(r.Context(), func() { u.conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 
 	if err := writeRequest(u.bw, r, path); err != nil {
@@ -211,7 +227,9 @@ func exchange(w http.ResponseWriter, r *http.Request, p *pool, u *upstream, path
 	switch {
 	case r.Method == http.MethodHead:
 	case h.contentLength >= 0:
-		hdr["Content-Length"] = []string{strconv.FormatInt(h.contentLength, 10)}
+		if len(hdr["Content-Length"]) != 1 { // usually the instance's own, already there
+			hdr["Content-Length"] = []string{strconv.FormatInt(h.contentLength, 10)}
+		}
 	default:
 		delete(hdr, "Content-Length")
 	}
@@ -220,10 +238,11 @@ func exchange(w http.ResponseWriter, r *http.Request, p *pool, u *upstream, path
 	if err := copyBody(w, body, streaming); err != nil {
 		return h.code, errAfterHeaders
 	}
-	if !reusable || h.close || r.Close {
+	// A connection whose deadline the client's departure moved is not reused.
+	if !reusable || h.close || r.Close || !stop() {
 		u.conn.Close()
 	} else {
-		p.put(u) // the next exchange sets its own deadline
+		p.put(u)
 	}
 	return h.code, nil
 }
@@ -296,7 +315,7 @@ func writeHeaderLine(bw *bufio.Writer, k, v string) {
 	bw.WriteString(k)
 	bw.WriteString(": ")
 	// Header values came through net/http's parser; strip any line break all the same.
-	if strings.ContainsAny(v, "\r\n") {
+	if strings.IndexByte(v, '\r') >= 0 || strings.IndexByte(v, '\n') >= 0 {
 		v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
 	}
 	bw.WriteString(v)

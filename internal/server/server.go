@@ -309,8 +309,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		plain = s.certs.HTTPHandler(plain) // ACME's HTTP-01 challenges
 		go renewCerts(runCtx, s.certs)
 	}
-	dataSrv := newDataServer(plain, log)
-	var tlsSrv, internalSrv *http.Server
+	dataSrv := newDataFront(plain, log)
 	// Watches and log follows never go idle on their own: their context ends at shutdown.
 	apiBase, endStreams := context.WithCancel(context.Background())
 	defer endStreams()
@@ -320,16 +319,20 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		BaseContext: func(net.Listener) context.Context { return apiBase },
 	}
 	srvErr := make(chan error, 4)
+	// What drains at shutdown, in order.
+	servers := []interface{ Shutdown(context.Context) error }{dataSrv}
 	go func() { srvErr <- dataSrv.Serve(dataLn) }()
 	go func() { srvErr <- apiSrv.Serve(apiLn) }()
 	up := []any{"data", "http://" + dataLn.Addr().String(), "api", "http://" + apiLn.Addr().String()}
 	if s.certs != nil {
-		tlsSrv = newDataServer(data, log)
+		tlsSrv := newDataServer(data, log)
+		servers = append(servers, tlsSrv)
 		go func() { srvErr <- serveTLS(tlsSrv, tlsLn, s.certs) }()
 		up = append(up, "https", "https://"+tlsLn.Addr().String(), "ca", filepath.Join(cfg.DataDir, "tls", "ca.crt"))
 	}
 	if internalLn != nil {
-		internalSrv = newDataServer(data, log)
+		internalSrv := newDataFront(data, log)
+		servers = append(servers, internalSrv)
 		go func() { srvErr <- internalSrv.Serve(internalLn) }()
 	}
 	log.Info("flick is up", append(up, "dataDir", cfg.DataDir, "domain", cfg.Domain)...)
@@ -353,10 +356,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	brokers.StopDelivery(deliveryCtx)
 	s.calls.Drain(deliveryCtx)
 	cancelDelivery()
-	for _, srv := range []*http.Server{dataSrv, tlsSrv, internalSrv} {
-		if srv == nil {
-			continue
-		}
+	for _, srv := range servers {
 		if err := srv.Shutdown(drainCtx); err != nil {
 			log.Warn("drain did not finish in time", "err", err)
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/flickdev/flick/internal/certs"
+	"github.com/flickdev/flick/internal/httpfront"
 	"github.com/flickdev/flick/pkg/apis"
 )
 
@@ -84,6 +85,12 @@ func newDataServer(h http.Handler, log *slog.Logger) *http.Server {
 	p.SetHTTP2(true)
 	p.SetUnencryptedHTTP2(true)
 	return &http.Server{Handler: h, Protocols: &p, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+}
+
+// newDataFront serves the data plane on a plain listener: HTTP/1.1 on httpfront's fast
+// path, everything else (h2c, upgrades, chunked uploads) on a net/http server.
+func newDataFront(h http.Handler, log *slog.Logger) *httpfront.Server {
+	return &httpfront.Server{Handler: h, Fallback: newDataServer(h, log), ReadHeaderTimeout: 30 * time.Second, Log: log}
 }
 
 // renewCerts keeps the local CA's certificates fresh while the server runs.

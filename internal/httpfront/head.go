@@ -1,0 +1,167 @@
+package httpfront
+
+import (
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// requestHead is a parsed HTTP/1.1 request head that the fast path can serve.
+type requestHead struct {
+	method        string
+	target        string
+	url           *url.URL
+	host          string
+	header        http.Header
+	contentLength int64
+	close         bool // the client asked to close the connection after this request
+}
+
+// commonKeys maps header names as clients usually spell them to their canonical form, so
+// the common ones cost no allocation and no canonicalisation.
+var commonKeys = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{
+		"Accept", "Accept-Encoding", "Accept-Language", "Authorization", "Cache-Control",
+		"Connection", "Content-Length", "Content-Type", "Cookie", "Host", "Origin", "Referer",
+		"User-Agent", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Request-Id",
+		"Ce-Id", "Ce-Source", "Ce-Type", "Ce-Specversion", "Ce-Time", "Ce-Subject",
+		"Traceparent", "Tracestate", "Keep-Alive",
+	} {
+		m[k] = k
+		m[strings.ToLower(k)] = k
+	}
+	return m
+}()
+
+// parseHead parses a request head (through the blank line) that this package serves itself.
+// It reports false for anything it leaves to net/http: versions other than HTTP/1.1, targets
+// that are not a path, upgrades, Expect, Transfer-Encoding, TE, obsolete line folding, and
+// anything malformed, for which net/http writes the proper error. The head's strings are
+// substrings of head: one allocation for the whole head.
+func parseHead(head string) (requestHead, bool) {
+	var h requestHead
+	line, rest, ok := strings.Cut(head, "\r\n")
+	if !ok {
+		return h, false
+	}
+	method, line, ok1 := strings.Cut(line, " ")
+	target, proto, ok2 := strings.Cut(line, " ")
+	if !ok1 || !ok2 || proto != "HTTP/1.1" || method == "" || !validMethod(method) ||
+		target == "" || target[0] != '/' {
+		return h, false
+	}
+	u, ok := plainURL(target)
+	if !ok {
+		var err error
+		if u, err = url.ParseRequestURI(target); err != nil {
+			return h, false
+		}
+	}
+	h.method, h.target, h.url = method, target, u
+
+	// Count the lines first so every value shares one backing array, as net/http does.
+	n := strings.Count(rest, "\r\n") - 1
+	if n < 1 {
+		return h, false // HTTP/1.1 requires Host
+	}
+	h.header = make(http.Header, n)
+	values := make([]string, n)
+	hosts := 0
+	h.contentLength = 0
+	sawLength := false
+	for i := 0; ; i++ {
+		line, rest, _ = strings.Cut(rest, "\r\n")
+		if line == "" {
+			break
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			return h, false // obsolete line folding
+		}
+		rawKey, value, ok := strings.Cut(line, ":")
+		if !ok || !httpguts.ValidHeaderFieldName(rawKey) {
+			return h, false
+		}
+		value = strings.Trim(value, " \t")
+		if !httpguts.ValidHeaderFieldValue(value) {
+			return h, false
+		}
+		key, ok := commonKeys[rawKey]
+		if !ok {
+			key = textproto.CanonicalMIMEHeaderKey(rawKey)
+		}
+		switch key {
+		case "Host":
+			hosts++
+			h.host = value
+		case "Content-Length":
+			if sawLength {
+				return h, false
+			}
+			sawLength = true
+			cl, err := strconv.ParseInt(value, 10, 64)
+			if err != nil || cl < 0 || value[0] == '+' {
+				return h, false
+			}
+			h.contentLength = cl
+		case "Connection":
+			for _, tok := range strings.Split(value, ",") {
+				if strings.EqualFold(strings.TrimSpace(tok), "close") {
+					h.close = true
+				}
+			}
+		case "Transfer-Encoding", "Expect", "Upgrade", "Te", "Http2-Settings":
+			return h, false
+		}
+		if key == "Host" {
+			continue // net/http keeps it in Request.Host only
+		}
+		values[i] = value
+		if prev, ok := h.header[key]; ok {
+			h.header[key] = append(prev, value)
+		} else {
+			h.header[key] = values[i : i+1 : i+1]
+		}
+	}
+	if hosts != 1 || !httpguts.ValidHostHeader(h.host) {
+		return h, false
+	}
+	return h, true
+}
+
+// validMethod reports whether m is an HTTP token.
+func validMethod(m string) bool {
+	for i := 0; i < len(m); i++ {
+		if !httpguts.IsTokenRune(rune(m[i])) {
+			return false
+		}
+	}
+	return true
+}
+
+// plainURL builds the URL of a target whose path has only characters that need no
+// unescaping and that url.ParseRequestURI keeps as they are: what it would return, for less.
+// Other targets report false.
+func plainURL(target string) (*url.URL, bool) {
+	q := -1
+	for i := 0; i < len(target); i++ {
+		c := target[i]
+		switch {
+		case q >= 0 && c > ' ' && c != 0x7f: // the query is kept raw
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("-._~/$&+,;=:@", c) >= 0:
+		case c == '?' && q < 0:
+			q = i
+		default:
+			return nil, false
+		}
+	}
+	if q < 0 {
+		return &url.URL{Path: target}, true
+	}
+	return &url.URL{Path: target[:q], RawQuery: target[q+1:], ForceQuery: q == len(target)-1}, true
+}
