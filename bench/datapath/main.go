@@ -211,19 +211,7 @@ func startQueueProxy(bin, userAddr string) (*exec.Cmd, string, error) {
 func profileRouter(s *loadgen.Server, t target, path string) error {
 	done := make(chan struct{})
 	go func() { loadgen.Hammer(t.url, t.host, 50, 11*time.Second); close(done) }()
-	req, _ := http.NewRequest("GET", "http://"+s.API+"/debug/pprof/profile?seconds=10", nil)
-	req.Header.Set("Authorization", "Bearer "+s.Client.Token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if _, err := io.Copy(f, resp.Body); err != nil {
+	if err := s.CPUProfile(10*time.Second, path); err != nil {
 		return err
 	}
 	<-done

@@ -32,8 +32,9 @@ func main() {
 	flickBin := flag.String("flick", "bin/flick", "flick binary")
 	producers := flag.Int("producers", 64, "concurrent producers")
 	duration := flag.Duration("duration", 5*time.Second, "how long producers send, per run")
+	profile := flag.String("profile", "", "write a CPU profile of the flick server during the embedded log's paced 10-trigger run here")
 	flag.Parse()
-	if err := run(*flickBin, *producers, *duration); err != nil {
+	if err := run(*flickBin, *producers, *duration, *profile); err != nil {
 		fmt.Fprintln(os.Stderr, "eventing:", err)
 		os.Exit(1)
 	}
@@ -58,7 +59,7 @@ func (s *subscriber) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusAccepted)
 }
 
-func run(flickBin string, producers int, d time.Duration) error {
+func run(flickBin string, producers int, d time.Duration, profile string) error {
 	sub := &subscriber{delivered: map[string]time.Time{}}
 	seq := new(atomic.Int64) // event ids, unique over the whole run
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -71,23 +72,36 @@ func run(flickBin string, producers int, d time.Duration) error {
 	fmt.Printf("# Broker end to end, %s, %d CPUs, %d producers, %s per run\n\n", time.Now().UTC().Format(time.RFC3339), loadgen.NumCPU(), producers, d)
 	fmt.Println("| store | triggers | producers | accepted events/s | delivered events/s (all triggers) | 202→delivery p50 | p99 |")
 	fmt.Println("|---|---|---|---|---|---|---|")
-	jsDefault, err := runStore(flickBin, "JetStream, default", true, false, subURL, producers, d, sub, seq, nil)
+	b := bench{flickBin: flickBin, subURL: subURL, producers: producers, d: d, sub: sub, seq: seq}
+	jsDefault, err := b.runStore("JetStream, default", true, false, nil, "")
 	if err != nil {
 		return fmt.Errorf("JetStream, default: %w", err)
 	}
-	if _, err := runStore(flickBin, "embedded log, fsync before 202", false, false, subURL, producers, d, sub, seq, jsDefault); err != nil {
+	if _, err := b.runStore("embedded log, fsync before 202", false, false, jsDefault, profile); err != nil {
 		return fmt.Errorf("embedded log: %w", err)
 	}
-	if _, err := runStore(flickBin, "JetStream, sync_always", true, true, subURL, producers, d, sub, seq, nil); err != nil {
+	if _, err := b.runStore("JetStream, sync_always", true, true, nil, ""); err != nil {
 		return fmt.Errorf("JetStream, sync_always: %w", err)
 	}
 	return nil
 }
 
+// bench is what every run shares.
+type bench struct {
+	flickBin  string
+	subURL    string
+	producers int
+	d         time.Duration
+	sub       *subscriber
+	seq       *atomic.Int64 // event ids, unique over the whole run
+}
+
 // runStore starts a server keeping brokers' events in one store and measures it with
 // producers as fast as they go, then, for each trigger count in pace, paced at that many
-// events/s. It returns the accepted rates by trigger count.
-func runStore(flickBin, name string, jetstream, syncAlways bool, subURL string, producers int, d time.Duration, sub *subscriber, seq *atomic.Int64, pace map[int]float64) (map[int]float64, error) {
+// events/s. It returns the accepted rates by trigger count. With profile, the paced
+// 10-trigger run's CPU profile is saved there.
+func (bn bench) runStore(name string, jetstream, syncAlways bool, pace map[int]float64, profile string) (map[int]float64, error) {
+	flickBin, subURL, producers, d, sub, seq := bn.flickBin, bn.subURL, bn.producers, bn.d, bn.sub, bn.seq
 	var args []string
 	if jetstream {
 		dir, err := os.MkdirTemp("", "flick-bench-nats-")
@@ -128,7 +142,16 @@ func runStore(flickBin, name string, jetstream, syncAlways bool, subURL string, 
 			loads = append(loads, pace[triggers])
 		}
 		for _, rate := range loads {
+			profiled := make(chan error, 1)
+			if profile != "" && triggers == 10 && rate > 0 {
+				go func() { profiled <- srv.CPUProfile(d-time.Second, profile) }()
+			} else {
+				profiled <- nil
+			}
 			r, err := measure(srv.Data, broker, triggers, producers, d, sub, seq, rate)
+			if perr := <-profiled; perr != nil {
+				return nil, perr
+			}
 			if err != nil {
 				return nil, err
 			}

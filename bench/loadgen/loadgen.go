@@ -215,3 +215,26 @@ func NumCPU() int {
 
 // PID is the server's process id.
 func (s *Server) PID() int { return s.cmd.Process.Pid }
+
+// CPUProfile saves a CPU profile of the server over the next d to path.
+func (s *Server) CPUProfile(d time.Duration, path string) error {
+	req, _ := http.NewRequest("GET", fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", s.API, int(d.Seconds())), nil)
+	req.Header.Set("Authorization", "Bearer "+s.Token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("profile: %s", resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

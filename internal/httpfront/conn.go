@@ -153,18 +153,21 @@ func (c *conn) handOff() bool {
 
 // serveRequest runs the handler for one request and reports whether the connection goes on.
 func (c *conn) serveRequest(h requestHead) bool {
-	ctx := &requestContext{}
+	// One allocation for what a request needs beside its http.Request.
+	st := &requestState{}
+	ctx := &st.ctx
 	defer ctx.cancel()
 	var body io.ReadCloser = http.NoBody
 	var rb *requestBody
 	if h.contentLength > 0 {
-		rb = &requestBody{c: c, left: h.contentLength}
+		rb = &st.body
+		rb.c, rb.left = c, h.contentLength
 		body = rb
 		c.bodyDone.Store(false)
 	} else {
 		c.bodyDone.Store(true)
 	}
-	r := (&http.Request{
+	st.req = http.Request{
 		Method:        h.method,
 		URL:           h.url,
 		Proto:         "HTTP/1.1",
@@ -177,8 +180,10 @@ func (c *conn) serveRequest(h requestHead) bool {
 		RemoteAddr:    c.remote,
 		RequestURI:    h.target,
 		Close:         h.close,
-	}).WithContext(ctx)
-	w := &response{c: c, req: r, body: rb, status: http.StatusOK, contentLength: -1, closeAfter: h.close}
+	}
+	r := st.req.WithContext(ctx)
+	w := &st.w
+	*w = response{c: c, req: r, body: rb, status: http.StatusOK, contentLength: -1, closeAfter: h.close}
 
 	c.mu.Lock()
 	c.inRequest, c.ctx, c.gone, c.started = true, ctx, false, time.Now()
@@ -240,6 +245,14 @@ func (c *conn) watch(ctx *requestContext, done chan struct{}) {
 		c.gone = true
 		ctx.cancel()
 	}
+}
+
+// requestState is what one request needs beside its http.Request, in one allocation.
+type requestState struct {
+	ctx  requestContext
+	req  http.Request // WithContext's original
+	w    response
+	body requestBody
 }
 
 // requestBody reads a request body of known length from the connection.

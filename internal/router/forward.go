@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flickdev/flick/internal/httpwire"
 	"github.com/flickdev/flick/internal/runtime"
 )
 
@@ -110,11 +111,8 @@ func newUpstream(c net.Conn) *upstream {
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
-// hopHeaders are per-connection headers a proxy must not forward (RFC 9110 7.6.1).
-var hopHeaders = map[string]bool{
-	"Connection": true, "Proxy-Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true,
-	"Proxy-Authorization": true, "Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
-}
+// hopHeaders are per-connection headers a proxy must not forward.
+var hopHeaders = httpwire.HopHeaders
 
 // needsReverseProxy reports requests this hop does not handle: upgrades (websockets) and
 // requests asking for trailers.
@@ -186,11 +184,12 @@ func (e *staleConnError) Error() string { return e.err.Error() }
 func (e *staleConnError) Unwrap() error { return e.err }
 
 func exchange(w http.ResponseWriter, r *http.Request, p *pool, u *upstream, path string, deadline time.Time) (int, error) {
-	// Moving a deadline updates a runtime timer; it moves only when the one set is earlier
-	// than this request's, and then a little further (a tenth of the timeout, at most a
-	// second) so that the next requests on the connection leave it alone.
-	if u.deadline.Before(deadline) {
-		u.deadline = deadline.Add(min(time.Until(deadline)/10, time.Second))
+	// Moving a deadline updates a runtime timer. Requests to one instance share a timeout,
+	// so a deadline already set a little later than this request's (by at most a tenth of
+	// the timeout, or a second) stays; a new one is set that much later.
+	slack := min(time.Until(deadline)/10, time.Second)
+	if u.deadline.Before(deadline) || u.deadline.Sub(deadline) > slack {
+		u.deadline = deadline.Add(slack)
 		u.conn.SetDeadline(u.deadline)
 	}
 	// A client that goes away cuts the upstream exchange short.
@@ -210,41 +209,41 @@ func exchange(w http.ResponseWriter, r *http.Request, p *pool, u *upstream, path
 		return 0, &staleConnError{perr}
 	}
 	hdr := w.Header()
-	var h head
+	var h httpwire.Head
 	for {
 		var err error
-		if h, err = readHead(u.br, hdr); err != nil {
+		if h, err = httpwire.ReadHead(u.br, hdr); err != nil {
 			return 0, err
 		}
 		// Interim answers (100 Continue, 103 Early Hints) are passed on; the final one follows.
-		if h.code >= 100 && h.code < 200 && h.code != http.StatusSwitchingProtocols {
-			w.WriteHeader(h.code)
+		if h.Code >= 100 && h.Code < 200 && h.Code != http.StatusSwitchingProtocols {
+			w.WriteHeader(h.Code)
 			continue
 		}
 		break
 	}
-	body, reusable := bodyReader(u.br, &h, r.Method)
+	body, reusable := httpwire.Body(u.br, &h, r.Method)
 	switch {
 	case r.Method == http.MethodHead:
-	case h.contentLength >= 0:
+	case h.ContentLength >= 0:
 		if len(hdr["Content-Length"]) != 1 { // usually the instance's own, already there
-			hdr["Content-Length"] = []string{strconv.FormatInt(h.contentLength, 10)}
+			hdr["Content-Length"] = []string{strconv.FormatInt(h.ContentLength, 10)}
 		}
 	default:
 		delete(hdr, "Content-Length")
 	}
-	w.WriteHeader(h.code)
-	streaming := h.contentLength < 0 || strings.HasPrefix(hdr.Get("Content-Type"), "text/event-stream")
+	w.WriteHeader(h.Code)
+	streaming := h.ContentLength < 0 || strings.HasPrefix(hdr.Get("Content-Type"), "text/event-stream")
 	if err := copyBody(w, body, streaming); err != nil {
-		return h.code, errAfterHeaders
+		return h.Code, errAfterHeaders
 	}
 	// A connection whose deadline the client's departure moved is not reused.
-	if !reusable || h.close || r.Close || !stop() {
+	if !reusable || h.Close || r.Close || !stop() {
 		u.conn.Close()
 	} else {
 		p.put(u)
 	}
-	return h.code, nil
+	return h.Code, nil
 }
 
 // writeRequest writes the request line and headers, with X-Forwarded-* added.

@@ -385,15 +385,13 @@ func (m *Manager) publishTo(ctx context.Context, to endpoint, e cevent) result {
 
 // send POSTs the event in binary mode and reads the answer: a CloudEvent in it is a reply.
 func (d *dispatch) send(ctx context.Context, url string, e cevent) result {
-	ctx, cancel := context.WithTimeout(ctx, d.delivery.timeout)
-	defer cancel()
-	a, err := d.m.sender.post(ctx, url, e)
+	a, err := d.m.sender.post(ctx, time.Now().Add(d.delivery.timeout), url, e)
 	if err != nil {
 		return result{err: err}
 	}
 	r := result{code: a.code, retryAfter: parseRetryAfter(a.header.Get("Retry-After"), time.Now())}
 	if !r.ok() {
-		r.err = fmt.Errorf("%s answered %s", url, a.status)
+		r.err = fmt.Errorf("%s answered %s", url, a.status())
 		r.body = a.body[:min(len(a.body), 1024)]
 		return r
 	}
@@ -486,9 +484,7 @@ func (m *Manager) Call(ctx context.Context, ns string, dest apis.Destination, at
 		r := m.publishTo(ctx, ep, e)
 		return Answer{Code: r.code}, r.err
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	a, err := m.sender.post(ctx, ep.url, e)
+	a, err := m.sender.post(ctx, time.Now().Add(timeout), ep.url, e)
 	if err != nil {
 		return Answer{}, err
 	}

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bufio"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
@@ -80,30 +81,61 @@ func decodeRecord(b []byte) (time.Time, cevent, error) {
 	if k <= 0 || uint64(len(rest)-k) < n {
 		return accepted, cevent{}, errShortRecord
 	}
-	attrs, data := rest[k:k+int(n)], rest[k+int(n):]
-	e := cevent{attrs: filter.Attributes{}, data: data}
+	// Every trigger decodes every event: one string holds all the attributes, and the
+	// names spelled by the spec are not allocated at all.
+	attrs, data := string(rest[k:k+int(n)]), rest[k+int(n):]
+	e := cevent{attrs: make(filter.Attributes, 8), data: data}
 	for len(attrs) > 0 {
-		name, more, ok := field(attrs)
+		name, more, ok := stringField(attrs)
 		if !ok {
 			return accepted, cevent{}, errShortRecord
 		}
-		value, more, ok := field(more)
+		value, more, ok := stringField(more)
 		if !ok {
 			return accepted, cevent{}, errShortRecord
 		}
-		e.attrs[string(name)] = string(value)
+		if known, ok := specAttributes[name]; ok {
+			name = known
+		}
+		e.attrs[name] = value
 		attrs = more
 	}
 	return accepted, e, nil
 }
 
-// field splits a uvarint-length-prefixed field off b.
-func field(b []byte) (value, rest []byte, ok bool) {
-	n, k := binary.Uvarint(b)
-	if k <= 0 || uint64(len(b)-k) < n {
-		return nil, nil, false
+// specAttributes are the attribute names most events carry, interned.
+var specAttributes = map[string]string{"specversion": "specversion", "id": "id", "source": "source",
+	"type": "type", "datacontenttype": "datacontenttype", "dataschema": "dataschema",
+	"subject": "subject", "time": "time"}
+
+// stringField splits a uvarint-length-prefixed field off s.
+func stringField(s string) (value, rest string, ok bool) {
+	n, k := uvarint(s)
+	if k <= 0 || uint64(len(s)-k) < n {
+		return "", "", false
 	}
-	return b[k : k+int(n)], b[k+int(n):], true
+	return s[k : k+int(n)], s[k+int(n):], true
+}
+
+// uvarint is binary.Uvarint on a string.
+func uvarint(s string) (uint64, int) {
+	var x uint64
+	var shift uint
+	for i := 0; i < len(s); i++ {
+		if i == binary.MaxVarintLen64 {
+			return 0, -(i + 1) // overflow
+		}
+		b := s[i]
+		if b < 0x80 {
+			if i == binary.MaxVarintLen64-1 && b > 1 {
+				return 0, -(i + 1) // overflow
+			}
+			return x | uint64(b)<<shift, i + 1
+		}
+		x |= uint64(b&0x7f) << shift
+		shift += 7
+	}
+	return 0, 0
 }
 
 // fromSDK converts an SDK event (from structured or batched mode, or a structured reply).
@@ -202,6 +234,37 @@ func (e cevent) header(h http.Header) {
 			continue
 		}
 		h[textproto.CanonicalMIMEHeaderKey("ce-"+k)] = []string{encodeHeaderValue(v)}
+	}
+}
+
+// writeHeader writes the event's attributes as binary mode's header fields, as header does,
+// without a map in between.
+func (e cevent) writeHeader(bw *bufio.Writer) {
+	for k, v := range e.attrs {
+		if k == "datacontenttype" {
+			bw.WriteString("Content-Type: ")
+			// Attribute values from structured events may hold anything; a line break
+			// would end the field.
+			if strings.IndexByte(v, '\r') >= 0 || strings.IndexByte(v, '\n') >= 0 {
+				v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
+			}
+			bw.WriteString(v)
+			bw.WriteString("\r\n")
+			continue
+		}
+		// Attribute names are lower-case letters and digits: "id" becomes "Ce-Id".
+		bw.WriteString("Ce-")
+		if k != "" {
+			c := k[0]
+			if 'a' <= c && c <= 'z' {
+				c -= 'a' - 'A'
+			}
+			bw.WriteByte(c)
+			bw.WriteString(k[1:])
+		}
+		bw.WriteString(": ")
+		bw.WriteString(encodeHeaderValue(v))
+		bw.WriteString("\r\n")
 	}
 }
 

@@ -119,3 +119,19 @@ func TestStructuredIsJSON(t *testing.T) {
 		t.Errorf("structured = %s", got)
 	}
 }
+
+// uvarint must read strings exactly as binary.Uvarint reads bytes, malformed ones included.
+func TestUvarintMatchesBinary(t *testing.T) {
+	inputs := [][]byte{{}, {0}, {1}, {0x7f}, {0x80}, {0x80, 1}, {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1},
+		{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2}, {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1}}
+	for _, n := range []uint64{0, 1, 127, 128, 300, 1 << 20, 1<<63 + 5} {
+		inputs = append(inputs, binary.AppendUvarint(nil, n))
+	}
+	for _, in := range inputs {
+		wantX, wantK := binary.Uvarint(in)
+		gotX, gotK := uvarint(string(in))
+		if gotX != wantX || gotK != wantK {
+			t.Errorf("% x: got %d,%d want %d,%d", in, gotX, gotK, wantX, wantK)
+		}
+	}
+}

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/flickdev/flick/internal/httpwire"
 )
 
 // sender POSTs events over pooled keep-alive HTTP/1.1 connections, writing the request and
@@ -22,20 +24,25 @@ import (
 type sender struct {
 	dial   func(ctx context.Context, network, addr string) (net.Conn, error)
 	client *http.Client
+	urls   sync.Map // target -> *url.URL, parsed once
 	mu     sync.Mutex
 	idle   map[string][]*keptConn // host:port -> idle connections
 }
 
 type keptConn struct {
-	c     net.Conn
-	br    *bufio.Reader
-	bw    *bufio.Writer
-	since time.Time // idle since
+	c        net.Conn
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	since    time.Time // idle since
+	deadline time.Time // as last set
 }
 
 // Idle connections kept to one subscriber: at most maxIdlePerHost, for at most maxIdleTime.
+// Every trigger whose subscriber is on one host (the data plane, say) shares its pool, each
+// with up to its concurrency in flight: a smaller pool closes and redials connections
+// under load.
 const (
-	maxIdlePerHost = 256
+	maxIdlePerHost = 2048
 	maxIdleTime    = time.Minute
 )
 
@@ -50,30 +57,47 @@ func newSender(dial func(ctx context.Context, network, addr string) (net.Conn, e
 // answer is a subscriber's response, its body read whole (up to maxEventBytes).
 type answer struct {
 	code   int
-	status string
 	header http.Header
 	body   []byte
 }
 
-// post sends one event and reads the answer before ctx's deadline.
-func (s *sender) post(ctx context.Context, target string, e cevent) (answer, error) {
+// status is the answer's status line, for errors.
+func (a answer) status() string { return strconv.Itoa(a.code) + " " + http.StatusText(a.code) }
+
+// parse returns target's URL, parsed once per target.
+func (s *sender) parse(target string) (*url.URL, error) {
+	if u, ok := s.urls.Load(target); ok {
+		return u.(*url.URL), nil
+	}
 	u, err := url.Parse(target)
+	if err != nil {
+		return nil, err
+	}
+	s.urls.Store(target, u)
+	return u, nil
+}
+
+// post sends one event and reads the answer before deadline, or until ctx ends. A
+// deadline rather than a context with one: a timer context per delivery costs more than
+// the rest of the bookkeeping.
+func (s *sender) post(ctx context.Context, deadline time.Time, target string, e cevent) (answer, error) {
+	u, err := s.parse(target)
 	if err != nil {
 		return answer{}, err
 	}
 	if u.Scheme != "http" {
-		return s.viaClient(ctx, target, e)
+		return s.viaClient(ctx, deadline, target, e)
 	}
 	addr := u.Host
 	if u.Port() == "" {
 		addr = net.JoinHostPort(u.Hostname(), "80")
 	}
 	for attempt := 0; ; attempt++ {
-		kc, reused, err := s.get(ctx, addr)
+		kc, reused, err := s.get(ctx, deadline, addr)
 		if err != nil {
 			return answer{}, err
 		}
-		a, keep, err := exchange(ctx, kc, u, e)
+		a, keep, err := exchange(ctx, deadline, kc, u, e)
 		if err == nil {
 			if keep {
 				s.put(addr, kc)
@@ -86,7 +110,7 @@ func (s *sender) post(ctx context.Context, target string, e cevent) (answer, err
 		// A kept connection the subscriber closed meanwhile fails before any answer: the
 		// event did not arrive, so it is sent once more on a new one.
 		var stale *staleError
-		if !reused || !errors.As(err, &stale) || attempt > 0 || ctx.Err() != nil {
+		if !reused || !errors.As(err, &stale) || attempt > 0 || ctx.Err() != nil || time.Now().After(deadline) {
 			return answer{}, err
 		}
 	}
@@ -98,12 +122,8 @@ type staleError struct{ err error }
 func (e *staleError) Error() string { return e.err.Error() }
 func (e *staleError) Unwrap() error { return e.err }
 
-func exchange(ctx context.Context, kc *keptConn, u *url.URL, e cevent) (answer, bool, error) {
-	if d, ok := ctx.Deadline(); ok {
-		kc.c.SetDeadline(d)
-	} else {
-		kc.c.SetDeadline(time.Time{})
-	}
+func exchange(ctx context.Context, deadline time.Time, kc *keptConn, u *url.URL, e cevent) (answer, bool, error) {
+	setDeadline(kc, deadline)
 	stop := context.AfterFunc(ctx, func() { kc.c.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	bw := kc.bw
@@ -114,11 +134,7 @@ func exchange(ctx context.Context, kc *keptConn, u *url.URL, e cevent) (answer, 
 	bw.WriteString("\r\nUser-Agent: flick-broker\r\nContent-Length: ")
 	bw.WriteString(strconv.Itoa(len(e.data)))
 	bw.WriteString("\r\n")
-	h := http.Header{}
-	e.header(h)
-	if err := h.Write(bw); err != nil {
-		return answer{}, false, &staleError{err}
-	}
+	e.writeHeader(bw)
 	bw.WriteString("\r\n")
 	bw.Write(e.data)
 	if err := bw.Flush(); err != nil {
@@ -127,22 +143,41 @@ func exchange(ctx context.Context, kc *keptConn, u *url.URL, e cevent) (answer, 
 	if _, err := kc.br.Peek(1); err != nil {
 		return answer{}, false, &staleError{err}
 	}
-	resp, err := http.ReadResponse(kc.br, nil)
+	hdr := http.Header{}
+	h, err := httpwire.ReadHead(kc.br, hdr)
+	for err == nil && h.Code < 200 { // 100 Continue and other interim answers
+		clear(hdr)
+		h, err = httpwire.ReadHead(kc.br, hdr)
+	}
 	if err != nil {
 		return answer{}, false, err
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxEventBytes))
-	if err != nil {
-		return answer{}, false, err
+	body, reusable := httpwire.Body(kc.br, &h, http.MethodPost)
+	var data []byte
+	if h.ContentLength != 0 {
+		if data, err = io.ReadAll(io.LimitReader(body, maxEventBytes)); err != nil {
+			return answer{}, false, err
+		}
+		// An answer longer than the limit leaves bytes on the connection: it is not kept then.
+		if extra, _ := io.Copy(io.Discard, io.LimitReader(body, 1)); extra > 0 {
+			reusable = false
+		}
 	}
-	// An answer longer than the limit leaves bytes on the connection: it is not kept then.
-	extra, _ := io.Copy(io.Discard, io.LimitReader(resp.Body, 1))
-	keep := !resp.Close && extra == 0
-	resp.Body.Close()
-	return answer{code: resp.StatusCode, status: resp.Status, header: resp.Header, body: body}, keep, nil
+	return answer{code: h.Code, header: hdr, body: data}, reusable && !h.Close, nil
 }
 
-func (s *sender) get(ctx context.Context, addr string) (*keptConn, bool, error) {
+// setDeadline gives the connection a delivery's deadline. Moving a deadline updates a
+// runtime timer; deliveries of one trigger share a timeout, so a deadline already set a
+// little later than this one (by at most a tenth of the timeout, or a second) stays.
+func setDeadline(kc *keptConn, d time.Time) {
+	slack := min(time.Until(d)/10, time.Second)
+	if kc.deadline.Before(d) || kc.deadline.Sub(d) > slack {
+		kc.deadline = d.Add(slack)
+		kc.c.SetDeadline(kc.deadline)
+	}
+}
+
+func (s *sender) get(ctx context.Context, deadline time.Time, addr string) (*keptConn, bool, error) {
 	s.mu.Lock()
 	for list := s.idle[addr]; len(list) > 0; list = s.idle[addr] {
 		kc := list[len(list)-1]
@@ -155,6 +190,8 @@ func (s *sender) get(ctx context.Context, addr string) (*keptConn, bool, error) 
 		return kc, true, nil
 	}
 	s.mu.Unlock()
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
 	c, err := s.dial(ctx, "tcp", addr)
 	if err != nil {
 		return nil, false, err
@@ -186,7 +223,9 @@ func (s *sender) close() {
 }
 
 // viaClient sends through the http.Client (https).
-func (s *sender) viaClient(ctx context.Context, target string, e cevent) (answer, error) {
+func (s *sender) viaClient(ctx context.Context, deadline time.Time, target string, e cevent) (answer, error) {
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(e.data))
 	if err != nil {
 		return answer{}, err
@@ -198,5 +237,5 @@ func (s *sender) viaClient(ctx context.Context, target string, e cevent) (answer
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxEventBytes))
-	return answer{code: resp.StatusCode, status: resp.Status, header: resp.Header, body: body}, nil
+	return answer{code: resp.StatusCode, header: resp.Header, body: body}, nil
 }

@@ -1,4 +1,4 @@
-package router
+package httpwire
 
 import (
 	"bufio"
@@ -35,17 +35,17 @@ func TestReadHeadAndBody(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			br := bufio.NewReader(strings.NewReader(tt.raw))
 			hdr := http.Header{}
-			h, err := readHead(br, hdr)
+			h, err := ReadHead(br, hdr)
 			if err != nil {
 				t.Fatal(err)
 			}
-			body, reusable := bodyReader(br, &h, tt.method)
+			body, reusable := Body(br, &h, tt.method)
 			b, err := io.ReadAll(body)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if h.code != tt.wantCode || string(b) != tt.wantBody || h.contentLength != tt.wantCL || reusable != tt.reusable || h.close != tt.wantClose {
-				t.Errorf("got code %d body %q length %d reusable %v close %v", h.code, b, h.contentLength, reusable, h.close)
+			if h.Code != tt.wantCode || string(b) != tt.wantBody || h.ContentLength != tt.wantCL || reusable != tt.reusable || h.Close != tt.wantClose {
+				t.Errorf("got code %d body %q length %d reusable %v close %v", h.Code, b, h.ContentLength, reusable, h.Close)
 			}
 			for k, v := range tt.header {
 				if hdr.Get(k) != v {
@@ -59,7 +59,7 @@ func TestReadHeadAndBody(t *testing.T) {
 		})
 	}
 	for _, bad := range []string{"SSH-2.0\r\n\r\n", "HTTP/1.1 abc\r\n\r\n", "HTTP/1.1 200 OK\r\nnocolon\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n"} {
-		if _, err := readHead(bufio.NewReader(strings.NewReader(bad)), http.Header{}); err == nil {
+		if _, err := ReadHead(bufio.NewReader(strings.NewReader(bad)), http.Header{}); err == nil {
 			t.Errorf("%q: want an error", bad)
 		}
 	}

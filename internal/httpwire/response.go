@@ -1,4 +1,7 @@
-package router
+// Package httpwire reads HTTP/1.1 answers off kept connections for the two places that write
+// requests by hand: the router's hop to an instance and the broker's deliveries. It parses
+// a response head straight into the header map the caller keeps, without http.Response.
+package httpwire
 
 import (
 	"bufio"
@@ -13,23 +16,31 @@ import (
 	"strings"
 )
 
-// head is what the router needs from an instance's response head.
-type head struct {
-	code          int
-	contentLength int64 // -1: unknown
-	chunked       bool
-	close         bool // the instance will close the connection after this response
+// Head is what a caller needs from a response head beside its fields.
+type Head struct {
+	Code          int
+	ContentLength int64 // -1: unknown
+	Chunked       bool
+	Close         bool // the server will close the connection after this response
 }
 
-var errMalformed = errors.New("malformed response from the instance")
+// HopHeaders are per-connection fields a proxy must not forward (RFC 9110 7.6.1); ReadHead
+// leaves them out.
+var HopHeaders = map[string]bool{
+	"Connection": true, "Proxy-Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true,
+	"Proxy-Authorization": true, "Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
+}
 
-// readHead parses a response's status line and headers from br straight into dst (the
+// ErrMalformed is an answer that is not HTTP/1.x.
+var ErrMalformed = errors.New("malformed HTTP response")
+
+// ReadHead parses a response's status line and headers from br straight into dst (the
 // client's response headers), leaving out hop-by-hop headers. http.ReadResponse would build a
 // Response and a Header map only for the router to copy them. A head that arrived whole
 // (the usual case) becomes one string whose pieces are the header values.
-func readHead(br *bufio.Reader, dst http.Header) (head, error) {
+func ReadHead(br *bufio.Reader, dst http.Header) (Head, error) {
 	if _, err := br.Peek(1); err != nil {
-		return head{contentLength: -1}, err
+		return Head{ContentLength: -1}, err
 	}
 	buf, _ := br.Peek(br.Buffered())
 	if i := bytes.Index(buf, []byte("\r\n\r\n")); i >= 0 {
@@ -42,7 +53,7 @@ func readHead(br *bufio.Reader, dst http.Header) (head, error) {
 	for {
 		line, err := br.ReadSlice('\n')
 		if err != nil {
-			return head{contentLength: -1}, err
+			return Head{ContentLength: -1}, err
 		}
 		if len(bytes.TrimRight(line, "\r\n")) == 0 {
 			return parseHead(sb.String(), dst)
@@ -52,22 +63,22 @@ func readHead(br *bufio.Reader, dst http.Header) (head, error) {
 }
 
 // parseHead parses a status line and header lines (each ending in a line feed).
-func parseHead(s string, dst http.Header) (head, error) {
-	h := head{contentLength: -1}
+func parseHead(s string, dst http.Header) (Head, error) {
+	h := Head{ContentLength: -1}
 	line, rest, _ := strings.Cut(s, "\n")
 	line = strings.TrimSuffix(line, "\r")
 	// "HTTP/1.1 200 OK"
 	if len(line) < 12 || !strings.HasPrefix(line, "HTTP/1.") || line[8] != ' ' {
-		return h, fmt.Errorf("%w: status line %q", errMalformed, line)
+		return h, fmt.Errorf("%w: status line %q", ErrMalformed, line)
 	}
 	if line[7] == '0' {
-		h.close = true // HTTP/1.0 keeps the connection only when asked; we never ask
+		h.Close = true // HTTP/1.0 keeps the connection only when asked; we never ask
 	}
 	code, err := strconv.Atoi(line[9:12])
 	if err != nil || code < 100 || code > 999 {
-		return h, fmt.Errorf("%w: status line %q", errMalformed, line)
+		return h, fmt.Errorf("%w: status line %q", ErrMalformed, line)
 	}
-	h.code = code
+	h.Code = code
 	// Every value shares one backing array, as in net/http.
 	values := make([]string, strings.Count(rest, "\n"))
 	var lastKey string
@@ -86,7 +97,7 @@ func parseHead(s string, dst http.Header) (head, error) {
 		}
 		k, v, ok := strings.Cut(line, ":")
 		if !ok || k == "" {
-			return h, fmt.Errorf("%w: header line %q", errMalformed, line)
+			return h, fmt.Errorf("%w: header line %q", ErrMalformed, line)
 		}
 		key := textproto.CanonicalMIMEHeaderKey(k)
 		value := strings.TrimSpace(v)
@@ -94,18 +105,18 @@ func parseHead(s string, dst http.Header) (head, error) {
 		case "Content-Length":
 			n, err := strconv.ParseInt(value, 10, 64)
 			if err != nil || n < 0 {
-				return h, fmt.Errorf("%w: Content-Length %q", errMalformed, value)
+				return h, fmt.Errorf("%w: Content-Length %q", ErrMalformed, value)
 			}
-			h.contentLength = n
+			h.ContentLength = n
 		case "Transfer-Encoding":
-			h.chunked = h.chunked || strings.Contains(strings.ToLower(value), "chunked")
+			h.Chunked = h.Chunked || strings.Contains(strings.ToLower(value), "chunked")
 		case "Connection":
 			if strings.EqualFold(value, "close") {
-				h.close = true
+				h.Close = true
 			}
 		}
 		lastKey = ""
-		if hopHeaders[key] {
+		if HopHeaders[key] {
 			continue
 		}
 		values[i] = value
@@ -119,20 +130,20 @@ func parseHead(s string, dst http.Header) (head, error) {
 	return h, nil
 }
 
-// bodyReader returns the response body's reader per its framing, and whether the connection
+// Body returns the response body's reader per its framing, and whether the connection
 // can be reused once the body is read to its end.
-func bodyReader(br *bufio.Reader, h *head, method string) (io.Reader, bool) {
+func Body(br *bufio.Reader, h *Head, method string) (io.Reader, bool) {
 	switch {
 	case method == http.MethodHead:
 		return eofReader{}, true // Content-Length describes the GET; keep it as sent
-	case h.code < 200 || h.code == http.StatusNoContent || h.code == http.StatusNotModified:
-		h.contentLength = 0
+	case h.Code < 200 || h.Code == http.StatusNoContent || h.Code == http.StatusNotModified:
+		h.ContentLength = 0
 		return eofReader{}, true
-	case h.chunked:
-		h.contentLength = -1
+	case h.Chunked:
+		h.ContentLength = -1
 		return &chunkedBody{r: httputil.NewChunkedReader(br), br: br}, true
-	case h.contentLength >= 0:
-		return io.LimitReader(br, h.contentLength), true
+	case h.ContentLength >= 0:
+		return io.LimitReader(br, h.ContentLength), true
 	default:
 		return br, false // read to the end of the connection
 	}
