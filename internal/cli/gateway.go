@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	"github.com/flickdev/flick/internal/httpfront"
 	"github.com/flickdev/flick/internal/kube"
 	"github.com/flickdev/flick/internal/kube/gateway"
 )
@@ -66,11 +68,17 @@ waits, and scaled back down when idle.`,
 			protocols.SetHTTP1(true)
 			protocols.SetHTTP2(true)
 			protocols.SetUnencryptedHTTP2(true)
-			srv := &http.Server{Addr: listen, Handler: gw.Handler(), ReadHeaderTimeout: 10 * time.Second, Protocols: &protocols}
+			// The plain port's HTTP/1.1 takes httpfront's fast path, like flick server's.
+			srv := &httpfront.Server{Handler: gw.Handler(), ReadHeaderTimeout: 10 * time.Second, Log: log,
+				Fallback: &http.Server{Handler: gw.Handler(), ReadHeaderTimeout: 10 * time.Second, Protocols: &protocols}}
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				return fmt.Errorf("gateway: %w", err)
+			}
 			runErr := make(chan error, 1)
 			go func() { runErr <- gw.Run(ctx) }()
 			serveErr := make(chan error, 3)
-			go func() { serveErr <- srv.ListenAndServe() }()
+			go func() { serveErr <- srv.Serve(ln) }()
 			var tlsSrv *http.Server
 			if listenTLS != "" {
 				tlsSrv = &http.Server{Addr: listenTLS, Handler: gw.Handler(), ReadHeaderTimeout: 10 * time.Second, TLSConfig: gw.Certificates().TLSConfig(), Protocols: &protocols}
