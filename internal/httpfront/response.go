@@ -15,6 +15,9 @@ import (
 // answer goes out with a Content-Length, as net/http does.
 const bufferBeforeChunking = 2048
 
+// sniffLen is how much of a body http.DetectContentType looks at.
+const sniffLen = 512
+
 // response is the http.ResponseWriter of the fast path. The head is written to the
 // connection's buffer only with the first body bytes (or at the end), so that a short answer
 // leaves in one write.
@@ -94,6 +97,14 @@ func (w *response) Write(p []byte) (int, error) {
 	}
 	w.written += int64(len(p))
 	if w.req.Method == http.MethodHead {
+		// No body goes out, but its start still sniffs a Content-Type, as net/http does.
+		if !w.headSent && len(w.held) < sniffLen {
+			if w.held == nil {
+				w.held = w.c.scratch[:0]
+			}
+			w.held = append(w.held, p[:min(len(p), sniffLen-len(w.held))]...)
+			w.c.scratch = w.held[:0]
+		}
 		return len(p), nil
 	}
 	bw := w.c.bw
@@ -145,10 +156,10 @@ func (w *response) FlushError() error {
 			w.chunked = true
 		}
 		w.writeHead(w.held, false)
-		if len(w.held) > 0 {
+		if len(w.held) > 0 && w.req.Method != http.MethodHead {
 			writeChunk(w.c.bw, w.held, nil)
-			w.held = nil
 		}
+		w.held = nil
 	}
 	return w.flushConn()
 }

@@ -444,3 +444,89 @@ func TestShutdown(t *testing.T) {
 		t.Error("still accepting after Shutdown")
 	}
 }
+
+// The fast path answers as net/http does: the same requests to both, compared.
+func TestSameAnswersAsNetHTTP(t *testing.T) {
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		switch r.URL.Path {
+		case "/empty":
+		case "/status":
+			w.WriteHeader(http.StatusTeapot)
+		case "/notype":
+			w.Header()["Content-Type"] = nil
+			io.WriteString(w, "<html>no type</html>")
+		case "/html":
+			io.WriteString(w, "<html><body>sniffed</body></html>")
+		case "/long":
+			io.WriteString(w, strings.Repeat("long ", 1000))
+		case "/multi":
+			w.Header().Add("X-Many", "1")
+			w.Header().Add("X-Many", "2")
+			io.WriteString(w, "multi")
+		case "/flushed":
+			io.WriteString(w, "<p>first</p>")
+			http.NewResponseController(w).Flush()
+			io.WriteString(w, "second")
+		case "/notmodified":
+			w.WriteHeader(http.StatusNotModified)
+		default:
+			fmt.Fprintf(w, "%s %s %q %q %q %q %d %q", r.Method, r.Host, r.URL.Path, r.URL.RawPath, r.URL.RawQuery, r.RequestURI, r.ContentLength, b)
+			for _, k := range []string{"X-A", "Accept", "Cookie"} {
+				fmt.Fprintf(w, " %s=%q", k, r.Header.Values(k))
+			}
+		}
+	})
+	_, fast := start(t, handler)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := &http.Server{Handler: handler}
+	go plain.Serve(ln)
+	defer plain.Close()
+
+	requests := []string{
+		"GET / HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET /a/b%2Fc?x=1&y=%20 HTTP/1.1\r\nHost: h:80\r\nX-A: 1\r\nX-A: 2\r\nAccept: */*\r\n\r\n",
+		"GET /caf%C3%A9/ HTTP/1.1\r\nHost: h\r\ncookie: a=b\r\n\r\n",
+		"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\nhello world",
+		"PUT /p?q HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
+		"DELETE /x HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n",
+		"HEAD /html HTTP/1.1\r\nHost: h\r\n\r\n",
+		"HEAD /empty HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET /empty HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET /status HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET /notype HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET /html HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET /long HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET /multi HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET /notmodified HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET /flushed HTTP/1.1\r\nHost: h\r\n\r\n",
+		"HEAD /flushed HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET /close HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+	}
+	answer := func(addr, raw string) string {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, raw)
+		method, _, _ := strings.Cut(raw, " ")
+		resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: method})
+		if err != nil {
+			t.Fatalf("%q: %v", raw, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Header.Del("Date")
+		return fmt.Sprintf("%d %v length=%d chunked=%v close=%v %q", resp.StatusCode, resp.Header, resp.ContentLength, resp.TransferEncoding, resp.Close, b)
+	}
+	for _, raw := range requests {
+		got, want := answer(fast, raw), answer(ln.Addr().String(), raw)
+		if got != want {
+			t.Errorf("%q:\nfast path %s\nnet/http  %s", raw, got, want)
+		}
+	}
+}
