@@ -1,6 +1,7 @@
 // Command datapath measures the cost of Flick's hop: the same Go hello server hit directly,
-// through Flick's router (warm, one instance), and (with -queue) through Knative's queue-proxy
-// in front of it, interleaved in one run with the same load generator. It prints requests/s,
+// through Flick's router (warm, one instance), through a tuned httputil.ReverseProxy, through a
+// byte relay that parses nothing (the floor of any hop here), and (with -queue) through
+// Knative's queue-proxy in front of it, interleaved in one run with the same load generator. It prints requests/s,
 // p50/p99 and the proxy's CPU time per request at 1 and 50 connections, and can save a CPU
 // profile of the router under load.
 //
@@ -8,10 +9,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -29,8 +32,13 @@ import (
 )
 
 func main() {
-	if up := os.Getenv("DATAPATH_REVERSE_PROXY_UPSTREAM"); up != "" {
-		serveReverseProxy(os.Getenv("DATAPATH_REVERSE_PROXY_LISTEN"), up)
+	if up := os.Getenv("DATAPATH_PROXY_UPSTREAM"); up != "" {
+		listen := os.Getenv("DATAPATH_PROXY_LISTEN")
+		if os.Getenv("DATAPATH_PROXY") == "relay" {
+			serveRelay(listen, up)
+		} else {
+			serveReverseProxy(listen, up)
+		}
 		return
 	}
 	flickBin := flag.String("flick", "bin/flick", "flick binary")
@@ -74,12 +82,17 @@ func run(flickBin, hello, queue string, rounds int, each time.Duration, profile 
 		{"direct", "http://" + direct + "/", "", 0},
 		{"flick router", "http://" + s.Data + "/", "hello.default.localhost", s.PID()},
 	}
-	rp, rpAddr, err := startReverseProxy(direct)
-	if err != nil {
-		return err
+	for _, p := range []struct{ mode, label string }{
+		{"reverseproxy", "tuned httputil.ReverseProxy"},
+		{"relay", "byte relay, no HTTP (the floor)"},
+	} {
+		cmd, addr, err := startProxy(p.mode, direct)
+		if err != nil {
+			return err
+		}
+		defer func() { cmd.Process.Kill(); cmd.Wait() }()
+		targets = append(targets, target{p.label, "http://" + addr + "/", "", cmd.Process.Pid})
 	}
-	defer func() { rp.Process.Kill(); rp.Wait() }()
-	targets = append(targets, target{"tuned httputil.ReverseProxy", "http://" + rpAddr + "/", "", rp.Process.Pid})
 	if queue != "" {
 		qp, addr, err := startQueueProxy(queue, direct)
 		if err != nil {
@@ -239,14 +252,86 @@ var bufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 func (bufferPool) Get() []byte  { return *bufs.Get().(*[]byte) }
 func (bufferPool) Put(b []byte) { bufs.Put(&b) }
 
-func startReverseProxy(upstream string) (*exec.Cmd, string, error) {
+// serveRelay is the floor of any hop on this machine: one goroutine per connection copies
+// each request to the upstream and its answer back, finding their ends but parsing nothing
+// else (it knows only GETs without a body and answers with a Content-Length).
+func serveRelay(listen, upstream string) {
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			u, err := net.Dial("tcp", upstream)
+			if err != nil {
+				return
+			}
+			defer u.Close()
+			in, out := make([]byte, 0, 16<<10), make([]byte, 0, 16<<10)
+			for {
+				var n int
+				if in, n, err = readMessage(c, in[:0]); err != nil {
+					return
+				}
+				if _, err := u.Write(in[:n]); err != nil {
+					return
+				}
+				if out, n, err = readMessage(u, out[:0]); err != nil {
+					return
+				}
+				if _, err := c.Write(out[:n]); err != nil {
+					return
+				}
+			}
+		}()
+	}
+}
+
+// readMessage reads one HTTP message: its head, and as many bytes more as its
+// Content-Length says.
+func readMessage(c net.Conn, buf []byte) ([]byte, int, error) {
+	for {
+		if i := bytes.Index(buf, []byte("\r\n\r\n")); i >= 0 {
+			size := i + 4
+			if j := bytes.Index(buf[:i], []byte("\r\nContent-Length: ")); j >= 0 {
+				v := buf[j+len("\r\nContent-Length: "):]
+				v = v[:bytes.IndexByte(v, '\r')]
+				n, err := strconv.Atoi(string(v))
+				if err != nil {
+					return buf, 0, err
+				}
+				size += n
+			}
+			if len(buf) >= size {
+				return buf, size, nil
+			}
+		}
+		if len(buf) == cap(buf) {
+			return buf, 0, fmt.Errorf("message over %d bytes", cap(buf))
+		}
+		n, err := c.Read(buf[len(buf):cap(buf)])
+		if err != nil {
+			return buf, 0, err
+		}
+		buf = buf[:len(buf)+n]
+	}
+}
+
+// startProxy runs a baseline proxy (mode reverseproxy or relay) in a process of its own.
+func startProxy(mode, upstream string) (*exec.Cmd, string, error) {
 	addr := loadgen.FreeAddr()
 	self, err := os.Executable()
 	if err != nil {
 		return nil, "", err
 	}
 	cmd := exec.Command(self)
-	cmd.Env = append(os.Environ(), "DATAPATH_REVERSE_PROXY_UPSTREAM="+upstream, "DATAPATH_REVERSE_PROXY_LISTEN="+addr)
+	cmd.Env = append(os.Environ(), "DATAPATH_PROXY="+mode, "DATAPATH_PROXY_UPSTREAM="+upstream, "DATAPATH_PROXY_LISTEN="+addr)
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
@@ -258,5 +343,5 @@ func startReverseProxy(upstream string) (*exec.Cmd, string, error) {
 			return cmd, addr, nil
 		}
 	}
-	return nil, "", fmt.Errorf("reverse proxy baseline did not start")
+	return nil, "", fmt.Errorf("baseline %s did not start", mode)
 }
