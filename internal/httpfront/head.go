@@ -21,22 +21,65 @@ type requestHead struct {
 	close         bool // the client asked to close the connection after this request
 }
 
-// commonKeys maps header names as clients usually spell them to their canonical form, so
-// the common ones cost no allocation and no canonicalisation.
-var commonKeys = func() map[string]string {
-	m := map[string]string{}
-	for _, k := range []string{
-		"Accept", "Accept-Encoding", "Accept-Language", "Authorization", "Cache-Control",
-		"Connection", "Content-Length", "Content-Type", "Cookie", "Host", "Origin", "Referer",
-		"User-Agent", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Request-Id",
-		"Ce-Id", "Ce-Source", "Ce-Type", "Ce-Specversion", "Ce-Time", "Ce-Subject",
-		"Traceparent", "Tracestate", "Keep-Alive",
-	} {
-		m[k] = k
-		m[strings.ToLower(k)] = k
+// commonKey returns the canonical form of a header name as clients usually spell it, so the
+// common ones cost no validation, no canonicalisation and no allocation.
+func commonKey(k string) (string, bool) {
+	switch k {
+	case "Accept", "accept":
+		return "Accept", true
+	case "Accept-Encoding", "accept-encoding":
+		return "Accept-Encoding", true
+	case "Accept-Language", "accept-language":
+		return "Accept-Language", true
+	case "Authorization", "authorization":
+		return "Authorization", true
+	case "Cache-Control", "cache-control":
+		return "Cache-Control", true
+	case "Connection", "connection":
+		return "Connection", true
+	case "Content-Length", "content-length":
+		return "Content-Length", true
+	case "Content-Type", "content-type":
+		return "Content-Type", true
+	case "Cookie", "cookie":
+		return "Cookie", true
+	case "Host", "host":
+		return "Host", true
+	case "Origin", "origin":
+		return "Origin", true
+	case "Referer", "referer":
+		return "Referer", true
+	case "User-Agent", "user-agent":
+		return "User-Agent", true
+	case "X-Forwarded-For", "x-forwarded-for":
+		return "X-Forwarded-For", true
+	case "X-Forwarded-Host", "x-forwarded-host":
+		return "X-Forwarded-Host", true
+	case "X-Forwarded-Proto", "x-forwarded-proto":
+		return "X-Forwarded-Proto", true
+	case "X-Request-Id", "x-request-id":
+		return "X-Request-Id", true
+	case "Ce-Id", "ce-id":
+		return "Ce-Id", true
+	case "Ce-Source", "ce-source":
+		return "Ce-Source", true
+	case "Ce-Type", "ce-type":
+		return "Ce-Type", true
+	case "Ce-Specversion", "ce-specversion":
+		return "Ce-Specversion", true
+	case "Ce-Time", "ce-time":
+		return "Ce-Time", true
+	case "Ce-Subject", "ce-subject":
+		return "Ce-Subject", true
+	case "Traceparent", "traceparent":
+		return "Traceparent", true
+	case "Tracestate", "tracestate":
+		return "Tracestate", true
+	case "Keep-Alive", "keep-alive":
+		return "Keep-Alive", true
 	}
-	return m
-}()
+	return "", false
+}
 
 // parseHead parses a request head (through the blank line) that this package serves itself.
 // It reports false for anything it leaves to net/http: versions other than HTTP/1.1, targets
@@ -65,7 +108,7 @@ func parseHead(head string) (requestHead, bool) {
 	h.method, h.target, h.url = method, target, u
 
 	// Count the lines first so every value shares one backing array, as net/http does.
-	n := strings.Count(rest, "\r\n") - 1
+	n := strings.Count(rest, "\n") - 1
 	if n < 1 {
 		return h, false // HTTP/1.1 requires Host
 	}
@@ -75,24 +118,33 @@ func parseHead(head string) (requestHead, bool) {
 	h.contentLength = 0
 	sawLength := false
 	for i := 0; ; i++ {
-		line, rest, _ = strings.Cut(rest, "\r\n")
+		j := strings.IndexByte(rest, '\n')
+		if j < 1 || rest[j-1] != '\r' {
+			return h, false // a bare line feed
+		}
+		line := rest[:j-1]
+		rest = rest[j+1:]
 		if line == "" {
 			break
 		}
 		if line[0] == ' ' || line[0] == '\t' {
 			return h, false // obsolete line folding
 		}
-		rawKey, value, ok := strings.Cut(line, ":")
-		if !ok || !httpguts.ValidHeaderFieldName(rawKey) {
+		colon := strings.IndexByte(line, ':')
+		if colon <= 0 {
 			return h, false
 		}
-		value = strings.Trim(value, " \t")
+		rawKey := line[:colon]
+		key, known := commonKey(rawKey)
+		if !known {
+			if !httpguts.ValidHeaderFieldName(rawKey) {
+				return h, false
+			}
+			key = textproto.CanonicalMIMEHeaderKey(rawKey)
+		}
+		value := trimOWS(line[colon+1:])
 		if !httpguts.ValidHeaderFieldValue(value) {
 			return h, false
-		}
-		key, ok := commonKeys[rawKey]
-		if !ok {
-			key = textproto.CanonicalMIMEHeaderKey(rawKey)
 		}
 		switch key {
 		case "Host":
@@ -131,6 +183,17 @@ func parseHead(head string) (requestHead, bool) {
 		return h, false
 	}
 	return h, true
+}
+
+// trimOWS trims the optional white space around a field value.
+func trimOWS(v string) string {
+	for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
+		v = v[1:]
+	}
+	for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
+		v = v[:len(v)-1]
+	}
+	return v
 }
 
 // validMethod reports whether m is an HTTP token.
