@@ -15,9 +15,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -100,7 +98,7 @@ func run(flickBin, greeterDir string, conc, tlsConc int, dur time.Duration, prof
 		var prof chan error
 		if profile != "" && t.pid != 0 {
 			prof = make(chan error, 1)
-			go func() { prof <- saveProfile(s, profile, dur) }()
+			go func() { prof <- s.CPUProfile(dur, profile) }()
 		}
 		c0, i0 := procCPU(t.pid), treeCPU(inst.pid)
 		r.res, r.errs = callLoop(t.conn, conc, dur)
@@ -362,26 +360,6 @@ func baselineListener() (net.Listener, *x509.CertPool, error) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(ca.CertPEM())
 	return ln, pool, nil
-}
-
-// saveProfile writes a CPU profile of the flick server over d.
-func saveProfile(s *loadgen.Server, path string, d time.Duration) error {
-	secs := max(1, int(d.Seconds()))
-	req, _ := http.NewRequest("GET", "http://"+s.API+"/debug/pprof/profile?seconds="+strconv.Itoa(secs), nil)
-	req.Header.Set("Authorization", "Bearer "+s.Token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET /debug/pprof/profile: %s", resp.Status)
-	}
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, b, 0o644)
 }
 
 // procCPU is a process's user+system CPU time so far; 0 for pid 0.

@@ -218,7 +218,7 @@ func (s *Server) PID() int { return s.cmd.Process.Pid }
 
 // CPUProfile saves a CPU profile of the server over the next d to path.
 func (s *Server) CPUProfile(d time.Duration, path string) error {
-	req, _ := http.NewRequest("GET", fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", s.API, int(d.Seconds())), nil)
+	req, _ := http.NewRequest("GET", fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", s.API, max(1, int(d.Seconds()))), nil)
 	req.Header.Set("Authorization", "Bearer "+s.Token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
