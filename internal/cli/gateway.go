@@ -26,7 +26,7 @@ func newGatewayCmd(o *options) *cobra.Command {
 		codeURL, logLevel         string
 		peerListen, peerURL       string
 		jetStream, brokerURL      string
-		knative, leader           bool
+		knative, leader, fastPath bool
 	)
 	cmd := &cobra.Command{
 		Use:   "gateway",
@@ -69,8 +69,15 @@ waits, and scaled back down when idle.`,
 			protocols.SetHTTP2(true)
 			protocols.SetUnencryptedHTTP2(true)
 			// The plain port's HTTP/1.1 takes httpfront's fast path, like flick server's.
-			srv := &httpfront.Server{Handler: gw.Handler(), ReadHeaderTimeout: 10 * time.Second, Log: log,
-				Fallback: &http.Server{Handler: gw.Handler(), ReadHeaderTimeout: 10 * time.Second, Protocols: &protocols}}
+			var srv interface {
+				Serve(net.Listener) error
+				Shutdown(context.Context) error
+			}
+			plain := &http.Server{Handler: gw.Handler(), ReadHeaderTimeout: 10 * time.Second, Protocols: &protocols}
+			srv = plain
+			if fastPath {
+				srv = &httpfront.Server{Handler: gw.Handler(), ReadHeaderTimeout: 10 * time.Second, Log: log, Fallback: plain}
+			}
 			ln, err := net.Listen("tcp", listen)
 			if err != nil {
 				return fmt.Errorf("gateway: %w", err)
@@ -110,6 +117,7 @@ waits, and scaled back down when idle.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&listen, "listen", ":8080", "address the data plane listens on")
+	f.BoolVar(&fastPath, "http1-fast-path", true, "serve plain HTTP/1.1 with Flick's own front (false: net/http's server for every request, slower)")
 	f.StringVar(&listenTLS, "listen-tls", ":8443", "address of the HTTPS data plane: certificates from cert-manager's secrets (flick operator --cert-issuer), DomainMappings' secrets, or the gateway's own CA under --data-dir; empty turns it off")
 	f.StringVar(&domain, "domain", "example.com", "domain of workload hosts: {name}.{namespace}.{domain}")
 	f.StringVar(&codeURL, "code-url", defaultCodeURL, "where pool pods download functions' code: this gateway's /_flick/archives as the pods reach it")

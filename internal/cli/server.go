@@ -85,6 +85,7 @@ func newServerCmd(o *options) *cobra.Command {
 	f.StringVar(&cfg.APIListen, "api-listen", "127.0.0.1:8081", "REST API address")
 	f.StringVar(&cfg.ListenTLS, "listen-tls", "127.0.0.1:8443", "HTTPS data plane address (HTTP/2 and HTTP/1.1); certificates per host from the local CA (flick cert ca) or ACME; empty turns HTTPS off")
 	f.BoolVar(&cfg.HTTPRedirect, "http-redirect", false, "answer plain HTTP requests for workloads with a redirect to HTTPS (Knative's http-protocol: Redirected)")
+	f.BoolVar(&cfg.HTTP1FastPath, "http1-fast-path", true, "serve plain HTTP/1.1 on the data plane with Flick's own front (false: net/http's server for every request, slower)")
 	f.StringVar(&cfg.ACMEDirectory, "acme-directory", "", "ACME directory URL (e.g. https://acme-v02.api.letsencrypt.org/directory): certificates from that CA, by HTTP-01 or TLS-ALPN-01, instead of the local CA")
 	f.StringVar(&cfg.ACMEEmail, "acme-email", "", "contact address of the ACME account")
 	f.StringVar(&cfg.Domain, "domain", "localhost", "domain of workload hosts: {name}.{namespace}.{domain}")

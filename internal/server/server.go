@@ -49,6 +49,9 @@ type Config struct {
 	// HTTP requests for workloads there.
 	ListenTLS    string
 	HTTPRedirect bool
+	// HTTP1FastPath serves plain HTTP/1.1 with internal/httpfront; false leaves every
+	// request to net/http's server.
+	HTTP1FastPath bool
 	// ACMEDirectory, when set, issues certificates from that ACME CA (ACMEEmail is the
 	// account's contact) instead of the local CA.
 	ACMEDirectory, ACMEEmail string
@@ -309,7 +312,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		plain = s.certs.HTTPHandler(plain) // ACME's HTTP-01 challenges
 		go renewCerts(runCtx, s.certs)
 	}
-	dataSrv := newDataFront(plain, log)
+	dataSrv := newDataFront(plain, cfg.HTTP1FastPath, log)
 	// Watches and log follows never go idle on their own: their context ends at shutdown.
 	apiBase, endStreams := context.WithCancel(context.Background())
 	defer endStreams()
@@ -331,7 +334,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		up = append(up, "https", "https://"+tlsLn.Addr().String(), "ca", filepath.Join(cfg.DataDir, "tls", "ca.crt"))
 	}
 	if internalLn != nil {
-		internalSrv := newDataFront(data, log)
+		internalSrv := newDataFront(data, cfg.HTTP1FastPath, log)
 		servers = append(servers, internalSrv)
 		go func() { srvErr <- internalSrv.Serve(internalLn) }()
 	}

@@ -332,3 +332,19 @@ func TestGoModule(t *testing.T) {
 		t.Errorf("got %d %q", r.code, r.body)
 	}
 }
+
+// TestWithoutFastPath: with --http1-fast-path=false net/http's server takes every plain
+// request, and workloads answer the same.
+func TestWithoutFastPath(t *testing.T) {
+	s := startServer(t, "", "--http1-fast-path=false")
+	bin := filepath.Join(ensureExamples(t), "hello-binary", "bin", "hello")
+	s.mustFlick("fn", "deploy", "hello", "--runtime", "binary", "--code", bin)
+	for _, r := range []response{s.get("hello.default.localhost", "/"), s.get("", "/function/hello")} {
+		if r.code != 200 || strings.TrimSpace(r.body) != "Hello, world, from a binary!" {
+			t.Errorf("got %d %q", r.code, r.body)
+		}
+	}
+	if r := s.get("nope.default.localhost", "/"); r.code != 404 || !strings.Contains(r.body, "no function or service") {
+		t.Errorf("unknown host: %d %q", r.code, r.body)
+	}
+}
