@@ -18,9 +18,10 @@ const (
 	stateIdle
 )
 
+// Buffers of net/http's sizes: an idle connection costs what it did.
 const (
-	readBufSize  = 8 << 10 // a longer head goes to net/http, which allows 1 MB
-	writeBufSize = 8 << 10
+	readBufSize  = 4 << 10 // a longer head goes to net/http, which allows 1 MB
+	writeBufSize = 4 << 10
 	// maxDiscard is how much of a request body the handler left unread is drained to keep
 	// the connection; past it, the connection closes after the answer.
 	maxDiscard = 256 << 10
@@ -108,7 +109,7 @@ func (c *conn) serve() {
 			return
 		}
 		c.br.Discard(n)
-		if !c.serveRequest(head) {
+		if !c.serveRequest(head) || c.clientGone() {
 			return
 		}
 	}
@@ -213,6 +214,14 @@ func (c *conn) endRequest(rb *requestBody) {
 	if rb != nil {
 		rb.closed = true
 	}
+}
+
+// clientGone reports whether the watch saw the client close the connection during the last
+// request (the watch has ended by then).
+func (c *conn) clientGone() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gone
 }
 
 // maybeWatch starts the watch of a request that has run for WatchAfter: a read of the

@@ -246,6 +246,7 @@ func TestHandoff(t *testing.T) {
 		{"chunked body", "POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", "HTTP/1.1 POST /c  host=h x= body=abc"},
 		{"HTTP/1.0", "GET /old HTTP/1.0\r\nHost: h\r\n\r\n", "HTTP/1.0 GET /old  host=h x= body="},
 		{"expect", "POST /e HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi", "HTTP/1.1 POST /e  host=h x= body=hi"},
+		{"head longer than the buffer", "GET /l HTTP/1.1\r\nHost: h\r\nX-A: " + strings.Repeat("a", 2*readBufSize) + "\r\n\r\n", "HTTP/1.1 GET /l  host=h x=" + strings.Repeat("a", 2*readBufSize) + " body="},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
