@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -65,12 +66,16 @@ type server struct {
 	dataDir string
 	data    string // data plane host:port
 	tls     string // HTTPS data plane host:port
-	api     string
-	args    []string
-	env     []string // added to the server's environment
-	cmd     *exec.Cmd
-	log     *bytes.Buffer
-	exited  chan struct{}
+	started bool   // it has been up once: restarts keep its ports
+	// keepPorts: the test gave the ports to others before the first start (ACME's
+	// validation); a port taken at start is then tried again, not replaced.
+	keepPorts bool
+	api       string
+	args      []string
+	env       []string // added to the server's environment
+	cmd       *exec.Cmd
+	log       *bytes.Buffer
+	exited    chan struct{}
 }
 
 // startServer starts flick server with a fresh data dir (or dataDir when given again).
@@ -91,7 +96,30 @@ func newServer(t *testing.T, dataDir string, extra ...string) *server {
 	return s
 }
 
+// start starts the server and waits until it is ready. A port taken between its pick and
+// the server's bind (by another test's instance, say) gets the first start new ports; a
+// restart, which keeps its ports, tries again a moment later.
 func (s *server) start() {
+	s.t.Helper()
+	for attempt := 1; ; attempt++ {
+		ok := s.tryStart()
+		if ok {
+			s.started = true
+			return
+		}
+		if attempt == 3 || !strings.Contains(s.log.String(), "address already in use") {
+			s.t.Fatalf("flick server exited at start:\n%s", s.log.String())
+		}
+		if !s.started && !s.keepPorts {
+			s.data, s.tls, s.api = freeAddr(s.t), freeAddr(s.t), freeAddr(s.t)
+		} else {
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+}
+
+// tryStart starts the process; false when it exited before it was ready.
+func (s *server) tryStart() bool {
 	t := s.t
 	t.Helper()
 	args := append([]string{"server", "--data-dir", s.dataDir, "--listen", s.data, "--listen-tls", s.tls, "--api-listen", s.api}, s.args...)
@@ -113,16 +141,17 @@ func (s *server) start() {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return
+				return true
 			}
 		}
 		select {
 		case <-s.exited:
-			t.Fatalf("flick server exited at start:\n%s", s.log.String())
+			return false
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
 	t.Fatalf("flick server not ready in 30s:\n%s", s.log.String())
+	return false
 }
 
 // stop sends sig and waits for the process to end.
@@ -315,4 +344,23 @@ func writeFiles(t *testing.T, files map[string]string) string {
 		}
 	}
 	return dir
+}
+
+// TestHarnessTakenPort: a port someone took between its pick and the server's start gets the
+// server new ports rather than failing the test.
+func TestHarnessTakenPort(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	s := newServer(t, "")
+	s.tls = taken.Addr().String()
+	s.start()
+	if s.tls == taken.Addr().String() {
+		t.Fatal("the server kept the taken port")
+	}
+	if r := s.get("", "/function/nope"); r.code != 404 {
+		t.Errorf("after the retry: %d %q", r.code, r.body)
+	}
 }

@@ -422,6 +422,7 @@ func TestACMEServer(t *testing.T) {
 	s.args = append(s.args, "--acme-directory", pebble.DirectoryURL)
 	// The server trusts pebble's own HTTPS certificate as it would a public CA's.
 	s.env = []string{"SSL_CERT_FILE=" + pebbletest.MiniCAPath(t)}
+	s.keepPorts = true // pebble validates on these
 	s.start()
 	code := writeFiles(t, map[string]string{"main.py": "def handle(req):\n    return 'hello'\n"})
 	s.mustFlick("fn", "deploy", "hello", "--runtime", "python", "--code", code)
