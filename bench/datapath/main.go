@@ -1,9 +1,10 @@
 // Command datapath measures the cost of Flick's hop: the same Go hello server hit directly,
-// through Flick's router (warm, one instance), through a tuned httputil.ReverseProxy, through a
-// byte relay that parses nothing (the floor of any hop here), and (with -queue) through
-// Knative's queue-proxy in front of it, interleaved in one run with the same load generator. It prints requests/s,
-// p50/p99 and the proxy's CPU time per request at 1 and 50 connections, and can save a CPU
-// profile of the router under load.
+// through Flick's router (warm, one instance; also behind net/http's server, as with
+// --http1-fast-path=false), through a tuned httputil.ReverseProxy, through a byte relay that
+// parses nothing (the floor of any hop here), and (with -queue) through Knative's
+// queue-proxy in front of it, interleaved in one run with the same load generator. It prints
+// requests/s, p50/p99 and the proxy's CPU time per request at 1 and 50 connections, and can
+// save a CPU profile of the router under load.
 //
 //	go run ./bench/datapath -flick bin/flick [-queue PATH] [-profile router.pprof]
 package main
@@ -78,9 +79,19 @@ func run(flickBin, hello, queue string, rounds int, each time.Duration, profile 
 	if err != nil {
 		return err
 	}
+	// The same router behind net/http's server, for what internal/httpfront buys in one run.
+	plain, err := loadgen.Start(flickBin, "--http1-fast-path=false")
+	if err != nil {
+		return err
+	}
+	defer plain.Stop()
+	if err := plain.Flick("fn", "deploy", "hello", "--runtime", "binary", "--code", hello, "--min-scale", "1", "--window", "1h"); err != nil {
+		return err
+	}
 	targets := []target{
 		{"direct", "http://" + direct + "/", "", 0},
 		{"flick router", "http://" + s.Data + "/", "hello.default.localhost", s.PID()},
+		{"flick router, net/http's server (--http1-fast-path=false)", "http://" + plain.Data + "/", "hello.default.localhost", plain.PID()},
 	}
 	for _, p := range []struct{ mode, label string }{
 		{"reverseproxy", "tuned httputil.ReverseProxy"},
