@@ -26,7 +26,7 @@ import (
 // Server serves HTTP/1.1 connections, handing what it does not serve to Fallback.
 type Server struct {
 	Handler http.Handler
-	// Fallback serves the connections handed to it. Serve runs it; its Handler is usually
+	// Fallback (required) serves the connections handed to it. Serve runs it; its Handler is usually
 	// Handler, and its settings (HTTP/2, timeouts) apply to those connections.
 	Fallback *http.Server
 	// ReadHeaderTimeout bounds the wait for the rest of a request head once its first byte
