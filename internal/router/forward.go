@@ -28,7 +28,7 @@ type upstream struct {
 	conn     net.Conn
 	br       *bufio.Reader
 	bw       *bufio.Writer
-	deadline time.Time // the connection's deadline as last set
+	deadline httpwire.Deadline
 }
 
 // pool keeps one instance's idle connections.
@@ -184,14 +184,7 @@ func (e *staleConnError) Error() string { return e.err.Error() }
 func (e *staleConnError) Unwrap() error { return e.err }
 
 func exchange(w http.ResponseWriter, r *http.Request, p *pool, u *upstream, path string, deadline time.Time) (int, error) {
-	// Moving a deadline updates a runtime timer. Requests to one instance share a timeout,
-	// so a deadline already set a little later than this request's (by at most a tenth of
-	// the timeout, or a second) stays; a new one is set that much later.
-	slack := min(time.Until(deadline)/10, time.Second)
-	if u.deadline.Before(deadline) || u.deadline.Sub(deadline) > slack {
-		u.deadline = deadline.Add(slack)
-		u.conn.SetDeadline(u.deadline)
-	}
+	u.deadline.Cover(u.conn, deadline)
 	// A client that goes away cuts the upstream exchange short.
 	stop := afterFunc(r.Context(), func() { u.conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()

@@ -34,7 +34,7 @@ type keptConn struct {
 	br       *bufio.Reader
 	bw       *bufio.Writer
 	since    time.Time // idle since
-	deadline time.Time // as last set
+	deadline httpwire.Deadline
 }
 
 // Idle connections kept to one subscriber: at most maxIdlePerHost, for at most maxIdleTime.
@@ -123,7 +123,7 @@ func (e *staleError) Error() string { return e.err.Error() }
 func (e *staleError) Unwrap() error { return e.err }
 
 func exchange(ctx context.Context, deadline time.Time, kc *keptConn, u *url.URL, e cevent) (answer, bool, error) {
-	setDeadline(kc, deadline)
+	kc.deadline.Cover(kc.c, deadline)
 	stop := context.AfterFunc(ctx, func() { kc.c.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	bw := kc.bw
@@ -164,17 +164,6 @@ func exchange(ctx context.Context, deadline time.Time, kc *keptConn, u *url.URL,
 		}
 	}
 	return answer{code: h.Code, header: hdr, body: data}, reusable && !h.Close, nil
-}
-
-// setDeadline gives the connection a delivery's deadline. Moving a deadline updates a
-// runtime timer; deliveries of one trigger share a timeout, so a deadline already set a
-// little later than this one (by at most a tenth of the timeout, or a second) stays.
-func setDeadline(kc *keptConn, d time.Time) {
-	slack := min(time.Until(d)/10, time.Second)
-	if kc.deadline.Before(d) || kc.deadline.Sub(d) > slack {
-		kc.deadline = d.Add(slack)
-		kc.c.SetDeadline(kc.deadline)
-	}
 }
 
 func (s *sender) get(ctx context.Context, deadline time.Time, addr string) (*keptConn, bool, error) {
