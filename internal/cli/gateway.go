@@ -69,15 +69,8 @@ waits, and scaled back down when idle.`,
 			protocols.SetHTTP2(true)
 			protocols.SetUnencryptedHTTP2(true)
 			// The plain port's HTTP/1.1 takes httpfront's fast path, like flick server's.
-			var srv interface {
-				Serve(net.Listener) error
-				Shutdown(context.Context) error
-			}
-			plain := &http.Server{Handler: gw.Handler(), ReadHeaderTimeout: 10 * time.Second, Protocols: &protocols}
-			srv = plain
-			if fastPath {
-				srv = &httpfront.Server{Handler: gw.Handler(), ReadHeaderTimeout: 10 * time.Second, Log: log, Fallback: plain}
-			}
+			handler := gw.Handler()
+			srv := httpfront.NewPlain(handler, &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, Protocols: &protocols}, fastPath, log)
 			ln, err := net.Listen("tcp", listen)
 			if err != nil {
 				return fmt.Errorf("gateway: %w", err)

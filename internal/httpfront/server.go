@@ -151,6 +151,7 @@ func (s *Server) forget(c *conn) {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.init()
 	s.inShutdown.Store(true)
+	defer s.sweepOnce.Do(func() { close(s.stopSweep) }) // drained or given up on
 	s.mu.Lock()
 	for ln := range s.listeners {
 		ln.Close()
@@ -170,7 +171,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		left := len(s.conns)
 		s.mu.Unlock()
 		if left == 0 {
-			s.sweepOnce.Do(func() { close(s.stopSweep) })
 			return <-fallbackDone
 		}
 		select {
@@ -179,6 +179,21 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// Plain is what serves a plain listener: a Server, or net/http's server alone.
+type Plain interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+}
+
+// NewPlain serves h with a Server in front of fallback (whose Handler should be h too, and
+// whose ReadHeaderTimeout it takes), or with fallback alone when fast is false.
+func NewPlain(h http.Handler, fallback *http.Server, fast bool, log *slog.Logger) Plain {
+	if !fast {
+		return fallback
+	}
+	return &Server{Handler: h, Fallback: fallback, ReadHeaderTimeout: fallback.ReadHeaderTimeout, Log: log}
 }
 
 // handoffListener hands connections to the fallback server.

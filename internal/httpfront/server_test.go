@@ -531,3 +531,15 @@ func TestSameAnswersAsNetHTTP(t *testing.T) {
 		}
 	}
 }
+
+// NewPlain is what --http1-fast-path chooses between.
+func TestNewPlain(t *testing.T) {
+	fallback := &http.Server{Handler: echo, ReadHeaderTimeout: 7 * time.Second}
+	if got := NewPlain(echo, fallback, false, nil); got != fallback {
+		t.Errorf("fast path off: %T, want the net/http server itself", got)
+	}
+	s, ok := NewPlain(echo, fallback, true, nil).(*Server)
+	if !ok || s.Fallback != fallback || s.ReadHeaderTimeout != 7*time.Second {
+		t.Errorf("fast path on: %+v, want a Server in front of the net/http one, with its header timeout", s)
+	}
+}

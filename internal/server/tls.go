@@ -87,20 +87,11 @@ func newDataServer(h http.Handler, log *slog.Logger) *http.Server {
 	return &http.Server{Handler: h, Protocols: &p, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 }
 
-// plainServer is what serves a plain data plane listener.
-type plainServer interface {
-	Serve(net.Listener) error
-	Shutdown(context.Context) error
-}
-
 // newDataFront serves the data plane on a plain listener: HTTP/1.1 on httpfront's fast
 // path, everything else (h2c, upgrades, chunked uploads) on a net/http server; only the
 // net/http server when fast is false (--http1-fast-path=false).
-func newDataFront(h http.Handler, fast bool, log *slog.Logger) plainServer {
-	if !fast {
-		return newDataServer(h, log)
-	}
-	return &httpfront.Server{Handler: h, Fallback: newDataServer(h, log), ReadHeaderTimeout: 30 * time.Second, Log: log}
+func newDataFront(h http.Handler, fast bool, log *slog.Logger) httpfront.Plain {
+	return httpfront.NewPlain(h, newDataServer(h, log), fast, log)
 }
 
 // renewCerts keeps the local CA's certificates fresh while the server runs.
