@@ -95,7 +95,7 @@ func decodeRecord(b []byte) (time.Time, cevent, error) {
 			return accepted, cevent{}, errShortRecord
 		}
 		if known, ok := specAttributes[name]; ok {
-			name = known
+			name = known.name
 		}
 		e.attrs[name] = value
 		attrs = more
@@ -103,10 +103,18 @@ func decodeRecord(b []byte) (time.Time, cevent, error) {
 	return accepted, e, nil
 }
 
-// specAttributes are the attribute names most events carry, interned.
-var specAttributes = map[string]string{"specversion": "specversion", "id": "id", "source": "source",
-	"type": "type", "datacontenttype": "datacontenttype", "dataschema": "dataschema",
-	"subject": "subject", "time": "time"}
+// specAttributes are the attribute names most events carry (the spec's, and the dead-letter
+// extensions): decoded records share these names, and their header names are not built.
+var specAttributes = func() map[string]specAttribute {
+	m := map[string]specAttribute{}
+	for _, name := range []string{"specversion", "id", "source", "type", "datacontenttype", "dataschema",
+		"subject", "time", "knativeerrordest", "knativeerrorcode", "knativeerrordata"} {
+		m[name] = specAttribute{name: name, header: textproto.CanonicalMIMEHeaderKey("ce-" + name)}
+	}
+	return m
+}()
+
+type specAttribute struct{ name, header string }
 
 // stringField splits a uvarint-length-prefixed field off s.
 func stringField(s string) (value, rest string, ok bool) {
@@ -226,46 +234,47 @@ func (e cevent) validate() error {
 	return nil
 }
 
-// header writes the event's attributes as binary-mode headers.
-func (e cevent) header(h http.Header) {
+// fields calls f with each of the event's binary-mode header fields: datacontenttype as
+// Content-Type, the other attributes as Ce-Name with the value percent-encoded where the
+// HTTP binding says so.
+func (e cevent) fields(f func(name, value string)) {
 	for k, v := range e.attrs {
 		if k == "datacontenttype" {
-			h["Content-Type"] = []string{v}
+			f("Content-Type", v)
 			continue
 		}
-		h[textproto.CanonicalMIMEHeaderKey("ce-"+k)] = []string{encodeHeaderValue(v)}
+		f(headerName(k), encodeHeaderValue(v))
 	}
 }
 
-// writeHeader writes the event's attributes as binary mode's header fields, as header does,
-// without a map in between.
+// header sets the event's binary-mode fields in h.
+func (e cevent) header(h http.Header) {
+	e.fields(func(name, value string) { h[name] = []string{value} })
+}
+
+// writeHeader writes the event's binary-mode fields, as header sets them, without a map in
+// between.
 func (e cevent) writeHeader(bw *bufio.Writer) {
-	for k, v := range e.attrs {
-		if k == "datacontenttype" {
-			bw.WriteString("Content-Type: ")
-			// Attribute values from structured events may hold anything; a line break
-			// would end the field.
-			if strings.IndexByte(v, '\r') >= 0 || strings.IndexByte(v, '\n') >= 0 {
-				v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
-			}
-			bw.WriteString(v)
-			bw.WriteString("\r\n")
-			continue
+	e.fields(func(name, value string) {
+		// A structured event's datacontenttype may hold anything; a line break would end the
+		// field (encoded values have none).
+		if strings.IndexByte(value, '\r') >= 0 || strings.IndexByte(value, '\n') >= 0 {
+			value = strings.NewReplacer("\r", " ", "\n", " ").Replace(value)
 		}
-		// Attribute names are lower-case letters and digits: "id" becomes "Ce-Id".
-		bw.WriteString("Ce-")
-		if k != "" {
-			c := k[0]
-			if 'a' <= c && c <= 'z' {
-				c -= 'a' - 'A'
-			}
-			bw.WriteByte(c)
-			bw.WriteString(k[1:])
-		}
+		bw.WriteString(name)
 		bw.WriteString(": ")
-		bw.WriteString(encodeHeaderValue(v))
+		bw.WriteString(value)
 		bw.WriteString("\r\n")
+	})
+}
+
+// headerName is an attribute's binary-mode header name: "id" is "Ce-Id". Attribute names
+// are lower-case letters and digits; the spec's own are looked up, not built.
+func headerName(attr string) string {
+	if a, ok := specAttributes[attr]; ok {
+		return a.header
 	}
+	return textproto.CanonicalMIMEHeaderKey("ce-" + attr)
 }
 
 // encodeHeaderValue percent-encodes what the HTTP binding says a header value must not

@@ -1,10 +1,12 @@
 package broker
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"net/http"
+	"net/textproto"
 	"reflect"
 	"strings"
 	"testing"
@@ -81,6 +83,16 @@ func TestHeaderRoundTrip(t *testing.T) {
 	back, err := fromBinary(h, nil)
 	if err != nil || !reflect.DeepEqual(back.attrs, e.attrs) {
 		t.Errorf("read back %v %v, want %v", back.attrs, err, e.attrs)
+	}
+	// The deliveries' writer puts the same fields on the wire.
+	var b strings.Builder
+	bw := bufio.NewWriter(&b)
+	e.writeHeader(bw)
+	bw.WriteString("\r\n")
+	bw.Flush()
+	wire, err := textproto.NewReader(bufio.NewReader(strings.NewReader(b.String()))).ReadMIMEHeader()
+	if err != nil || !reflect.DeepEqual(http.Header(wire), h) {
+		t.Errorf("written %q (%v), want the fields %v", b.String(), err, h)
 	}
 }
 
