@@ -187,7 +187,12 @@ func exchange(w http.ResponseWriter, r *http.Request, p *pool, u *upstream, path
 	u.deadline.Cover(u.conn, deadline)
 	// A client that goes away cuts the upstream exchange short.
 	stop := afterFunc(r.Context(), func() { u.conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	stopped := false
+	defer func() {
+		if !stopped {
+			stop()
+		}
+	}()
 
 	if err := writeRequest(u.bw, r, path); err != nil {
 		return 0, &staleConnError{err}
@@ -231,7 +236,9 @@ func exchange(w http.ResponseWriter, r *http.Request, p *pool, u *upstream, path
 		return h.Code, errAfterHeaders
 	}
 	// A connection whose deadline the client's departure moved is not reused.
-	if !reusable || h.Close || r.Close || !stop() {
+	stopped = true
+	moved := !stop()
+	if !reusable || h.Close || r.Close || moved {
 		u.conn.Close()
 	} else {
 		p.put(u)

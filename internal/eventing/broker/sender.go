@@ -125,7 +125,12 @@ func (e *staleError) Unwrap() error { return e.err }
 func exchange(ctx context.Context, deadline time.Time, kc *keptConn, u *url.URL, e cevent) (answer, bool, error) {
 	kc.deadline.Cover(kc.c, deadline)
 	stop := context.AfterFunc(ctx, func() { kc.c.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	stopped := false
+	defer func() {
+		if !stopped {
+			stop()
+		}
+	}()
 	bw := kc.bw
 	bw.WriteString("POST ")
 	bw.WriteString(u.RequestURI())
@@ -163,7 +168,11 @@ func exchange(ctx context.Context, deadline time.Time, kc *keptConn, u *url.URL,
 			reusable = false
 		}
 	}
-	return answer{code: h.Code, header: hdr, body: data}, reusable && !h.Close, nil
+	// A connection whose deadline ctx's end moved is not kept (the pool is shared by every
+	// trigger).
+	stopped = true
+	moved := !stop()
+	return answer{code: h.Code, header: hdr, body: data}, reusable && !h.Close && !moved, nil
 }
 
 func (s *sender) get(ctx context.Context, deadline time.Time, addr string) (*keptConn, bool, error) {
