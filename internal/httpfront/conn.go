@@ -168,7 +168,7 @@ func (c *conn) serveRequest(h requestHead) bool {
 	} else {
 		c.bodyDone.Store(true)
 	}
-	st.req = http.Request{
+	req := http.Request{
 		Method:        h.method,
 		URL:           h.url,
 		Proto:         "HTTP/1.1",
@@ -182,7 +182,7 @@ func (c *conn) serveRequest(h requestHead) bool {
 		RequestURI:    h.target,
 		Close:         h.close,
 	}
-	r := st.req.WithContext(ctx)
+	r := req.WithContext(ctx)
 	w := &st.w
 	*w = response{c: c, req: r, body: rb, status: http.StatusOK, contentLength: -1, closeAfter: h.close}
 
@@ -259,7 +259,6 @@ func (c *conn) watch(ctx *requestContext, done chan struct{}) {
 // requestState is what one request needs beside its http.Request, in one allocation.
 type requestState struct {
 	ctx  requestContext
-	req  http.Request // WithContext's original
 	w    response
 	body requestBody
 }
