@@ -30,6 +30,7 @@ type ingress struct {
 	// Owned by the writer goroutine.
 	active  *segment
 	written int64 // bytes written to active, durable or not
+	zeroed  int64 // active holds durable zeros up to here (see prepare)
 	dirty   bool  // active has writes not yet synced
 	failed  error
 }
@@ -62,7 +63,7 @@ func (q *ingress) init(active *segment) {
 		q.qIndexAt = active.index[n-1].pos + indexInterval
 	}
 	q.wake = make(chan struct{}, 1)
-	q.active, q.written = active, active.size
+	q.active, q.written, q.zeroed = active, active.size, active.size
 }
 
 // Append adds one record and returns its offset once it is durable: written and fdatasync'd
@@ -194,6 +195,9 @@ func (l *Log) writeLoop() {
 			closing := l.closing
 			l.qmu.Unlock()
 			if closing {
+				if l.failed == nil {
+					l.seal() // on failure the next Open cuts the zeros off instead
+				}
 				return
 			}
 			<-l.wake
@@ -249,6 +253,7 @@ func (l *Log) commit(b *batch) {
 	if err != nil {
 		return
 	}
+	l.prepare()
 	l.stats.appends.Add(records)
 	l.stats.commits.Add(1)
 
@@ -272,7 +277,7 @@ func (l *Log) write(b *batch, created *[]*segment) error {
 	for i := range b.chunks {
 		c := &b.chunks[i]
 		if c.roll {
-			if err := l.syncActive(); err != nil {
+			if err := l.seal(); err != nil {
 				return err
 			}
 			s, err := createSegment(l.dir, c.first, l.opts.NoSync)
@@ -283,12 +288,57 @@ func (l *Log) write(b *batch, created *[]*segment) error {
 				l.stats.syncs.Add(1) // the directory
 			}
 			*created = append(*created, s)
-			l.active, l.written = s, 0
+			l.active, l.written, l.zeroed = s, 0, 0
 		}
 		if _, err := l.active.f.WriteAt(c.buf, l.written); err != nil {
 			return err
 		}
 		l.written += int64(len(c.buf))
+		l.dirty = true
+	}
+	return l.syncActive()
+}
+
+// Zeros written ahead of the active segment's end. Appending to a file makes every fdatasync
+// commit the file system's journal too (the file grew); overwriting blocks that already hold
+// durable zeros does not, which makes a sync about a third cheaper on ext4. Once the zeros
+// ahead fall under prepareLow, the writer zeroes prepareChunk more and syncs them, between
+// two commits: one longer pause per megabyte instead of a slower sync per commit.
+const (
+	prepareChunk = 1 << 20
+	prepareLow   = 256 << 10
+)
+
+// prepare keeps zeros written ahead of the active segment's end. A failure costs nothing but
+// speed: appends past the zeros extend the file as before.
+func (l *Log) prepare() {
+	if l.opts.NoSync || l.zeroed-l.written >= prepareLow {
+		return
+	}
+	from := max(l.zeroed, l.written)
+	n := min(int64(prepareChunk), l.opts.SegmentBytes-from) // a segment outgrows SegmentBytes only by one record
+	if n <= 0 {
+		return
+	}
+	if _, err := l.active.f.WriteAt(make([]byte, n), from); err != nil {
+		return
+	}
+	if err := datasync(l.active.f); err != nil {
+		return
+	}
+	l.stats.syncs.Add(1)
+	l.zeroed = from + n
+}
+
+// seal cuts the zeros written ahead off the active segment and syncs it, before the writer
+// moves to a new one or the log closes: a sealed segment, and a closed log, end with their
+// last record.
+func (l *Log) seal() error {
+	if l.zeroed > l.written {
+		if err := l.active.f.Truncate(l.written); err != nil {
+			return err
+		}
+		l.zeroed = l.written
 		l.dirty = true
 	}
 	return l.syncActive()

@@ -208,7 +208,9 @@ func (l *Log) Read(from uint64, limit int) ([]Record, error) {
 		l.mu.RUnlock()
 
 		if out == nil {
-			out = make([]Record, 0, min(limit, 1024))
+			// A consumer that keeps up reads a few records at a time: room for a limit
+			// of 256 on every call would be most of what it allocates.
+			out = make([]Record, 0, min(limit, 16))
 		}
 		n := len(out)
 		var err error
@@ -286,7 +288,7 @@ type Stats struct {
 	Commits         uint64 // group commits: one write (two at a segment roll) and one sync each
 	Syncs           uint64 // fsync and fdatasync calls, of segments and of the directory
 	DeletedSegments uint64 // by retention
-	TruncatedBytes  int64  // torn tail cut off by Open
+	TruncatedBytes  int64  // torn tail cut off by Open, less the zeros at its end (written ahead, see prepare)
 }
 
 // Stats returns the log's counters.

@@ -136,6 +136,12 @@ func recoverActive(f *os.File, base uint64, noSync bool) (*segment, int64, error
 	}
 	truncated := fi.Size() - res.valid
 	if truncated > 0 {
+		// Zeros the writer wrote ahead (see prepare) are not a torn record.
+		zeros, err := zeroTail(f, res.valid, fi.Size())
+		if err != nil {
+			return nil, 0, err
+		}
+		truncated -= zeros
 		if err := f.Truncate(res.valid); err != nil {
 			return nil, 0, err
 		}
@@ -148,6 +154,25 @@ func recoverActive(f *os.File, base uint64, noSync bool) (*segment, int64, error
 	s := &segment{base: base, path: f.Name(), f: f, size: res.valid, last: res.last, index: res.index, modTime: fi.ModTime()}
 	s.refs.Store(1)
 	return s, truncated, nil
+}
+
+// zeroTail returns how many bytes at the end of f's range [from, size) are zeros.
+func zeroTail(f *os.File, from, size int64) (int64, error) {
+	buf := make([]byte, 64<<10)
+	end := size
+	for end > from {
+		n := min(int64(len(buf)), end-from)
+		if _, err := f.ReadAt(buf[:n], end-n); err != nil {
+			return 0, err
+		}
+		for i := n - 1; i >= 0; i-- {
+			if buf[i] != 0 {
+				return size - (end - n + i + 1), nil
+			}
+		}
+		end -= n
+	}
+	return size - from, nil
 }
 
 // createSegment creates the empty segment file for base and makes its name durable.

@@ -40,6 +40,105 @@ func appendToFile(t *testing.T, path string, b []byte) {
 	f.Close()
 }
 
+// writeOverZeros writes b where the zeros written ahead at the end of the file at path begin
+// (its end if there are none): where the writer would have put the next record.
+func writeOverZeros(t *testing.T, path string, b []byte) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	size := fileSize(t, path)
+	zeros, err := zeroTail(f, 0, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(b, size-zeros); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// copyDir copies the files of dir (and of its cursor directory) into a new directory: what a
+// crash of the process leaves, since the log's writes are in the page cache.
+func copyDir(t *testing.T, dir string) string {
+	t.Helper()
+	dst := t.TempDir()
+	for _, sub := range []string{"", cursorDir} {
+		entries, err := os.ReadDir(filepath.Join(dir, sub))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.MkdirAll(filepath.Join(dst, sub), 0o755)
+		for _, e := range entries {
+			if e.IsDir() || e.Name() == "LOCK" {
+				continue
+			}
+			b, err := os.ReadFile(filepath.Join(dir, sub, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dst, sub, e.Name()), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return dst
+}
+
+func TestZerosWrittenAhead(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{SegmentBytes: 4 << 20}
+	l := openLog(t, dir, opts)
+	appendN(t, l, 100)
+	path := lastSegment(t, dir)
+	bytes := l.Stats().Bytes
+	if size := fileSize(t, path); size < bytes+prepareLow {
+		t.Fatalf("segment file is %d bytes for %d bytes of records: no zeros written ahead", size, bytes)
+	}
+
+	// A crash leaves the zeros: Open cuts them off and calls nothing torn.
+	crashed := openLog(t, copyDir(t, dir), opts)
+	if st := crashed.Stats(); st.Last != 100 || st.Bytes != bytes || st.TruncatedBytes != 0 {
+		t.Fatalf("after a crash: last %d, %d bytes, %d truncated; want 100, %d, 0", st.Last, st.Bytes, st.TruncatedBytes, bytes)
+	}
+	appendN(t, crashed, 5)
+	checkRecords(t, crashed, 1, 105)
+	crashed.Close()
+
+	// Close cuts them off.
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if size := fileSize(t, path); size != bytes {
+		t.Fatalf("closed segment is %d bytes, its records %d", size, bytes)
+	}
+
+	// So does a roll: a sealed segment ends with its last record.
+	dir = t.TempDir()
+	l = openLog(t, dir, Options{SegmentBytes: 64 << 10})
+	appendN(t, l, 3000)
+	segs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	if len(segs) < 3 {
+		t.Fatalf("%d segments, want a few", len(segs))
+	}
+	for _, seg := range segs[:len(segs)-1] {
+		f, err := os.Open(seg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		zeros, err := zeroTail(f, 0, fileSize(t, seg))
+		f.Close()
+		if err != nil || zeros != 0 {
+			t.Fatalf("sealed segment %s ends in %d zeros (%v)", seg, zeros, err)
+		}
+	}
+	l.Close()
+	l = openLog(t, dir, Options{SegmentBytes: 64 << 10})
+	checkRecords(t, l, 1, 3000)
+	l.Close()
+}
+
 func TestOpenTruncatesTornTail(t *testing.T) {
 	valid := appendFrame(nil, 101, []byte("the next record"))
 	badCRC := bytes.Clone(valid)
@@ -70,8 +169,9 @@ func TestOpenTruncatesTornTail(t *testing.T) {
 
 			l = openLog(t, dir, opts)
 			st := l.Stats()
-			if st.Last != 100 || st.TruncatedBytes != int64(len(tail)) {
-				t.Fatalf("after recovery: last %d, truncated %d of %d", st.Last, st.TruncatedBytes, len(tail))
+			torn := int64(len(bytes.TrimRight(tail, "\x00"))) // trailing zeros are written ahead, not torn
+			if st.Last != 100 || st.TruncatedBytes != torn {
+				t.Fatalf("after recovery: last %d, truncated %d, want %d", st.Last, st.TruncatedBytes, torn)
 			}
 			if got := fileSize(t, path); got != size {
 				t.Fatalf("segment is %d bytes after recovery, was %d", got, size)
@@ -241,7 +341,7 @@ func TestCrashRecovery(t *testing.T) {
 		var tail []byte
 		if round%2 == 1 {
 			tail = appendFrame(nil, 1<<40, crashPayload(round, 99, 0))[:20]
-			appendToFile(t, path, tail)
+			writeOverZeros(t, path, tail)
 		}
 
 		l, err := Open(dir, Options{SegmentBytes: 16 << 10})
