@@ -288,7 +288,7 @@ type Stats struct {
 	Commits         uint64 // group commits: one write (two at a segment roll) and one sync each
 	Syncs           uint64 // fsync and fdatasync calls, of segments and of the directory
 	DeletedSegments uint64 // by retention
-	TruncatedBytes  int64  // torn tail cut off by Open, less the zeros at its end (written ahead, see prepare)
+	TruncatedBytes  int64  // torn tail cut off by Open, less the zeros at its end (written ahead, see zeroStep)
 }
 
 // Stats returns the log's counters.

@@ -136,7 +136,7 @@ func recoverActive(f *os.File, base uint64, noSync bool) (*segment, int64, error
 	}
 	truncated := fi.Size() - res.valid
 	if truncated > 0 {
-		// Zeros the writer wrote ahead (see prepare) are not a torn record.
+		// Zeros the writer wrote ahead (see zeroStep) are not a torn record.
 		zeros, err := zeroTail(f, res.valid, fi.Size())
 		if err != nil {
 			return nil, 0, err
