@@ -23,6 +23,12 @@
 // segment (always the last one; a sealed one when its index must be rebuilt), and by every Read
 // that meets it, since Read checks each record it returns.
 //
+// The active segment may end in zeros the writer wrote and synced ahead of its last record,
+// so that a commit's fdatasync overwrites blocks instead of growing the file (which would
+// commit the file system's journal too). A zero frame fails its checks like a torn one, so
+// Open cuts the zeros off with the tail (TruncatedBytes does not count them); sealing a
+// segment and Close cut them off first.
+//
 // # Reading and cursors
 //
 // Read returns durable records from an offset on; Wait blocks until there is one past a given
