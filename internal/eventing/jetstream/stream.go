@@ -61,7 +61,7 @@ func newStream(c *Client, name, subject string, st jetstream.Stream) *Stream {
 		pubOpts:    []jetstream.PublishOpt{jetstream.WithStallWait(stallWait)},
 		ackWait:    defaultAckWait,
 		retryPause: time.Second,
-		heartbeat:  5 * time.Second,
+		heartbeat:  time.Second, // a lost pull request is noticed after two
 		lagTTL:     time.Second,
 	}
 	s.last.Store(st.CachedInfo().State.LastSeq)

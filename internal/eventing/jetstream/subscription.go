@@ -88,7 +88,13 @@ func (sub *subscription) pull(ctx, work context.Context, cons jetstream.Consumer
 	// keep a pull request waiting on the server at all times: with a batch of 1 each record
 	// uses up the request, and nats.go skips the refill while it is still sending the last
 	// one, which leaves nothing to deliver on until the missed heartbeat.
-	it, err := cons.Messages(jetstream.PullMaxMessages(max(sub.concurrency, minBatch)), jetstream.PullHeartbeat(sub.s.heartbeat))
+	//
+	// A missed heartbeat means the pull request the server held is gone (seen under load on
+	// two cores, where it stalled a trigger for the two heartbeats nats.go waits): the
+	// iterator then issues a new one itself, which keeps the records it holds, instead of
+	// failing and being rebuilt after a pause.
+	it, err := cons.Messages(jetstream.PullMaxMessages(max(sub.concurrency, minBatch)), jetstream.PullHeartbeat(sub.s.heartbeat),
+		jetstream.WithMessagesErrOnMissingHeartbeat(false))
 	if err != nil {
 		return sub.errorf(err)
 	}
