@@ -35,6 +35,7 @@ type keptConn struct {
 	bw       *bufio.Writer
 	since    time.Time // idle since
 	deadline httpwire.Deadline
+	header   http.Header // the last answer's fields, reused: most answers need none kept
 }
 
 // Idle connections kept to one subscriber: at most maxIdlePerHost, for at most maxIdleTime.
@@ -148,7 +149,11 @@ func exchange(ctx context.Context, deadline time.Time, kc *keptConn, u *url.URL,
 	if _, err := kc.br.Peek(1); err != nil {
 		return answer{}, false, &staleError{err}
 	}
-	hdr := http.Header{}
+	if kc.header == nil {
+		kc.header = make(http.Header, 4)
+	}
+	hdr := kc.header
+	clear(hdr)
 	h, err := httpwire.ReadHead(kc.br, hdr)
 	for err == nil && h.Code < 200 { // 100 Continue and other interim answers
 		clear(hdr)
@@ -172,7 +177,17 @@ func exchange(ctx context.Context, deadline time.Time, kc *keptConn, u *url.URL,
 	// trigger).
 	stopped = true
 	moved := !stop()
-	return answer{code: h.Code, header: hdr, body: data}, reusable && !h.Close && !moved, nil
+	return answer{code: h.Code, header: keptFields(hdr), body: data}, reusable && !h.Close && !moved, nil
+}
+
+// keptFields copies an answer's fields when a caller reads any: a reply event's (binary or
+// structured), Retry-After, a call's Content-Type. The usual 202 carries none of them (Date
+// and Content-Length), and its fields stay on the connection to be cleared by the next.
+func keptFields(h http.Header) http.Header {
+	if len(h["Ce-Specversion"]) == 0 && len(h["Retry-After"]) == 0 && len(h["Content-Type"]) == 0 {
+		return nil
+	}
+	return h.Clone()
 }
 
 func (s *sender) get(ctx context.Context, deadline time.Time, addr string) (*keptConn, bool, error) {

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -72,5 +73,35 @@ func TestSender(t *testing.T) {
 	}
 	if _, err := post("/slow", 50*time.Millisecond); err == nil || !strings.Contains(err.Error(), "timeout") {
 		t.Errorf("a slow subscriber: %v, want a timeout", err)
+	}
+}
+
+func TestKeptFields(t *testing.T) {
+	cases := []struct {
+		name   string
+		fields http.Header
+		kept   bool
+	}{
+		{"a plain 202", http.Header{"Date": {"Fri, 27 Nov 2026 03:00:00 GMT"}, "Content-Length": {"0"}}, false},
+		{"no fields", http.Header{}, false},
+		{"a binary reply", http.Header{"Ce-Specversion": {"1.0"}, "Ce-Id": {"r1"}, "Date": {"x"}}, true},
+		{"a structured reply or a call's body", http.Header{"Content-Type": {"application/cloudevents+json"}}, true},
+		{"Retry-After", http.Header{"Retry-After": {"3"}}, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := keptFields(c.fields)
+			if (got != nil) != c.kept {
+				t.Fatalf("keptFields(%v) = %v, want kept %v", c.fields, got, c.kept)
+			}
+			if !c.kept {
+				return
+			}
+			want := c.fields.Clone()
+			clear(c.fields) // the connection's map, cleared by its next answer
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("kept %v, want %v after the connection's fields were cleared", got, want)
+			}
+		})
 	}
 }
