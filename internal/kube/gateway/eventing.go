@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/flickdev/flick/internal/eventing/broker"
+	"github.com/flickdev/flick/internal/eventing/flows"
 	"github.com/flickdev/flick/internal/eventing/jetstream"
 	estore "github.com/flickdev/flick/internal/eventing/store"
 	"github.com/flickdev/flick/internal/eventlog"
@@ -189,6 +190,50 @@ func (g *Gateway) triggerObj(u *unstructured.Unstructured, deleted bool) {
 	default:
 		st.SubscriberURI = uri
 	}
+	st.Conditions = apis.SetCondition(prev.Conditions, ready, time.Now())
+	g.writeStatus(u, prev, st)
+}
+
+// flowObj runs, updates or removes a Sequence's or Parallel's channels and subscriptions in
+// the broker manager, as the embedded server does, and reports the flow's address. With
+// JetStream every replica applies the same plan: a subscription's durable consumer hands
+// each event to one of them.
+func (g *Gateway) flowObj(u *unstructured.Unstructured, deleted bool) {
+	ns, name := u.GetNamespace(), u.GetName()
+	owner := u.GetKind() + "/" + ns + "/" + name
+	if deleted {
+		g.brokers.DeleteFlow(owner)
+		return
+	}
+	var plan flows.Plan
+	var err error
+	switch u.GetKind() {
+	case "Sequence":
+		var s apis.Sequence
+		if err = decode(u, &s); err == nil {
+			plan = flows.Sequence(&s)
+		}
+	case "Parallel":
+		var p apis.Parallel
+		if err = decode(u, &p); err == nil {
+			plan = flows.Parallel(&p)
+		}
+	default:
+		return
+	}
+	if err != nil {
+		g.opts.Log.Warn("flow not understood", "flow", owner, "err", err)
+		return
+	}
+	var prev apis.SequenceStatus
+	_ = decodeStatus(u, &prev)
+	st := apis.SequenceStatus{ObservedGeneration: u.GetGeneration()}
+	ready := apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionTrue, Reason: "Ready"}
+	addr, err := g.brokers.ApplyFlow(context.Background(), owner, ns, plan)
+	if err != nil {
+		ready = apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionFalse, Reason: "SubscriptionsNotReady", Message: err.Error()}
+	}
+	st.Address = &apis.Addressable{URL: addr}
 	st.Conditions = apis.SetCondition(prev.Conditions, ready, time.Now())
 	g.writeStatus(u, prev, st)
 }

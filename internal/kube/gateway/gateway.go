@@ -250,6 +250,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if err := watch(gvr(apis.GroupEventing, "triggers"), g.triggerObj); err != nil {
 		return err
 	}
+	for _, plural := range []string{"sequences", "parallels"} {
+		if err := watch(gvr(apis.GroupFlows, plural), g.flowObj); err != nil {
+			return err
+		}
+	}
 	if err := watch(gvr(apis.GroupSources, "pingsources"), g.pingObj); err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -725,4 +726,108 @@ spec:
 	if got != "dev.flick.greeting" {
 		t.Errorf("display received %s, want the greeting once, and neither the other type nor ticks", got)
 	}
+	testGatewayFlows(t, p, front.URL, statusOf)
+}
+
+// testGatewayFlows: a Sequence's step answers with a CloudEvent that reaches the sequence's
+// reply, a Knative Service through the gateway; a Parallel's event reaches both branches,
+// one of them behind a filter; each reports its channel's address, which goes away with it.
+func testGatewayFlows(t *testing.T, p *platform, frontURL string, statusOf func(group, plural, name string) string) {
+	cfg, k := p.cfg, p.k
+	var mu sync.Mutex
+	got := map[string][]string{} // step -> event types received
+	step := func(name string) string {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			got[name] = append(got[name], r.Header.Get("Ce-Type"))
+			mu.Unlock()
+			w.Header().Set("Ce-Specversion", "1.0")
+			w.Header().Set("Ce-Id", r.Header.Get("Ce-Id"))
+			w.Header().Set("Ce-Source", "/"+name)
+			w.Header().Set("Ce-Type", r.Header.Get("Ce-Type")+"."+name)
+			w.WriteHeader(http.StatusOK)
+		}))
+		t.Cleanup(srv.Close)
+		return srv.URL
+	}
+	received := func(name string) string {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Join(got[name], ",")
+	}
+	apply(t, cfg, `apiVersion: flows.knative.dev/v1
+kind: Sequence
+metadata: {name: pipeline, namespace: default}
+spec:
+  steps: [{uri: "`+step("tag")+`"}]
+  reply: {ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: finale}}
+---
+apiVersion: flows.knative.dev/v1
+kind: Parallel
+metadata: {name: fanout, namespace: default}
+spec:
+  branches:
+  - subscriber: {uri: "`+step("left")+`"}
+  - filters: [{exact: {type: dev.flick.order}}]
+    subscriber: {uri: "`+step("right")+`"}
+---
+`+knativeService("finale"))
+	address := func(plural, name string) string {
+		var st struct {
+			Address struct{ URL string } `json:"address"`
+		}
+		raw := statusOf("flows.knative.dev", plural, name)
+		if json.Unmarshal([]byte(raw), &st) != nil || !strings.Contains(raw, `"status":"True"`) {
+			return ""
+		}
+		return st.Address.URL
+	}
+	var seqURL, parURL string
+	eventually(t, 30*time.Second, "the sequence and the parallel ready, with their addresses", func() bool {
+		seqURL, parURL = address("sequences", "pipeline"), address("parallels", "fanout")
+		return strings.HasPrefix(seqURL, frontURL+"/channels/default/") && strings.HasPrefix(parURL, frontURL+"/channels/default/")
+	})
+	send := func(url, id, typ string) int {
+		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(`{"n":1}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Ce-Specversion", "1.0")
+		req.Header.Set("Ce-Id", id)
+		req.Header.Set("Ce-Source", "/test")
+		req.Header.Set("Ce-Type", typ)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := send(seqURL, "s1", "dev.flick.order"); code != http.StatusAccepted {
+		t.Fatalf("post to the sequence: %d", code)
+	}
+	if code := send(parURL, "p1", "dev.flick.order"); code != http.StatusAccepted {
+		t.Fatalf("post to the parallel: %d", code)
+	}
+	if code := send(parURL, "p2", "dev.flick.other"); code != http.StatusAccepted {
+		t.Fatalf("post to the parallel: %d", code)
+	}
+	var saw string
+	eventually(t, 60*time.Second, "the step's reply reaches finale; both branches get the order, the filtered one only it", func() bool {
+		k.mu.Lock()
+		finale := strings.Join(k.events["finale-00001"], ",")
+		k.mu.Unlock()
+		saw = fmt.Sprintf("tag %q, finale %q, left %q, right %q", received("tag"), finale, received("left"), received("right"))
+		left := strings.Split(received("left"), ",")
+		sort.Strings(left)
+		return received("tag") == "dev.flick.order" && finale == "dev.flick.order.tag" &&
+			strings.Join(left, ",") == "dev.flick.order,dev.flick.other" && received("right") == "dev.flick.order"
+	}, &saw)
+
+	// Deleting the sequence removes its channels: its address answers 404.
+	dyn := dynamic.NewForConfigOrDie(cfg)
+	if err := dyn.Resource(schema.GroupVersionResource{Group: "flows.knative.dev", Version: "v1", Resource: "sequences"}).Namespace("default").Delete(p.ctx, "pipeline", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the deleted sequence's address answers 404", func() bool {
+		return send(seqURL, "s2", "dev.flick.order") == http.StatusNotFound
+	})
 }
