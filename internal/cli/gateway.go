@@ -17,6 +17,7 @@ import (
 	"github.com/flickdev/flick/internal/httpfront"
 	"github.com/flickdev/flick/internal/kube"
 	"github.com/flickdev/flick/internal/kube/gateway"
+	"github.com/flickdev/flick/internal/kube/operator"
 )
 
 // newGatewayCmd runs the data plane in a cluster.
@@ -115,7 +116,7 @@ waits, and scaled back down when idle.`,
 	f.StringVar(&domain, "domain", "example.com", "domain of workload hosts: {name}.{namespace}.{domain}")
 	f.StringVar(&codeURL, "code-url", defaultCodeURL, "where pool pods download functions' code: this gateway's /_flick/archives as the pods reach it")
 	f.StringVar(&jetStream, "jetstream", "", "NATS JetStream server brokers keep their events in, shared by every replica (nats://host:4222); without it one gateway keeps them under --data-dir")
-	f.StringVar(&brokerURL, "broker-url", "http://flick-gateway.flick-system.svc", "this gateway as pods reach it: brokers' addresses are under it")
+	f.StringVar(&brokerURL, "broker-url", operator.DefaultBrokerURL, "this gateway as pods reach it: brokers' addresses are under it")
 	f.BoolVar(&leader, "leader-elect", false, "run as one of several replicas: the one holding the flick-gateway Lease autoscales, the others report their demand to it")
 	f.StringVar(&peerListen, "peer-listen", "", "address of the port the other replicas report their demand to (with --leader-elect)")
 	f.StringVar(&peerURL, "peer-url", "", "this replica's peer port as the other replicas reach it, e.g. http://$(POD_IP):8081 (with --leader-elect)")

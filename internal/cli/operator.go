@@ -16,12 +16,12 @@ import (
 // newOperatorCmd runs the Kubernetes operator.
 func newOperatorCmd(o *options) *cobra.Command {
 	var (
-		domain, codeURL, leaderNS, metrics, probes, logLevel string
-		issuer, issuerKind                                   string
-		leader, knative                                      bool
-		images                                               []string
-		qps                                                  float32
-		burst                                                int
+		domain, codeURL, leaderNS, metrics, probes, logLevel, brokerURL string
+		issuer, issuerKind                                              string
+		leader, knative                                                 bool
+		images                                                          []string
+		qps                                                             float32
+		burst                                                           int
 	)
 	cmd := &cobra.Command{
 		Use:   "operator",
@@ -54,7 +54,7 @@ Deployments. With --leader-elect, one of several replicas acts at a time.`,
 				return err
 			}
 			mgr, err := operator.New(cfg, operator.Options{Knative: knative, Domain: domain, Plan: plan, LeaderElection: leader, LeaderNamespace: leaderNS,
-				MetricsAddr: metrics, ProbeAddr: probes, QPS: qps, Burst: burst, Log: log, Issuer: operator.Issuer{Name: issuer, Kind: issuerKind}})
+				MetricsAddr: metrics, ProbeAddr: probes, QPS: qps, Burst: burst, Log: log, Issuer: operator.Issuer{Name: issuer, Kind: issuerKind}, BrokerURL: brokerURL})
 			if err != nil {
 				return err
 			}
@@ -64,6 +64,7 @@ Deployments. With --leader-elect, one of several replicas acts at a time.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&domain, "domain", "example.com", "domain of the URLs in statuses: {name}.{namespace}.{domain}")
+	f.StringVar(&brokerURL, "broker-url", operator.DefaultBrokerURL, "the gateway as pods reach it (its --broker-url): where SinkBindings' broker and channel sinks are")
 	f.StringVar(&codeURL, "code-url", defaultCodeURL, "where function pods download their code archives (the gateway's /_flick/archives)")
 	f.StringArrayVar(&images, "runtime-image", nil, "RUNTIME=IMAGE: the image of a language runtime's pods (repeatable)")
 	f.BoolVar(&knative, "knative-kinds", true, "serve the serving.knative.dev kinds too (false where Knative is installed: install with --knative-crds=false)")

@@ -1,7 +1,6 @@
 package reconciler
 
 import (
-	"encoding/json"
 	"time"
 
 	"github.com/flickdev/flick/internal/store"
@@ -10,8 +9,8 @@ import (
 
 // Environment variables a SinkBinding gives its subjects (Knative's names).
 const (
-	EnvSink        = "K_SINK"
-	EnvCEOverrides = "K_CE_OVERRIDES"
+	EnvSink        = apis.EnvSink
+	EnvCEOverrides = apis.EnvCEOverrides
 )
 
 // withBindings is the owner with its SinkBindings' K_SINK and K_CE_OVERRIDES in its template's
@@ -36,56 +35,15 @@ func (r *Reconciler) withBindings(o owner) owner {
 	if res, err := r.store.Get(plural, o.ns, o.name); err == nil {
 		labels = res.Metadata.Labels
 	}
-	var env []apis.EnvVar
+	var bindings []*apis.SinkBinding
 	for _, it := range items {
-		obj, err := apis.Decode(it)
-		if err != nil {
-			continue
-		}
-		b := obj.(*apis.SinkBinding)
-		if !b.Binds(kind, o.name, labels) {
-			continue
-		}
-		uri, err := r.Sources.SinkURL(o.ns, b.Spec.Sink)
-		if err != nil {
-			continue
-		}
-		env = setEnv(env, EnvSink, uri)
-		if b.Spec.CEOverrides != nil {
-			js, _ := json.Marshal(b.Spec.CEOverrides)
-			env = setEnv(env, EnvCEOverrides, string(js))
+		if obj, err := apis.Decode(it); err == nil {
+			bindings = append(bindings, obj.(*apis.SinkBinding))
 		}
 	}
-	if len(env) == 0 {
-		return o
-	}
-	var t apis.RevisionTemplate // a deep copy, to add to
-	raw, _ := json.Marshal(o.template)
-	if json.Unmarshal(raw, &t) != nil {
-		return o
-	}
-	switch {
-	case t.Spec.Function != nil:
-		for _, e := range env {
-			t.Spec.Function.Env = setEnv(t.Spec.Function.Env, e.Name, e.Value)
-		}
-	case len(t.Spec.Containers) > 0:
-		for _, e := range env {
-			t.Spec.Containers[0].Env = setEnv(t.Spec.Containers[0].Env, e.Name, e.Value)
-		}
-	}
-	o.template = t
+	env := apis.BindingEnv(bindings, kind, o.name, labels, func(d apis.Destination) (string, error) { return r.Sources.SinkURL(o.ns, d) })
+	o.template = o.template.WithEnv(env)
 	return o
-}
-
-func setEnv(env []apis.EnvVar, name, value string) []apis.EnvVar {
-	for i := range env {
-		if env[i].Name == name {
-			env[i].Value = value
-			return env
-		}
-	}
-	return append(env, apis.EnvVar{Name: name, Value: value})
 }
 
 // handleSinkBinding reports a binding's sink and reconciles the namespace's functions,

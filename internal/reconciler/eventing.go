@@ -146,16 +146,10 @@ func (r *Reconciler) handleFlow(ev store.Event) {
 	default:
 		return
 	}
-	st := apis.SequenceStatus{ObservedGeneration: res.Metadata.Generation}
 	var prev apis.SequenceStatus
 	_ = jsonUnmarshal(res.Status, &prev)
-	ready := apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionTrue, Reason: "Ready"}
 	addr, err := r.Eventing.ApplyFlow(context.Background(), owner, ns, plan)
-	if err != nil {
-		ready = apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionFalse, Reason: "SubscriptionsNotReady", Message: err.Error()}
-	}
-	st.Address = &apis.Addressable{URL: addr}
-	st.Conditions = apis.SetCondition(prev.Conditions, ready, time.Now())
+	st := flows.Status(prev, res.Metadata.Generation, addr, err, time.Now())
 	kind, _ := apis.LookupKind(res.Kind)
 	if err := r.writeStatus(kind.Plural, ns, name, st); err != nil {
 		r.log.Warn("write flow status", "flow", owner, "err", err)

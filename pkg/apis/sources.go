@@ -2,6 +2,7 @@ package apis
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"regexp"
@@ -422,6 +423,69 @@ func (b *SinkBinding) Binds(kind, name string, labels map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// Environment variables a SinkBinding gives its subjects (Knative's names).
+const (
+	EnvSink        = "K_SINK"
+	EnvCEOverrides = "K_CE_OVERRIDES"
+)
+
+// BindingEnv is what the bindings that bind a subject (kind, name, labels) put in its
+// environment: K_SINK, and K_CE_OVERRIDES when set. Bindings apply in order and the last one
+// wins; one whose sink does not resolve adds nothing.
+func BindingEnv(bindings []*SinkBinding, kind, name string, labels map[string]string, sinkURL func(Destination) (string, error)) []EnvVar {
+	var env []EnvVar
+	for _, b := range bindings {
+		if !b.Binds(kind, name, labels) {
+			continue
+		}
+		uri, err := sinkURL(b.Spec.Sink)
+		if err != nil {
+			continue
+		}
+		env = SetEnv(env, EnvSink, uri)
+		if b.Spec.CEOverrides != nil {
+			js, _ := json.Marshal(b.Spec.CEOverrides)
+			env = SetEnv(env, EnvCEOverrides, string(js))
+		}
+	}
+	return env
+}
+
+// WithEnv is a copy of t (deep: t is not changed) with env set in its function's environment,
+// or its first container's.
+func (t RevisionTemplate) WithEnv(env []EnvVar) RevisionTemplate {
+	if len(env) == 0 {
+		return t
+	}
+	var c RevisionTemplate
+	raw, _ := json.Marshal(t)
+	if json.Unmarshal(raw, &c) != nil {
+		return t
+	}
+	switch {
+	case c.Spec.Function != nil:
+		for _, e := range env {
+			c.Spec.Function.Env = SetEnv(c.Spec.Function.Env, e.Name, e.Value)
+		}
+	case len(c.Spec.Containers) > 0:
+		for _, e := range env {
+			c.Spec.Containers[0].Env = SetEnv(c.Spec.Containers[0].Env, e.Name, e.Value)
+		}
+	}
+	return c
+}
+
+// SetEnv sets name to value in env, in place when it is there, appended when not.
+func SetEnv(env []EnvVar, name, value string) []EnvVar {
+	for i := range env {
+		if env[i].Name == name {
+			env[i].Value = value
+			return env
+		}
+	}
+	return append(env, EnvVar{Name: name, Value: value})
 }
 
 // ContainerSource is Knative's: a long-running process of the user's that sends events to

@@ -6,6 +6,7 @@ package flows
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/flickdev/flick/pkg/apis"
 )
@@ -86,4 +87,17 @@ func Parallel(par *apis.Parallel) Plan {
 			Subscription{Name: branch, Channel: branch, Subscriber: b.Subscriber, Reply: reply, Delivery: b.Delivery})
 	}
 	return p
+}
+
+// Status is a flow's status once its plan was applied: its address, and Ready, or
+// SubscriptionsNotReady with the error applying it returned. prev keeps the conditions'
+// transition times.
+func Status(prev apis.SequenceStatus, generation int64, addr string, applyErr error, now time.Time) apis.SequenceStatus {
+	st := apis.SequenceStatus{ObservedGeneration: generation, Address: &apis.Addressable{URL: addr}}
+	ready := apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionTrue, Reason: "Ready"}
+	if applyErr != nil {
+		ready = apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionFalse, Reason: "SubscriptionsNotReady", Message: applyErr.Error()}
+	}
+	st.Conditions = apis.SetCondition(prev.Conditions, ready, now)
+	return st
 }

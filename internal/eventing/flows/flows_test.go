@@ -1,8 +1,10 @@
 package flows
 
 import (
+	"errors"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/flickdev/flick/pkg/apis"
 )
@@ -60,5 +62,24 @@ func TestParallel(t *testing.T) {
 	}}
 	if got := Parallel(par); !reflect.DeepEqual(got, want) {
 		t.Errorf("Parallel =\n%+v\nwant\n%+v", got, want)
+	}
+}
+
+func TestStatus(t *testing.T) {
+	t0 := time.Date(2026, 11, 27, 4, 0, 0, 0, time.UTC)
+	ready := Status(apis.SequenceStatus{}, 3, "http://gw/channels/default/s-kn-sequence-0", nil, t0)
+	if c := apis.FindCondition(ready.Conditions, apis.ConditionReady); ready.ObservedGeneration != 3 || ready.Address.URL != "http://gw/channels/default/s-kn-sequence-0" ||
+		c == nil || c.Status != apis.ConditionTrue {
+		t.Fatalf("applied: %+v", ready)
+	}
+	// The same again later keeps the transition time; a failure changes it and says why.
+	again := Status(ready, 3, ready.Address.URL, nil, t0.Add(time.Minute))
+	if !reflect.DeepEqual(again, ready) {
+		t.Errorf("unchanged status moved: %+v, was %+v", again, ready)
+	}
+	failed := Status(ready, 4, ready.Address.URL, errors.New("channel x: store down"), t0.Add(time.Minute))
+	if c := apis.FindCondition(failed.Conditions, apis.ConditionReady); c == nil || c.Status != apis.ConditionFalse ||
+		c.Reason != "SubscriptionsNotReady" || c.Message != "channel x: store down" {
+		t.Errorf("failed: %+v", failed.Conditions)
 	}
 }

@@ -227,15 +227,8 @@ func (g *Gateway) flowObj(u *unstructured.Unstructured, deleted bool) {
 	}
 	var prev apis.SequenceStatus
 	_ = decodeStatus(u, &prev)
-	st := apis.SequenceStatus{ObservedGeneration: u.GetGeneration()}
-	ready := apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionTrue, Reason: "Ready"}
 	addr, err := g.brokers.ApplyFlow(context.Background(), owner, ns, plan)
-	if err != nil {
-		ready = apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionFalse, Reason: "SubscriptionsNotReady", Message: err.Error()}
-	}
-	st.Address = &apis.Addressable{URL: addr}
-	st.Conditions = apis.SetCondition(prev.Conditions, ready, time.Now())
-	g.writeStatus(u, prev, st)
+	g.writeStatus(u, prev, flows.Status(prev, u.GetGeneration(), addr, err, time.Now()))
 }
 
 // retryTriggers reconciles the triggers of a broker that appeared or went away.

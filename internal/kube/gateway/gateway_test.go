@@ -694,20 +694,7 @@ spec:
 		return strings.Contains(b, `"url":"http://`+front.Listener.Addr().String()+`/brokers/default/default"`) &&
 			strings.Contains(b, "JetStream at") && strings.Contains(tr, `"subscriberUri":"http://display.default.example.com"`)
 	}, &saw)
-	post := func(typ string) int {
-		req, _ := http.NewRequest(http.MethodPost, front.URL+"/brokers/default/default", strings.NewReader(`{"hello":"cluster"}`))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Ce-Specversion", "1.0")
-		req.Header.Set("Ce-Id", typ+"-1")
-		req.Header.Set("Ce-Source", "/test")
-		req.Header.Set("Ce-Type", typ)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return 0
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
+	post := func(typ string) int { return postEvent(front.URL+"/brokers/default/default", typ+"-1", typ) }
 	if code := post("dev.flick.other"); code != http.StatusAccepted {
 		t.Fatalf("post to the broker: %d", code)
 	}
@@ -727,6 +714,22 @@ spec:
 		t.Errorf("display received %s, want the greeting once, and neither the other type nor ticks", got)
 	}
 	testGatewayFlows(t, p, front.URL, statusOf)
+}
+
+// postEvent POSTs a binary CloudEvent and returns the answer's status (0: no answer).
+func postEvent(url, id, typ string) int {
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(`{"hello":"cluster"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Ce-Specversion", "1.0")
+	req.Header.Set("Ce-Id", id)
+	req.Header.Set("Ce-Source", "/test")
+	req.Header.Set("Ce-Type", typ)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 // testGatewayFlows: a Sequence's step answers with a CloudEvent that reaches the sequence's
@@ -787,20 +790,7 @@ spec:
 		seqURL, parURL = address("sequences", "pipeline"), address("parallels", "fanout")
 		return strings.HasPrefix(seqURL, frontURL+"/channels/default/") && strings.HasPrefix(parURL, frontURL+"/channels/default/")
 	})
-	send := func(url, id, typ string) int {
-		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(`{"n":1}`))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Ce-Specversion", "1.0")
-		req.Header.Set("Ce-Id", id)
-		req.Header.Set("Ce-Source", "/test")
-		req.Header.Set("Ce-Type", typ)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return 0
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
+	send := postEvent
 	if code := send(seqURL, "s1", "dev.flick.order"); code != http.StatusAccepted {
 		t.Fatalf("post to the sequence: %d", code)
 	}

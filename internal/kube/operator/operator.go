@@ -57,6 +57,9 @@ type Options struct {
 	QPS   float32
 	Burst int
 	Log   *slog.Logger
+	// BrokerURL is the gateway as pods reach it, where brokers' and channels' addresses are
+	// (SinkBindings' sinks); the gateway's --broker-url.
+	BrokerURL string
 
 	// SkipNameValidation lets tests run several managers in one process (controller names
 	// are otherwise unique per process, for their metrics).
@@ -89,6 +92,9 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	}
 	if o.Domain == "" {
 		o.Domain = "example.com"
+	}
+	if o.BrokerURL == "" {
+		o.BrokerURL = DefaultBrokerURL
 	}
 	cfg = rest.CopyConfig(cfg)
 	cfg.QPS, cfg.Burst = o.QPS, o.Burst
@@ -136,11 +142,14 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 				continue // Flick serves Configurations only as Knative's
 			}
 			o := &ownerReconciler{client: mgr.GetClient(), kind: gvk(group, kind), revisions: gvk(group, "Revision"), opts: o}
-			if err := ctrl.NewControllerManagedBy(mgr).Named(kind + "-" + group).
+			b := ctrl.NewControllerManagedBy(mgr).Named(kind + "-" + group).
 				For(newUnstructured(o.kind)).
 				Owns(newUnstructured(o.revisions)).
-				WithOptions(workers).
-				Complete(o); err != nil {
+				WithOptions(workers)
+			if o.opts.Knative {
+				b = b.Watches(newUnstructured(sinkBindingGVK), ownersOfBinding(mgr.GetClient(), kind, group))
+			}
+			if err := b.Complete(o); err != nil {
 				return nil, err
 			}
 		}
@@ -163,11 +172,21 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		return nil, err
 	}
 	fn := &ownerReconciler{client: mgr.GetClient(), kind: gvk(apis.GroupFlick, "Function"), revisions: gvk(apis.GroupFlick, "Revision"), opts: o}
-	if err := ctrl.NewControllerManagedBy(mgr).Named("function").
+	fb := ctrl.NewControllerManagedBy(mgr).Named("function").
 		For(newUnstructured(fn.kind)).
 		Owns(newUnstructured(fn.revisions)).
-		WithOptions(workers).
-		Complete(fn); err != nil {
+		WithOptions(workers)
+	// SinkBindings are sources.knative.dev objects: Flick's CRD of them is installed with the
+	// other Knative kinds, and where Knative is installed instead they are its own.
+	if o.Knative {
+		fb = fb.Watches(newUnstructured(sinkBindingGVK), ownersOfBinding(mgr.GetClient(), "Function", apis.GroupFlick))
+		if err := ctrl.NewControllerManagedBy(mgr).Named("sinkbinding").
+			For(newUnstructured(sinkBindingGVK)).
+			Complete(&sinkBindingReconciler{client: mgr.GetClient(), opts: o}); err != nil {
+			return nil, err
+		}
+	}
+	if err := fb.Complete(fn); err != nil {
 		return nil, err
 	}
 	return mgr, nil

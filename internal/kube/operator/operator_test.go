@@ -262,6 +262,69 @@ spec:
 		st, _, _ := unstructured.NestedMap(get(t, dyn, fns, "greet").Object, "status")
 		return st["url"] == "http://greet.default.example.com"
 	})
+	testSinkBinding(t, dyn)
+}
+
+// testSinkBinding: a SinkBinding that selects a function by its labels gives it a revision
+// whose pods have K_SINK (the broker's address under the gateway) and K_CE_OVERRIDES, and
+// reports the sink; a function it does not select keeps its revision; deleting the binding
+// makes a revision without them.
+func testSinkBinding(t *testing.T, dyn dynamic.Interface) {
+	fns, revs, sbs := res("flick.dev", "functions"), res("flick.dev", "revisions"), res("sources.knative.dev", "sinkbindings")
+	apply(t, dyn, fns, `apiVersion: flick.dev/v1
+kind: Function
+metadata: {name: other}
+spec:
+  runtime: python
+  executor: deploy
+  source: {path: ./other, archive: "sha256:2222222222222222222222222222222222222222222222222222222222222222"}
+`)
+	eventually(t, 30*time.Second, "the unselected function's revision", func() bool { return get(t, dyn, revs, "other-00001") != nil })
+	greet := get(t, dyn, fns, "greet")
+	greet.SetLabels(map[string]string{"team": "a"})
+	if _, err := dyn.Resource(fns).Namespace("default").Update(t.Context(), greet, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	apply(t, dyn, sbs, `apiVersion: sources.knative.dev/v1
+kind: SinkBinding
+metadata: {name: to-broker}
+spec:
+  subject: {apiVersion: flick.dev/v1, kind: Function, selector: {matchLabels: {team: a}}}
+  sink: {ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}
+  ceOverrides: {extensions: {team: a}}
+`)
+	const sink = "http://flick-gateway.flick-system.svc/brokers/default/default"
+	eventually(t, 30*time.Second, "a revision of greet with K_SINK and K_CE_OVERRIDES", func() bool {
+		dep := get(t, dyn, deployments, "greet-00002")
+		if dep == nil {
+			return false
+		}
+		c := deployment(t, dep).Spec.Template.Spec.Containers[0]
+		return hasEnv(c, "K_SINK", sink) && hasEnv(c, "K_CE_OVERRIDES", `{"extensions":{"team":"a"}}`) && hasEnv(c, "GREETING", "hi")
+	})
+	eventually(t, 30*time.Second, "the binding's status", func() bool {
+		b := get(t, dyn, sbs, "to-broker")
+		uri, _, _ := unstructured.NestedString(b.Object, "status", "sinkUri")
+		return uri == sink && condition(b, "Ready")["status"] == "True"
+	})
+	if get(t, dyn, revs, "other-00002") != nil {
+		t.Error("the binding's selector does not select other, yet it got a new revision")
+	}
+	if err := dyn.Resource(sbs).Namespace("default").Delete(t.Context(), "to-broker", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "a revision of greet without K_SINK once the binding is gone", func() bool {
+		dep := get(t, dyn, deployments, "greet-00003")
+		if dep == nil {
+			return false
+		}
+		for _, e := range deployment(t, dep).Spec.Template.Spec.Containers[0].Env {
+			if e.Name == "K_SINK" {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 func hasEnv(c corev1.Container, name, value string) bool {

@@ -86,6 +86,11 @@ func (r *ownerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	if o.invalid != nil {
 		return ctrl.Result{}, r.fail(ctx, u, "InvalidSpec", o.invalid)
 	}
+	if r.opts.Knative {
+		if err := r.bind(ctx, u, &o); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
 	revs, err := r.list(ctx, u)
 	if err != nil {
 		return ctrl.Result{}, err
