@@ -277,11 +277,7 @@ func (s *Server) queueStats() []metrics.QueueStat {
 func (es *eventSources) UpsertContainer(cs *apis.ContainerSource, sinkURL string) {
 	ns, name := cs.Metadata.Namespace, cs.Metadata.Name
 	c := cs.Spec.Template.Spec.Containers[0]
-	c.Env = append(append([]apis.EnvVar{}, c.Env...), apis.EnvVar{Name: reconciler.EnvSink, Value: sinkURL})
-	if cs.Spec.CEOverrides != nil {
-		js, _ := json.Marshal(cs.Spec.CEOverrides)
-		c.Env = append(c.Env, apis.EnvVar{Name: reconciler.EnvCEOverrides, Value: string(js)})
-	}
+	c.Env = apis.WithSinkEnv(c.Env, sinkURL, cs.Spec.CEOverrides)
 	rev := &apis.Revision{Metadata: apis.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{apis.LabelConfiguration: name},
 		Annotations: cs.Spec.Template.Metadata.Annotations}}
 	rev.Spec.Containers = []apis.Container{c}

@@ -444,11 +444,18 @@ func BindingEnv(bindings []*SinkBinding, kind, name string, labels map[string]st
 		if err != nil {
 			continue
 		}
-		env = SetEnv(env, EnvSink, uri)
-		if b.Spec.CEOverrides != nil {
-			js, _ := json.Marshal(b.Spec.CEOverrides)
-			env = SetEnv(env, EnvCEOverrides, string(js))
-		}
+		env = WithSinkEnv(env, uri, b.Spec.CEOverrides)
+	}
+	return env
+}
+
+// WithSinkEnv is env with K_SINK set to sink and, when o is set, K_CE_OVERRIDES to o as
+// JSON. env itself is not changed.
+func WithSinkEnv(env []EnvVar, sink string, o *CEOverrides) []EnvVar {
+	env = SetEnv(append([]EnvVar(nil), env...), EnvSink, sink)
+	if o != nil {
+		js, _ := json.Marshal(o)
+		env = SetEnv(env, EnvCEOverrides, string(js))
 	}
 	return env
 }

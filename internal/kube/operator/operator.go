@@ -176,13 +176,21 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		For(newUnstructured(fn.kind)).
 		Owns(newUnstructured(fn.revisions)).
 		WithOptions(workers)
-	// SinkBindings are sources.knative.dev objects: Flick's CRD of them is installed with the
-	// other Knative kinds, and where Knative is installed instead they are its own.
+	// SinkBindings and ContainerSources are sources.knative.dev objects: Flick's CRDs of them
+	// are installed with the other Knative kinds, and where Knative is installed instead they
+	// are its own.
 	if o.Knative {
 		fb = fb.Watches(newUnstructured(sinkBindingGVK), ownersOfBinding(mgr.GetClient(), "Function", apis.GroupFlick))
 		if err := ctrl.NewControllerManagedBy(mgr).Named("sinkbinding").
 			For(newUnstructured(sinkBindingGVK)).
 			Complete(&sinkBindingReconciler{client: mgr.GetClient(), opts: o}); err != nil {
+			return nil, err
+		}
+		if err := ctrl.NewControllerManagedBy(mgr).Named("containersource").
+			For(newUnstructured(containerSourceGVK)).
+			Owns(&appsv1.Deployment{}).
+			WithOptions(workers).
+			Complete(&containerSourceReconciler{client: mgr.GetClient(), opts: o}); err != nil {
 			return nil, err
 		}
 	}

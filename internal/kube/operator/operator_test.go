@@ -263,6 +263,78 @@ spec:
 		return st["url"] == "http://greet.default.example.com"
 	})
 	testSinkBinding(t, dyn)
+	testContainerSource(t, dyn)
+}
+
+// testContainerSource: a ContainerSource becomes a Deployment of one replica of its
+// container, owned by it, with K_SINK and K_CE_OVERRIDES; its status has the sink and waits
+// for a pod; a change to its container changes the Deployment; one with a command and no
+// image says a cluster runs images; deleting it garbage-collects the Deployment.
+func testContainerSource(t *testing.T, dyn dynamic.Interface) {
+	css := res("sources.knative.dev", "containersources")
+	manifest := func(args string) string {
+		return `apiVersion: sources.knative.dev/v1
+kind: ContainerSource
+metadata: {name: heartbeats}
+spec:
+  template:
+    metadata: {labels: {app: heartbeats}}
+    spec:
+      containers:
+      - image: ghcr.io/knative/heartbeats:latest
+        args: [` + args + `]
+        env: [{name: POD_NAME, value: beat}]
+  sink: {ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}
+  ceOverrides: {extensions: {from: heartbeats}}
+`
+	}
+	apply(t, dyn, css, manifest("--period=1"))
+	const sink = "http://flick-gateway.flick-system.svc/brokers/default/default"
+	var d *appsv1.Deployment
+	eventually(t, 30*time.Second, "the source's Deployment", func() bool {
+		u := get(t, dyn, deployments, "heartbeats-source")
+		if u == nil {
+			return false
+		}
+		d = deployment(t, u)
+		return controlledBy(u, get(t, dyn, css, "heartbeats"))
+	})
+	c := d.Spec.Template.Spec.Containers[0]
+	if *d.Spec.Replicas != 1 || c.Image != "ghcr.io/knative/heartbeats:latest" || strings.Join(c.Args, " ") != "--period=1" ||
+		!hasEnv(c, "POD_NAME", "beat") || !hasEnv(c, "K_SINK", sink) || !hasEnv(c, "K_CE_OVERRIDES", `{"extensions":{"from":"heartbeats"}}`) ||
+		d.Spec.Template.Labels["app"] != "heartbeats" || d.Spec.Template.Labels[LabelContainerSource] != "heartbeats" {
+		t.Errorf("deployment: replicas %d, labels %v, container %+v", *d.Spec.Replicas, d.Spec.Template.Labels, c)
+	}
+	eventually(t, 30*time.Second, "the source's status: its sink, waiting for a pod", func() bool {
+		u := get(t, dyn, css, "heartbeats")
+		uri, _, _ := unstructured.NestedString(u.Object, "status", "sinkUri")
+		return uri == sink && condition(u, "Ready")["reason"] == "Deploying"
+	})
+	apply(t, dyn, css, manifest("--period=5"))
+	eventually(t, 30*time.Second, "the change reaches the Deployment", func() bool {
+		u := get(t, dyn, deployments, "heartbeats-source")
+		return u != nil && strings.Join(deployment(t, u).Spec.Template.Spec.Containers[0].Args, " ") == "--period=5"
+	})
+	apply(t, dyn, css, `apiVersion: sources.knative.dev/v1
+kind: ContainerSource
+metadata: {name: script}
+spec:
+  template: {spec: {containers: [{command: [./send.sh]}]}}
+  sink: {uri: "http://example.org/events"}
+`)
+	eventually(t, 30*time.Second, "a source without an image says why", func() bool {
+		c := condition(get(t, dyn, css, "script"), "Ready")
+		return c["reason"] == "InvalidSpec" && strings.Contains(c["message"].(string), "a cluster runs images")
+	})
+	if get(t, dyn, deployments, "script-source") != nil {
+		t.Error("a source without an image got a Deployment")
+	}
+	if err := dyn.Resource(css).Namespace("default").Delete(t.Context(), "heartbeats", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 60*time.Second, "the deleted source's Deployment garbage-collected", func() bool {
+		return get(t, dyn, deployments, "heartbeats-source") == nil
+	})
 }
 
 // testSinkBinding: a SinkBinding that selects a function by its labels gives it a revision

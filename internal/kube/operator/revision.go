@@ -71,10 +71,16 @@ func (r *revisionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 // ensureDeployment creates the revision's Deployment, or brings an existing one's pod
 // template back to the plan; its replicas are the autoscaler's and are left alone.
 func (r *revisionReconciler) ensureDeployment(ctx context.Context, want *appsv1.Deployment) (*appsv1.Deployment, error) {
+	return ensureDeployment(ctx, r.client, want)
+}
+
+// ensureDeployment creates want, or brings an existing one's labels and pod template back to
+// it when its plan hash differs. The existing one must be controlled by want's owner.
+func ensureDeployment(ctx context.Context, c client.Client, want *appsv1.Deployment) (*appsv1.Deployment, error) {
 	var live appsv1.Deployment
-	err := r.client.Get(ctx, types.NamespacedName{Namespace: want.Namespace, Name: want.Name}, &live)
+	err := c.Get(ctx, types.NamespacedName{Namespace: want.Namespace, Name: want.Name}, &live)
 	if apierrors.IsNotFound(err) {
-		if err := r.client.Create(ctx, want); err != nil {
+		if err := c.Create(ctx, want); err != nil {
 			return nil, fmt.Errorf("create deployment %s: %w", want.Name, err)
 		}
 		return want, nil
@@ -83,7 +89,7 @@ func (r *revisionReconciler) ensureDeployment(ctx context.Context, want *appsv1.
 		return nil, err
 	}
 	if !ownedBy(&live, want.OwnerReferences[0].UID) {
-		return nil, fmt.Errorf("deployment %s/%s exists and is not this revision's", live.Namespace, live.Name)
+		return nil, fmt.Errorf("deployment %s/%s exists and is not %s's", live.Namespace, live.Name, want.OwnerReferences[0].Name)
 	}
 	// The API server fills defaults into what it stores, so the plan is compared by the
 	// hash it had when it was written.
@@ -93,7 +99,7 @@ func (r *revisionReconciler) ensureDeployment(ctx context.Context, want *appsv1.
 	patch := client.MergeFrom(live.DeepCopy())
 	live.Labels, live.Annotations = want.Labels, want.Annotations
 	live.Spec.Template = want.Spec.Template
-	if err := r.client.Patch(ctx, &live, patch); err != nil {
+	if err := c.Patch(ctx, &live, patch); err != nil {
 		return nil, fmt.Errorf("update deployment %s: %w", want.Name, err)
 	}
 	return &live, nil
