@@ -30,7 +30,7 @@ type ingress struct {
 	// Owned by the writer goroutine.
 	active  *segment
 	written int64 // bytes written to active, durable or not
-	zeroed  int64 // active holds durable zeros up to here (see zeroStep)
+	zeroed  int64 // active holds zeros past written up to here (see zeroStep); seal cuts them
 	filling bool  // zeroing ahead until zeroTarget is reached
 	noZeros bool  // zeroing failed for the active segment: it is not tried again
 	zeros   []byte
@@ -357,7 +357,8 @@ func (l *Log) zeroStep() {
 		err = datasync(l.active.f)
 	}
 	if err != nil {
-		l.filling, l.noZeros = false, true
+		// Some of the step may be in the file: seal still cuts it off.
+		l.filling, l.noZeros, l.zeroed = false, true, from+n
 		return
 	}
 	l.stats.syncs.Add(1)
