@@ -59,10 +59,11 @@ func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusAccepted)
 }
 
-// readBody reads the request's body into a buffer of its declared length when it has one
-// (io.ReadAll starts at 512 bytes and grows); r.Body is already capped at maxEventBytes.
+// readBody reads the request's body into a buffer of its declared length when it has a
+// small one (io.ReadAll starts at 512 bytes and grows); a large one grows as it arrives, so
+// that a declared length alone takes no memory. r.Body is already capped at maxEventBytes.
 func readBody(r *http.Request) ([]byte, error) {
-	if r.ContentLength < 0 || r.ContentLength > maxEventBytes {
+	if r.ContentLength < 0 || r.ContentLength > 64<<10 {
 		return io.ReadAll(r.Body)
 	}
 	body := make([]byte, r.ContentLength)
