@@ -31,6 +31,7 @@ type ingress struct {
 	active  *segment
 	written int64 // bytes written to active, durable or not
 	zeroed  int64 // active holds zeros past written up to here (see zeroStep); seal cuts them
+	fresh   int64 // bytes this process wrote to active: zeros ahead are sized by them
 	filling bool  // zeroing ahead until zeroTarget is reached
 	noZeros bool  // zeroing failed for the active segment: it is not tried again
 	zeros   []byte
@@ -297,12 +298,13 @@ func (l *Log) write(b *batch, created *[]*segment) error {
 				l.stats.syncs.Add(1) // the directory
 			}
 			*created = append(*created, s)
-			l.active, l.written, l.zeroed, l.filling, l.noZeros = s, 0, 0, false, false
+			l.active, l.written, l.zeroed, l.fresh, l.filling, l.noZeros = s, 0, 0, 0, false, false
 		}
 		if _, err := l.active.f.WriteAt(c.buf, l.written); err != nil {
 			return err
 		}
 		l.written += int64(len(c.buf))
+		l.fresh += int64(len(c.buf))
 		l.dirty = true
 	}
 	return l.syncActive()
@@ -323,14 +325,15 @@ const (
 	smallCommit = 16 << 10
 )
 
-// zeroTarget is how far ahead the writer zeroes: as far as the segment holds data, from one
-// step up to zeroAhead, so that a log seldom written to (a broker with a few events) does not
-// take megabytes of zeros.
-func (l *Log) zeroTarget() int64 { return min(zeroAhead, max(zeroChunk, l.written)) }
+// zeroTarget is how far ahead the writer zeroes: as far as this process has written to the
+// segment, from one step up to zeroAhead. A log seldom written to (a broker with a few
+// events) does not take megabytes of zeros, and one not written to since it was opened
+// takes none: a server that starts with many brokers does no zeroing for them.
+func (l *Log) zeroTarget() int64 { return min(zeroAhead, max(zeroChunk, l.fresh)) }
 
 // wantZeros says whether the writer, idle, should zero a step ahead.
 func (l *Log) wantZeros() bool {
-	if l.opts.NoSync || l.failed != nil || l.noZeros || l.written == 0 {
+	if l.opts.NoSync || l.failed != nil || l.noZeros || l.fresh == 0 {
 		return false
 	}
 	if !l.filling && l.zeroed-l.written < l.zeroTarget()/4 && l.written < l.opts.SegmentBytes {

@@ -112,10 +112,16 @@ func TestZerosWrittenAhead(t *testing.T) {
 		}
 	}
 
-	// A crash leaves the zeros: Open cuts them off and calls nothing torn.
-	crashed := openLog(t, copyDir(t, dir), opts)
+	// A crash leaves the zeros: Open cuts them off and calls nothing torn, and writes none
+	// until something is appended.
+	crashedDir := copyDir(t, dir)
+	crashed := openLog(t, crashedDir, opts)
 	if st := crashed.Stats(); st.Last != 100 || st.Bytes != bytes || st.TruncatedBytes != 0 {
 		t.Fatalf("after a crash: last %d, %d bytes, %d truncated; want 100, %d, 0", st.Last, st.Bytes, st.TruncatedBytes, bytes)
+	}
+	time.Sleep(200 * time.Millisecond) // a zero step takes about a millisecond
+	if size := fileSize(t, lastSegment(t, crashedDir)); size != bytes {
+		t.Fatalf("a log opened and not written to is %d bytes for %d bytes of records: it zeroed ahead", size, bytes)
 	}
 	appendN(t, crashed, 5)
 	checkRecords(t, crashed, 1, 105)
