@@ -7,12 +7,6 @@ import (
 	"github.com/flickdev/flick/pkg/apis"
 )
 
-// Environment variables a SinkBinding gives its subjects (Knative's names).
-const (
-	EnvSink        = apis.EnvSink
-	EnvCEOverrides = apis.EnvCEOverrides
-)
-
 // withBindings is the owner with its SinkBindings' K_SINK and K_CE_OVERRIDES in its template's
 // environment (on a copy: the owner's resource is not changed). A binding whose sink cannot
 // be resolved adds nothing. Bindings apply in name order; the last one wins.

@@ -91,11 +91,12 @@ func (r *containerSourceReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	cs.Default()
 	st := apis.ContainerSourceStatus{ObservedGeneration: u.GetGeneration()}
 	ready := apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionUnknown, Reason: "Deploying"}
+	invalid := cs.Validate()
 	sink, err := r.opts.sinkURL(cs.Metadata.Namespace, cs.Spec.Sink)
 	var dep *appsv1.Deployment
 	switch {
-	case cs.Validate() != nil:
-		ready = apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionFalse, Reason: "InvalidSpec", Message: cs.Validate().Error()}
+	case invalid != nil:
+		ready = apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionFalse, Reason: "InvalidSpec", Message: invalid.Error()}
 	case err != nil:
 		ready = apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionFalse, Reason: "SinkNotResolved", Message: err.Error()}
 	default:
