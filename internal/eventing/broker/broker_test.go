@@ -116,6 +116,9 @@ func TestIngressAndDelivery(t *testing.T) {
 	if code, body := post(map[string]string{"Ce-Specversion": "1.0", "Ce-Id": "x", "Ce-Type": "t"}, "{}"); code != 400 || !strings.Contains(body, "source") {
 		t.Errorf("no source: %d %s", code, body)
 	}
+	if code, body := post(map[string]string{"Content-Type": "application/json"}, "{}"); code != 400 || !strings.Contains(body, "Ce-Specversion") {
+		t.Errorf("plain JSON: %d %s, want 400 saying what a CloudEvent needs", code, body)
+	}
 	if code, _ := post(map[string]string{"Ce-Specversion": "1.0", "Ce-Id": "1", "Ce-Source": "/s", "Ce-Type": "com.example.a", "Content-Type": "application/json"}, "{}"); code != 202 {
 		t.Errorf("binary event: %d", code)
 	}

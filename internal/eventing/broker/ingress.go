@@ -98,7 +98,8 @@ func readEvents(r *http.Request) ([]cevent, error) {
 	} else {
 		e, err := cehttp.NewEventFromHTTPRequest(r)
 		if err != nil {
-			return nil, fmt.Errorf("not a CloudEvent: %w", err)
+			// The SDK says "unknown Message encoding": say what would have been one.
+			return nil, fmt.Errorf("not a CloudEvent (send Ce-Specversion, Ce-Id, Ce-Source and Ce-Type headers, or a Content-Type of application/cloudevents+json): %w", err)
 		}
 		events = []event.Event{*e}
 	}
