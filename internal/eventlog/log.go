@@ -156,6 +156,9 @@ func (l *Log) Close() error {
 		var errs []error
 		for _, c := range l.cursors {
 			errs = append(errs, c.Flush())
+			c.fmu.Lock()
+			errs = append(errs, c.closeFile())
+			c.fmu.Unlock()
 		}
 		l.cmu.Unlock()
 
