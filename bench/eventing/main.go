@@ -4,8 +4,10 @@
 // latency, for 1 and 10 triggers. It does so for each store in the same run: the embedded
 // log (each 202 means the event was fsynced), and JetStream (a nats-server in this process)
 // in its default mode (acknowledged before the disk) and with sync_always (one fsync per
-// message). Then the embedded log again, with producers paced at the rate JetStream's default
-// mode reached, for the latency at that rate.
+// message). Then the embedded log again, with producers paced at the rates JetStream's
+// default mode reached, for the latency at that rate: its end-to-end rate (the events that
+// reached every trigger, each second, until the last had) and its accepted rate (which runs
+// ahead of its deliveries).
 //
 //	go run ./bench/eventing -flick bin/flick
 package main
@@ -42,27 +44,39 @@ func main() {
 	}
 }
 
-// subscriber records when each trigger got each event.
+// subscriber records when each trigger got each event: its path names the trigger, the
+// number ending its Ce-Id the event.
 type subscriber struct {
-	mu        sync.Mutex
-	delivered map[string]time.Time // trigger/id -> first delivery
-	count     atomic.Int64
+	triggers sync.Map // path -> *stamps
+	count    atomic.Int64
 }
 
 func (s *subscriber) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	now := time.Now()
-	k := r.URL.Path + "/" + r.Header.Get("Ce-Id")
-	s.mu.Lock()
-	if _, ok := s.delivered[k]; !ok {
-		s.delivered[k] = now
+	at := time.Now().UnixNano()
+	if got, ok := s.triggers.Load(r.URL.Path); ok {
+		got.(*stamps).set(eventNumber(r.Header.Get("Ce-Id")), at)
 	}
-	s.mu.Unlock()
 	s.count.Add(1)
 	w.WriteHeader(http.StatusAccepted)
 }
 
+// trigger returns the record of what the trigger at path got.
+func (s *subscriber) trigger(path string) *stamps {
+	got, _ := s.triggers.LoadOrStore(path, new(stamps))
+	return got.(*stamps)
+}
+
+// eventNumber is the number after an id's last "-" (-1 if none).
+func eventNumber(id string) int64 {
+	n, err := strconv.ParseInt(id[strings.LastIndexByte(id, '-')+1:], 10, 64)
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
 func run(flickBin string, producers int, d time.Duration, profile string) error {
-	sub := &subscriber{delivered: map[string]time.Time{}}
+	sub := new(subscriber)
 	seq := new(atomic.Int64) // event ids, unique over the whole run
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -100,11 +114,16 @@ type bench struct {
 	seq       *atomic.Int64 // event ids, unique over the whole run
 }
 
+// rates is how fast a store went with producers as fast as they go: the events it accepted
+// each second, and its end-to-end rate, the events that reached every trigger each second
+// until the last one had (its deliveries over its triggers).
+type rates struct{ accepted, endToEnd float64 }
+
 // runStore starts a server keeping brokers' events in one store and measures it with
-// producers as fast as they go, then, for each trigger count in pace, paced at that many
-// events/s. It returns the accepted rates by trigger count. With profile, the paced
-// 10-trigger run's CPU profile is saved there.
-func (bn bench) runStore(name string, jetstream, syncAlways bool, pace map[int]float64, profile string) (map[int]float64, error) {
+// producers as fast as they go, then, for each trigger count in pace, paced at that count's
+// end-to-end rate and at its accepted rate. It returns its own rates by trigger count. With
+// profile, the 10-trigger run paced at the end-to-end rate saves its CPU profile there.
+func (bn bench) runStore(name string, jetstream, syncAlways bool, pace map[int]rates, profile string) (map[int]rates, error) {
 	flickBin, subURL, producers, d, sub, seq := bn.flickBin, bn.subURL, bn.producers, bn.d, bn.sub, bn.seq
 	var args []string
 	if jetstream {
@@ -125,7 +144,7 @@ func (bn bench) runStore(name string, jetstream, syncAlways bool, pace map[int]f
 		return nil, err
 	}
 	defer srv.Stop()
-	rates := map[int]float64{}
+	got := map[int]rates{}
 	for _, triggers := range []int{1, 10} {
 		broker := "bench" + strconv.Itoa(triggers)
 		var b strings.Builder
@@ -141,13 +160,20 @@ func (bn bench) runStore(name string, jetstream, syncAlways bool, pace map[int]f
 			return nil, err
 		}
 		time.Sleep(500 * time.Millisecond) // triggers start at the end of the log: let them start
-		loads := []float64{0}              // as fast as they go
-		if pace[triggers] > 0 {
-			loads = append(loads, pace[triggers])
+		type load struct {
+			rate float64
+			name string
 		}
-		for _, rate := range loads {
+		loads := []load{{0, strconv.Itoa(producers) + ", as fast as they go"}}
+		if p, ok := pace[triggers]; ok {
+			loads = append(loads,
+				load{p.endToEnd, fmt.Sprintf("%d, paced at JetStream's end-to-end rate, %.0f/s", producers, p.endToEnd)},
+				load{p.accepted, fmt.Sprintf("%d, paced at JetStream's accepted rate, %.0f/s", producers, p.accepted)})
+		}
+		for i, l := range loads {
+			rate := l.rate
 			profiled := make(chan error, 1)
-			if profile != "" && triggers == 10 && rate > 0 {
+			if profile != "" && triggers == 10 && i == 1 {
 				go func() { profiled <- srv.CPUProfile(d-time.Second, profile) }()
 			} else {
 				profiled <- nil
@@ -159,16 +185,13 @@ func (bn bench) runStore(name string, jetstream, syncAlways bool, pace map[int]f
 			if err != nil {
 				return nil, err
 			}
-			load := strconv.Itoa(producers) + ", as fast as they go"
-			if rate > 0 {
-				load = fmt.Sprintf("%d, paced at %.0f/s", producers, rate)
-			} else {
-				rates[triggers] = r.accepted
+			if i == 0 {
+				got[triggers] = rates{accepted: r.accepted, endToEnd: r.delivered / float64(triggers)}
 			}
-			fmt.Printf("| %s | %d | %s | %.0f | %.0f | %s | %s |\n", name, triggers, load, r.accepted, r.delivered, r.p50, r.p99)
+			fmt.Printf("| %s | %d | %s | %.0f | %.0f | %s | %s |\n", name, triggers, l.name, r.accepted, r.delivered, r.p50, r.p99)
 		}
 	}
-	return rates, nil
+	return got, nil
 }
 
 // result is one measurement.
@@ -203,9 +226,13 @@ func measure(data, broker string, triggers, producers int, d time.Duration, sub 
 	head := "POST /brokers/default/" + broker + " HTTP/1.1\r\nHost: " + data +
 		"\r\nCe-Specversion: 1.0\r\nCe-Source: /bench\r\nCe-Type: bench\r\nContent-Type: application/json\r\nContent-Length: 7\r\nCe-Id: "
 	const tail = "\r\n\r\n{\"n\":1}"
-	var mu sync.Mutex
-	accepted := map[string]time.Time{}
-	var failures atomic.Int64
+	got := make([]*stamps, triggers)
+	for i := range got {
+		got[i] = sub.trigger("/" + broker + "-t" + strconv.Itoa(i))
+	}
+	var accepted stamps
+	var acceptedN, failures atomic.Int64
+	first := seq.Load() + 1
 	deliveredBefore := sub.count.Load()
 	stop := time.Now().Add(d)
 	began := time.Now()
@@ -224,42 +251,39 @@ func measure(data, broker string, triggers, producers int, d time.Duration, sub 
 						return
 					}
 				}
-				id := broker + "-" + strconv.FormatInt(seq.Add(1), 10)
-				req = append(append(append(req[:0], head...), id...), tail...)
+				n := seq.Add(1)
+				req = append(strconv.AppendInt(append(append(append(req[:0], head...), broker...), '-'), n, 10), tail...)
 				code, err := conn.Do(req)
-				if err != nil {
+				if err != nil || code != http.StatusAccepted {
 					failures.Add(1)
 					continue
 				}
-				now := time.Now()
-				if code != http.StatusAccepted {
-					failures.Add(1)
-					continue
-				}
-				mu.Lock()
-				accepted[id] = now
-				mu.Unlock()
+				accepted.set(n, time.Now().UnixNano())
+				acceptedN.Add(1)
 			}
 		}()
 	}
 	wg.Wait()
 	sendTime := time.Since(began)
-	want := int64(len(accepted) * triggers)
+	last := seq.Load()
+	want := acceptedN.Load() * int64(triggers)
 	deadline := time.Now().Add(60 * time.Second)
 	for sub.count.Load()-deliveredBefore < want && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	deliverTime := time.Since(began)
-	var lat []time.Duration
-	sub.mu.Lock()
-	for id, at := range accepted {
-		for i := 0; i < triggers; i++ {
-			if got, ok := sub.delivered["/"+broker+"-t"+strconv.Itoa(i)+"/"+id]; ok {
-				lat = append(lat, got.Sub(at))
+	lat := make([]time.Duration, 0, want)
+	for n := first; n <= last; n++ {
+		at := accepted.get(n)
+		if at == 0 {
+			continue
+		}
+		for _, g := range got {
+			if t := g.get(n); t != 0 {
+				lat = append(lat, time.Duration(t-at))
 			}
 		}
 	}
-	sub.mu.Unlock()
 	if int64(len(lat)) < want {
 		return result{}, fmt.Errorf("%s: %d of %d deliveries arrived in time", broker, len(lat), want)
 	}
@@ -267,6 +291,6 @@ func measure(data, broker string, triggers, producers int, d time.Duration, sub 
 		fmt.Fprintf(os.Stderr, "%s: %d sends failed\n", broker, failures.Load())
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	return result{accepted: float64(len(accepted)) / sendTime.Seconds(), delivered: float64(len(lat)) / deliverTime.Seconds(),
+	return result{accepted: float64(acceptedN.Load()) / sendTime.Seconds(), delivered: float64(len(lat)) / deliverTime.Seconds(),
 		p50: loadgen.Pct(lat, 50), p99: loadgen.Pct(lat, 99)}, nil
 }
