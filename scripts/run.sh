@@ -8,7 +8,10 @@ export FLICK_API="http://$api" FLICK_DATA_DIR="$data"
 tls=${TLS_LISTEN:-127.0.0.1:8443}
 "$bin" server --data-dir "$data" --listen "$listen" --listen-tls "$tls" --api-listen "$api" &
 server=$!
-trap 'kill -TERM $server 2>/dev/null; wait $server' INT TERM EXIT
+# Ctrl-C reaches the server too; the script then waits for it to stop and ends without an
+# error, so make does not report one. A server that stops by itself passes on its status.
+trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null' EXIT
+trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null; trap - EXIT; exit 0' INT TERM
 
 for _ in $(seq 1 100); do
   curl -fsS "http://$api/readyz" >/dev/null 2>&1 && break
@@ -46,4 +49,7 @@ CLI (in another shell, same machine):
   $bin logs hello-python -f
 Press Ctrl-C to stop (instances stop with it).
 MSG
-wait $server
+status=0
+wait $server || status=$?
+trap - EXIT
+exit $status
