@@ -27,6 +27,7 @@ func newGatewayCmd(o *options) *cobra.Command {
 		codeURL, logLevel         string
 		peerListen, peerURL       string
 		jetStream, brokerURL      string
+		clusterDomain             string
 		knative, leader, fastPath bool
 	)
 	cmd := &cobra.Command{
@@ -48,7 +49,7 @@ waits, and scaled back down when idle.`,
 			if err != nil {
 				return err
 			}
-			opts := gateway.Options{Domain: domain, Knative: knative, CodeURL: codeURL, Log: log,
+			opts := gateway.Options{Domain: domain, ClusterDomain: clusterDomain, Knative: knative, CodeURL: codeURL, Log: log,
 				TLSDir:         tlsDir(listenTLS, o.dataDir),
 				LeaderElection: leader, PeerURL: peerURL,
 				Eventing: gateway.EventingOptions{JetStream: jetStream, BrokerURL: brokerURL, DataAddr: listen}}
@@ -114,6 +115,7 @@ waits, and scaled back down when idle.`,
 	f.BoolVar(&fastPath, "http1-fast-path", true, "serve plain HTTP/1.1 with Flick's own front (false: net/http's server for every request, slower)")
 	f.StringVar(&listenTLS, "listen-tls", ":8443", "address of the HTTPS data plane: certificates from cert-manager's secrets (flick operator --cert-issuer), DomainMappings' secrets, or the gateway's own CA under --data-dir; empty turns it off")
 	f.StringVar(&domain, "domain", "example.com", "domain of workload hosts: {name}.{namespace}.{domain}")
+	f.StringVar(&clusterDomain, "cluster-domain", "cluster.local", "the cluster's DNS domain: workloads also answer at {name}.{namespace}.svc.{cluster-domain}, their cluster-local address")
 	f.StringVar(&codeURL, "code-url", defaultCodeURL, "where pool pods download functions' code: this gateway's /_flick/archives as the pods reach it")
 	f.StringVar(&jetStream, "jetstream", "", "NATS JetStream server brokers keep their events in, shared by every replica (nats://host:4222); without it one gateway keeps them under --data-dir")
 	f.StringVar(&brokerURL, "broker-url", operator.DefaultBrokerURL, "this gateway as pods reach it: brokers' addresses are under it")

@@ -17,6 +17,7 @@ import (
 func newOperatorCmd(o *options) *cobra.Command {
 	var (
 		domain, codeURL, leaderNS, metrics, probes, logLevel, brokerURL string
+		clusterDomain, localGateway                                     string
 		issuer, issuerKind                                              string
 		leader, knative                                                 bool
 		images                                                          []string
@@ -29,8 +30,9 @@ func newOperatorCmd(o *options) *cobra.Command {
 		Long: `Run the Kubernetes operator. It watches the Flick and Knative custom resources (install
 their CRDs with flick install --print | kubectl apply -f -) and keeps, for every Service,
 Configuration and Function, one immutable Revision per template change, and for every
-Revision a Deployment and a Service of its name, owned by it. Statuses come back from the
-Deployments. With --leader-elect, one of several replicas acts at a time.`,
+Revision a Deployment and a Service of its name, owned by it. Every Service and Function
+gets an ExternalName Service of its name pointing at the gateway: its cluster-local address,
+{name}.{namespace}.svc.cluster.local. Statuses come back from the Deployments. With --leader-elect, one of several replicas acts at a time.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var level slog.Level
@@ -54,7 +56,8 @@ Deployments. With --leader-elect, one of several replicas acts at a time.`,
 				return err
 			}
 			mgr, err := operator.New(cfg, operator.Options{Knative: knative, Domain: domain, Plan: plan, LeaderElection: leader, LeaderNamespace: leaderNS,
-				MetricsAddr: metrics, ProbeAddr: probes, QPS: qps, Burst: burst, Log: log, Issuer: operator.Issuer{Name: issuer, Kind: issuerKind}, BrokerURL: brokerURL})
+				MetricsAddr: metrics, ProbeAddr: probes, QPS: qps, Burst: burst, Log: log, Issuer: operator.Issuer{Name: issuer, Kind: issuerKind}, BrokerURL: brokerURL,
+				ClusterDomain: clusterDomain, LocalGateway: localGateway})
 			if err != nil {
 				return err
 			}
@@ -64,6 +67,8 @@ Deployments. With --leader-elect, one of several replicas acts at a time.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&domain, "domain", "example.com", "domain of the URLs in statuses: {name}.{namespace}.{domain}")
+	f.StringVar(&clusterDomain, "cluster-domain", "cluster.local", "the cluster's DNS domain: Services and Functions get the cluster-local address {name}.{namespace}.svc.{cluster-domain}")
+	f.StringVar(&localGateway, "local-gateway", "", "DNS name of the gateway's Service, which each Service's and Function's ExternalName Service points to (default flick-gateway.flick-system.svc.{cluster-domain})")
 	f.StringVar(&brokerURL, "broker-url", operator.DefaultBrokerURL, "the gateway as pods reach it (its --broker-url): where SinkBindings' broker and channel sinks are")
 	f.StringVar(&codeURL, "code-url", defaultCodeURL, "where function pods download their code archives (the gateway's /_flick/archives)")
 	f.StringArrayVar(&images, "runtime-image", nil, "RUNTIME=IMAGE: the image of a language runtime's pods (repeatable)")

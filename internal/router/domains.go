@@ -6,6 +6,23 @@ import "strings"
 // service or function that answers it. The map is the router's from then on.
 func (rt *Router) SetDomains(hosts map[string]string) { rt.domains.Store(&hosts) }
 
+// SetClusterLocal makes {name}.{namespace}.{d} a workload's host for each d in domains, as
+// {name}.{namespace}.{domain} is: on a cluster, "svc.cluster.local" and "svc", the names pods
+// reach a workload by through its ExternalName Service (Knative's cluster-local address).
+func (rt *Router) SetClusterLocal(domains ...string) { rt.local.Store(&domains) }
+
+// clusterLocal resolves a workload's cluster-local host.
+func (rt *Router) clusterLocal(host, path string) (Target, bool) {
+	if p := rt.local.Load(); p != nil {
+		for _, d := range *p {
+			if t, ok := resolveHost(host, path, d); ok {
+				return t, true
+			}
+		}
+	}
+	return Target{}, false
+}
+
 // mappedDomain resolves a custom domain.
 func (rt *Router) mappedDomain(host, path string) (Target, bool) {
 	p := rt.domains.Load()

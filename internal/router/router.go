@@ -31,6 +31,7 @@ type Router struct {
 	grpc    grpcConns       // gRPC calls to those instances
 	table   table
 	domains atomic.Pointer[map[string]string] // DomainMappings: host -> target key
+	local   atomic.Pointer[[]string]          // cluster-local domains: {name}.{namespace}.{local}
 	paths   atomic.Pointer[[]PathRoute]       // compiled HTTP routes, swapped whole
 	stats   statsTable
 	pools   pools
@@ -121,6 +122,9 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// A workload's own host first, then HTTP routes, then OpenFaaS's /function/{name}.
 	host := normalHost(r.Host)
 	target, ok := resolveHost(host, r.URL.Path, rt.domain)
+	if !ok {
+		target, ok = rt.clusterLocal(host, r.URL.Path)
+	}
 	if !ok {
 		target, ok = rt.mappedDomain(host, r.URL.Path)
 	}

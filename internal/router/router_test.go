@@ -31,6 +31,7 @@ const maxBody = 1024
 
 type harness struct {
 	engine *engine.Engine
+	router *router.Router
 	srv    *httptest.Server
 	client *http.Client
 }
@@ -56,7 +57,8 @@ func newHarness(t *testing.T, opts engine.Options) *harness {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { e.Run(ctx); close(done) }()
-	srv := httptest.NewServer(router.New(e, "localhost", maxBody, log))
+	rt := router.New(e, "localhost", maxBody, log)
+	srv := httptest.NewServer(rt)
 	t.Cleanup(func() {
 		srv.Close()
 		cancel()
@@ -67,7 +69,7 @@ func newHarness(t *testing.T, opts engine.Options) *harness {
 	})
 	client := srv.Client()
 	client.Timeout = patience
-	return &harness{engine: e, srv: srv, client: client}
+	return &harness{engine: e, router: rt, srv: srv, client: client}
 }
 
 type workload struct {
@@ -236,6 +238,25 @@ func TestScaleFromZero(t *testing.T) {
 	}
 	if st := h.status(t, "prod/hello"); st.Ready != 1 || st.Instances[0].PID != pid {
 		t.Errorf("status %+v, want one instance, pid %d", st, pid)
+	}
+}
+
+// On a cluster a workload also answers at its cluster-local hosts, which pods reach through
+// its ExternalName Service.
+func TestClusterLocalHosts(t *testing.T) {
+	h := newHarness(t, engine.Options{})
+	h.deploy("prod/hello", workload{})
+	wantError(t, h.get(t, "hello.prod.svc.cluster.local", "/"), http.StatusNotFound, "svc.cluster.local")
+	h.router.SetClusterLocal("svc.cluster.local", "svc")
+	for _, host := range []string{"hello.prod.svc.cluster.local", "hello.prod.svc.cluster.local.:80", "HELLO.PROD.SVC", "hello.prod.localhost"} {
+		if rep := ok(t, h.get(t, host, "/x")); rep.Path != "/x" || rep.Host != host {
+			t.Errorf("host %s: instance saw path %q host %q", host, rep.Path, rep.Host)
+		}
+	}
+	for _, host := range []string{"hello.prod.cluster.local", "hello.svc.cluster.local", "a.hello.prod.svc"} {
+		if r := h.get(t, host, "/"); r.code != http.StatusNotFound {
+			t.Errorf("host %s: status %d, want 404", host, r.code)
+		}
 	}
 }
 

@@ -123,6 +123,9 @@ type WorkloadStatus struct {
 	ObservedGeneration int64       `json:"observedGeneration,omitempty"`
 	Conditions         []Condition `json:"conditions,omitempty"`
 	URL                string      `json:"url,omitempty"`
+	// Address is where the workload is reached from inside its cluster
+	// ({name}.{namespace}.svc.cluster.local), on Kubernetes; Knative's status.address.
+	Address *Addressable `json:"address,omitempty"`
 	// Artifact identifies what instances run: the build of the source (for Go, the binary's
 	// cache key), so a status reader can tell which code is live.
 	Artifact string `json:"artifact,omitempty"`

@@ -44,6 +44,10 @@ import (
 type Options struct {
 	// Domain is the domain of workload hosts: {name}.{namespace}.{domain}.
 	Domain string
+	// ClusterDomain is the cluster's DNS domain (default cluster.local): workloads also
+	// answer at {name}.{namespace}.svc.{ClusterDomain} and {name}.{namespace}.svc, the hosts
+	// pods use through the operator's ExternalName Services.
+	ClusterDomain string
 	// Knative follows the serving.knative.dev kinds too.
 	Knative bool
 	// CodeURL is where pool pods download functions' code: this gateway's
@@ -100,6 +104,9 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 	if o.Domain == "" {
 		o.Domain = "example.com"
 	}
+	if o.ClusterDomain == "" {
+		o.ClusterDomain = "cluster.local"
+	}
 	if o.MaxBody == 0 {
 		o.MaxBody = 32 << 20
 	}
@@ -126,6 +133,7 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 	g.driver = kubedriver.New(cs, g.poolOwner, o.Log)
 	g.engine = engine.New(g.driver, o.Log, o.Engine, nil)
 	g.router = router.New(g.engine, o.Domain, o.MaxBody, o.Log)
+	g.router.SetClusterLocal("svc."+o.ClusterDomain, "svc")
 	if err := g.openCerts(); err != nil {
 		return nil, err
 	}

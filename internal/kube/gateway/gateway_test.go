@@ -411,6 +411,12 @@ spec:
 	if code, body := get("nope.default.example.com", "/"); code != 404 || !strings.Contains(body, "default/nope") {
 		t.Errorf("an unknown service: %d %s", code, body)
 	}
+	// Pods reach a service at its cluster-local hosts (through its ExternalName Service).
+	for _, host := range []string{"hello.default.svc.cluster.local", "hello.default.svc:80"} {
+		if code, body := get(host, "/"); code != 200 || !strings.HasPrefix(body, "hello-00002-pod-") {
+			t.Errorf("cluster-local host %s: %d %s", host, code, body)
+		}
+	}
 
 	// A function (its own image) at zero, reached by /function/{name} and by an HTTP route
 	// with a path parameter; a second route taking the same requests is refused in its status.

@@ -20,7 +20,7 @@ import (
 // K_CE_OVERRIDES) in the template of the Functions, Services and Configurations it binds, so
 // they get a new revision with it (and another without it when the binding goes). Sinks
 // resolve as the gateway resolves them: brokers and channels under BrokerURL, workloads at
-// their {name}.{namespace}.{domain} host.
+// their cluster-local address, {name}.{namespace}.svc.{cluster domain}.
 
 // DefaultBrokerURL is the gateway's Service in flick-system, as pods reach it.
 const DefaultBrokerURL = "http://flick-gateway.flick-system.svc"
@@ -28,7 +28,7 @@ const DefaultBrokerURL = "http://flick-gateway.flick-system.svc"
 // sinkURL resolves a destination in namespace ns.
 func (o Options) sinkURL(ns string, d apis.Destination) (string, error) {
 	return broker.ResolveDestination(ns, d, o.BrokerURL, func(ns, name string) string {
-		return "http://" + name + "." + ns + "." + o.Domain
+		return "http://" + name + "." + ns + ".svc." + o.ClusterDomain
 	})
 }
 

@@ -60,6 +60,13 @@ type Options struct {
 	// BrokerURL is the gateway as pods reach it, where brokers' and channels' addresses are
 	// (SinkBindings' sinks); the gateway's --broker-url.
 	BrokerURL string
+	// ClusterDomain is the cluster's DNS domain (default cluster.local): a Service's or
+	// Function's cluster-local address is {name}.{namespace}.svc.{ClusterDomain}.
+	ClusterDomain string
+	// LocalGateway is the DNS name of the gateway's Service (default
+	// flick-gateway.flick-system.svc.{ClusterDomain}): each Service and Function gets an
+	// ExternalName Service of its name that points there.
+	LocalGateway string
 
 	// SkipNameValidation lets tests run several managers in one process (controller names
 	// are otherwise unique per process, for their metrics).
@@ -95,6 +102,12 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	}
 	if o.BrokerURL == "" {
 		o.BrokerURL = DefaultBrokerURL
+	}
+	if o.ClusterDomain == "" {
+		o.ClusterDomain = "cluster.local"
+	}
+	if o.LocalGateway == "" {
+		o.LocalGateway = "flick-gateway.flick-system.svc." + o.ClusterDomain
 	}
 	cfg = rest.CopyConfig(cfg)
 	cfg.QPS, cfg.Burst = o.QPS, o.Burst
@@ -146,6 +159,9 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 				For(newUnstructured(o.kind)).
 				Owns(newUnstructured(o.revisions)).
 				WithOptions(workers)
+			if kind == "Service" {
+				b = b.Owns(&corev1.Service{})
+			}
 			if o.opts.Knative {
 				b = b.Watches(newUnstructured(sinkBindingGVK), ownersOfBinding(mgr.GetClient(), kind, group))
 			}
@@ -175,6 +191,7 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	fb := ctrl.NewControllerManagedBy(mgr).Named("function").
 		For(newUnstructured(fn.kind)).
 		Owns(newUnstructured(fn.revisions)).
+		Owns(&corev1.Service{}).
 		WithOptions(workers)
 	// SinkBindings and ContainerSources are sources.knative.dev objects: Flick's CRDs of them
 	// are installed with the other Knative kinds, and where Knative is installed instead they

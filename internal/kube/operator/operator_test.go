@@ -155,6 +155,7 @@ spec:
 		st, _, _ := unstructured.NestedMap(get(t, dyn, ksvcs, "hello").Object, "status")
 		return st["latestCreatedRevisionName"] == "hello-00001" && st["url"] == "http://hello.default.example.com"
 	})
+	testLocalAddress(t, dyn, ksvcs, "hello")
 	if got := condition(get(t, dyn, krevs, "hello-00001"), "Ready"); got["reason"] != "Deploying" {
 		t.Errorf("revision Ready %v, want Unknown Deploying (no kubelet runs pods)", got)
 	}
@@ -262,8 +263,60 @@ spec:
 		st, _, _ := unstructured.NestedMap(get(t, dyn, fns, "greet").Object, "status")
 		return st["url"] == "http://greet.default.example.com"
 	})
+	testLocalAddress(t, dyn, fns, "greet")
+
+	// A Service of the function's name that is someone else's is left alone: no address.
+	apply(t, dyn, services, `apiVersion: v1
+kind: Service
+metadata: {name: taken}
+spec: {selector: {app: mine}, ports: [{port: 8080}]}
+`)
+	apply(t, dyn, fns, `apiVersion: flick.dev/v1
+kind: Function
+metadata: {name: taken}
+spec: {runtime: python, source: {path: ./t, archive: "sha256:1111111111111111111111111111111111111111111111111111111111111111"}}
+`)
+	eventually(t, 30*time.Second, "the status of a function whose name is taken", func() bool {
+		st, _, _ := unstructured.NestedMap(get(t, dyn, fns, "taken").Object, "status")
+		return st["url"] == "http://taken.default.example.com"
+	})
+	if st, _, _ := unstructured.NestedMap(get(t, dyn, fns, "taken").Object, "status"); st["address"] != nil {
+		t.Errorf("address %v of a function whose Service name is taken", st["address"])
+	}
+	if typ, _, _ := unstructured.NestedString(get(t, dyn, services, "taken").Object, "spec", "type"); typ != "ClusterIP" {
+		t.Errorf("the user's Service became %s", typ)
+	}
 	testSinkBinding(t, dyn)
 	testContainerSource(t, dyn)
+}
+
+// testLocalAddress: the Service or Function name (of kind gvr) has an ExternalName Service
+// of its name pointing at the gateway, owned by it, and its status has the cluster-local
+// address; a deleted ExternalName Service comes back.
+func testLocalAddress(t *testing.T, dyn dynamic.Interface, gvr schema.GroupVersionResource, name string) {
+	t.Helper()
+	want := "http://" + name + ".default.svc.cluster.local"
+	eventually(t, 30*time.Second, "the cluster-local address of "+name, func() bool {
+		addr, _, _ := unstructured.NestedString(get(t, dyn, gvr, name).Object, "status", "address", "url")
+		return addr == want
+	})
+	for round := 0; round < 2; round++ {
+		var svc *unstructured.Unstructured
+		eventually(t, 30*time.Second, "the ExternalName Service "+name, func() bool {
+			svc = get(t, dyn, services, name)
+			return svc != nil
+		})
+		typ, _, _ := unstructured.NestedString(svc.Object, "spec", "type")
+		ext, _, _ := unstructured.NestedString(svc.Object, "spec", "externalName")
+		if typ != "ExternalName" || ext != "flick-gateway.flick-system.svc.cluster.local" || !controlledBy(svc, get(t, dyn, gvr, name)) {
+			t.Fatalf("service %s: type %s, externalName %s, owners %v", name, typ, ext, svc.GetOwnerReferences())
+		}
+		if round == 0 {
+			if err := dyn.Resource(services).Namespace("default").Delete(t.Context(), name, metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 }
 
 // testContainerSource: a ContainerSource becomes a Deployment of one replica of its

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -107,7 +109,47 @@ func (r *ownerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 		revs = append(revs, next)
 	}
 	st := ServiceStatus(o.view, revs, r.opts.Domain, now())
+	if r.kind.Kind != "Configuration" {
+		addr, err := r.ensureLocalService(ctx, u)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if addr != "" {
+			st.Address = &apis.Addressable{URL: addr}
+		}
+	}
 	return ctrl.Result{}, patchStatus(ctx, r.client, u, r.status(o, st))
+}
+
+// ensureLocalService keeps the owner's ExternalName Service and returns its cluster-local
+// address; none when a Service of that name is someone else's (the workload is still
+// reached at its URL).
+func (r *ownerReconciler) ensureLocalService(ctx context.Context, u *unstructured.Unstructured) (string, error) {
+	want := LocalService(u.GetNamespace(), u.GetName(), r.opts.LocalGateway)
+	want.OwnerReferences = []metav1.OwnerReference{controllerRef(u)}
+	addr := "http://" + u.GetName() + "." + u.GetNamespace() + ".svc." + r.opts.ClusterDomain
+	var live corev1.Service
+	err := r.client.Get(ctx, types.NamespacedName{Namespace: want.Namespace, Name: want.Name}, &live)
+	switch {
+	case apierrors.IsNotFound(err):
+		if err := r.client.Create(ctx, want); err != nil && !apierrors.IsAlreadyExists(err) {
+			return "", fmt.Errorf("create service %s: %w", want.Name, err)
+		}
+		return addr, nil
+	case err != nil:
+		return "", err
+	case !ownedBy(&live, u.GetUID()):
+		r.opts.Log.Warn("no cluster-local address: a Service of its name exists and is not its", "namespace", u.GetNamespace(), "name", u.GetName(), "kind", u.GetKind())
+		return "", nil
+	case live.Spec.Type == want.Spec.Type && live.Spec.ExternalName == want.Spec.ExternalName:
+		return addr, nil
+	}
+	patch := client.MergeFrom(live.DeepCopy())
+	live.Spec.Type, live.Spec.ExternalName, live.Spec.Ports = want.Spec.Type, want.Spec.ExternalName, want.Spec.Ports
+	if err := r.client.Patch(ctx, &live, patch); err != nil {
+		return "", fmt.Errorf("update service %s: %w", want.Name, err)
+	}
+	return addr, nil
 }
 
 // status is the owner kind's share of a Service's status.

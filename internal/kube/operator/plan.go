@@ -102,6 +102,22 @@ func (p Plan) Service(rev *apis.Revision) *corev1.Service {
 	}
 }
 
+// LocalService is the ExternalName Service that gives the Service or Function name in ns its
+// cluster-local address, {name}.{ns}.svc.{cluster domain}: pods resolve it to the gateway
+// (gateway, a DNS name), which routes by that host, as Knative's cluster-local Services
+// point at its local gateway.
+func LocalService(ns, name, gateway string) *corev1.Service {
+	return &corev1.Service{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{LabelManagedBy: ManagedBy}},
+		Spec: corev1.ServiceSpec{
+			Type:         corev1.ServiceTypeExternalName,
+			ExternalName: gateway,
+			Ports:        []corev1.ServicePort{{Name: "http", Port: 80}},
+		},
+	}
+}
+
 func appProtocol(portName string) *string {
 	if portName == "h2c" {
 		return new("kubernetes.io/h2c")

@@ -207,3 +207,24 @@ func TestServiceStatus(t *testing.T) {
 		})
 	}
 }
+
+// Sinks that pods send to resolve to addresses pods reach: brokers under the gateway's
+// BrokerURL, workloads at their cluster-local address.
+func TestSinkURL(t *testing.T) {
+	o := Options{BrokerURL: DefaultBrokerURL, ClusterDomain: "cluster.local", Domain: "example.com"}
+	cases := []struct {
+		name string
+		d    apis.Destination
+		want string
+	}{
+		{"function", apis.Destination{Ref: &apis.KReference{Kind: "Function", Name: "greet"}}, "http://greet.team.svc.cluster.local"},
+		{"service in another namespace, with a path", apis.Destination{Ref: &apis.KReference{Kind: "Service", Name: "hello", Namespace: "web"}, URI: "/in"}, "http://hello.web.svc.cluster.local/in"},
+		{"broker", apis.Destination{Ref: &apis.KReference{APIVersion: "eventing.knative.dev/v1", Kind: "Broker", Name: "default"}}, "http://flick-gateway.flick-system.svc/brokers/team/default"},
+		{"uri", apis.Destination{URI: "http://elsewhere:8080/x"}, "http://elsewhere:8080/x"},
+	}
+	for _, tc := range cases {
+		if got, err := o.sinkURL("team", tc.d); err != nil || got != tc.want {
+			t.Errorf("%s: %q, %v; want %q", tc.name, got, err, tc.want)
+		}
+	}
+}
