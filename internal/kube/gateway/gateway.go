@@ -60,6 +60,9 @@ type Options struct {
 	LeaseNamespace string
 	LeaseDuration  time.Duration
 	PeerURL        string
+	// QueueResync is how often QueueSources that name a Secret are read again with it
+	// (default 30 s), so that a Secret made after its source, or changed, is used.
+	QueueResync time.Duration
 	// Eventing runs Brokers and Triggers (off when it names no store).
 	Eventing EventingOptions
 	Engine   engine.Options
@@ -106,6 +109,9 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 	}
 	if o.ClusterDomain == "" {
 		o.ClusterDomain = "cluster.local"
+	}
+	if o.QueueResync <= 0 {
+		o.QueueResync = 30 * time.Second
 	}
 	if o.MaxBody == 0 {
 		o.MaxBody = 32 << 20

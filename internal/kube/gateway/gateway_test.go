@@ -581,7 +581,7 @@ func TestGatewayBrokers(t *testing.T) {
 	nats := natstest.Start(t, natstest.Options{})
 	cfg, ctx, k := p.cfg, p.ctx, p.k
 	front := httptest.NewUnstartedServer(nil)
-	gw := p.start(Options{Eventing: EventingOptions{JetStream: nats.URL(), BrokerURL: "http://" + front.Listener.Addr().String(), DataAddr: front.Listener.Addr().String()}}, nil)
+	gw := p.start(Options{QueueResync: time.Second, Eventing: EventingOptions{JetStream: nats.URL(), BrokerURL: "http://" + front.Listener.Addr().String(), DataAddr: front.Listener.Addr().String()}}, nil)
 	front.Config.Handler = gw.Handler()
 	front.Start()
 	defer front.Close()
@@ -642,14 +642,14 @@ spec:
 	}, &saw)
 	// A QueueSource on the same NATS server: its messages reach a service through the
 	// gateway, and its status shows the connection and the count; one whose Secret is
-	// missing says so.
+	// missing says so, and connects once the Secret is made.
 	nc, err := natsclient.Connect(nats.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "ORDERS", Subjects: []string{"orders"}}); err != nil {
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "ORDERS", Subjects: []string{"orders", "locked"}}); err != nil {
 		t.Fatal(err)
 	}
 	apply(t, cfg, `apiVersion: flick.dev/v1
@@ -694,6 +694,16 @@ spec:
 	if st := queueStatus("locked"); !strings.Contains(st, "SecretNotFound") {
 		t.Errorf("a source whose secret is missing: %s", st)
 	}
+	// The Secret comes after its source: the source reads it on its next resync.
+	apply(t, p.cfg, `apiVersion: v1
+kind: Secret
+metadata: {name: nats-credentials, namespace: default}
+stringData: {username: u, password: p}
+`)
+	eventually(t, 30*time.Second, "the locked source connects once its secret exists", func() bool {
+		saw = queueStatus("locked")
+		return strings.Contains(saw, `"connected":true`)
+	}, &saw)
 	eventually(t, 30*time.Second, "the broker's address and the trigger's subscriber in their statuses", func() bool {
 		b, tr := status("brokers", "default"), status("triggers", "greetings")
 		saw = b + " " + tr

@@ -171,14 +171,22 @@ func (g *Gateway) stopQueues() {
 }
 
 // followQueues keeps the sources' statuses current and their sinks scaled to their backlog.
+// Every Options.QueueResync it also reads each source with a Secret again: the gateway does
+// not watch Secrets other than TLS ones, and a source's Secret may come after the source or
+// change (a connection runs again only when what it uses changed).
 func (g *Gateway) followQueues(ctx context.Context, run *queueRun) {
-	t := time.NewTicker(2 * time.Second)
+	t := time.NewTicker(min(2*time.Second, g.opts.QueueResync))
 	defer t.Stop()
+	lastRead := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if time.Since(lastRead) >= g.opts.QueueResync {
+			lastRead = time.Now()
+			g.rereadQueueSecrets(run)
 		}
 		for _, l := range run.runner.List() {
 			key := l.Source.Namespace + "/" + l.Source.Name
@@ -201,6 +209,21 @@ func (g *Gateway) followQueues(ctx context.Context, run *queueRun) {
 				g.scaleFloor(l.Source.Namespace, spec.Sink, queue.LagFloor(l.Status.Lag, max(int(spec.LagThreshold), 1), int(spec.Concurrency)))
 			}
 		}
+	}
+}
+
+// rereadQueueSecrets upserts again every source that names a Secret.
+func (g *Gateway) rereadQueueSecrets(run *queueRun) {
+	g.mu.Lock()
+	var withSecret []*unstructured.Unstructured
+	for _, u := range g.queueSources {
+		if s, _, _ := unstructured.NestedString(u.Object, "spec", "secret"); s != "" {
+			withSecret = append(withSecret, u)
+		}
+	}
+	g.mu.Unlock()
+	for _, u := range withSecret {
+		g.upsertQueue(run, u)
 	}
 }
 
