@@ -53,7 +53,7 @@ func (rc *RawConn) exchange(req []byte) (code int, keep bool, err error) {
 	if err != nil {
 		return 0, false, fmt.Errorf("read from %s: %w", rc.addr, err)
 	}
-	body, keep := httpwire.Body(rc.br, &h, "")
+	body, keep := httpwire.Body(rc.br, &h, "", nil)
 	if _, err := io.Copy(io.Discard, body); err != nil {
 		return 0, false, fmt.Errorf("read body from %s: %w", rc.addr, err)
 	}

@@ -38,8 +38,9 @@ type conn struct {
 	bw      *bufio.Writer
 	remote  string
 	state   atomic.Int32
-	scratch []byte // an answer's body held until its length is known, reused per request
-	broken  bool   // a write to the client failed
+	scratch []byte      // an answer's body held until its length is known, reused per request
+	header  http.Header // the answer's fields, reused per request (a handler is done with them when it returns)
+	broken  bool        // a write to the client failed
 
 	// The watch for a client going away, started by the server's sweep once a request has
 	// run for WatchAfter.

@@ -39,7 +39,12 @@ type response struct {
 
 func (w *response) Header() http.Header {
 	if w.header == nil {
-		w.header = make(http.Header)
+		if w.c.header == nil {
+			w.c.header = make(http.Header)
+		} else {
+			clear(w.c.header)
+		}
+		w.header = w.c.header
 	}
 	return w.header
 }
@@ -58,8 +63,8 @@ func (w *response) WriteHeader(code int) {
 	w.wroteHeader = true
 	w.status = code
 	w.contentLength = -1
-	if v := w.Header().Get("Content-Length"); v != "" {
-		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
+	if vs := w.Header()["Content-Length"]; len(vs) > 0 && vs[0] != "" {
+		if n, err := strconv.ParseInt(vs[0], 10, 64); err == nil && n >= 0 {
 			w.contentLength = n
 		} else {
 			delete(w.header, "Content-Length")

@@ -131,8 +131,9 @@ func parseHead(s string, dst http.Header) (Head, error) {
 }
 
 // Body returns the response body's reader per its framing, and whether the connection
-// can be reused once the body is read to its end.
-func Body(br *bufio.Reader, h *Head, method string) (io.Reader, bool) {
+// can be reused once the body is read to its end. A body of known length is read through
+// lr, which a caller keeps with its connection (nil: a new one).
+func Body(br *bufio.Reader, h *Head, method string, lr *io.LimitedReader) (io.Reader, bool) {
 	switch {
 	case method == http.MethodHead:
 		return eofReader{}, true // Content-Length describes the GET; keep it as sent
@@ -143,7 +144,11 @@ func Body(br *bufio.Reader, h *Head, method string) (io.Reader, bool) {
 		h.ContentLength = -1
 		return &chunkedBody{r: httputil.NewChunkedReader(br), br: br}, true
 	case h.ContentLength >= 0:
-		return io.LimitReader(br, h.ContentLength), true
+		if lr == nil {
+			lr = new(io.LimitedReader)
+		}
+		*lr = io.LimitedReader{R: br, N: h.ContentLength}
+		return lr, true
 	default:
 		return br, false // read to the end of the connection
 	}

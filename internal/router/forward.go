@@ -29,6 +29,7 @@ type upstream struct {
 	br       *bufio.Reader
 	bw       *bufio.Writer
 	deadline httpwire.Deadline
+	body     io.LimitedReader // the current answer's body, when its length is known
 }
 
 // pool keeps one instance's idle connections.
@@ -117,7 +118,16 @@ var hopHeaders = httpwire.HopHeaders
 // needsReverseProxy reports requests this hop does not handle: upgrades (websockets) and
 // requests asking for trailers.
 func needsReverseProxy(r *http.Request) bool {
-	return r.Header.Get("Upgrade") != "" || r.ProtoMajor != 1 || strings.Contains(r.Header.Get("Te"), "trailers")
+	return field(r.Header, "Upgrade") != "" || r.ProtoMajor != 1 || strings.Contains(field(r.Header, "Te"), "trailers")
+}
+
+// field is h.Get for a key in canonical form, without putting it in that form again (every
+// request asks for a few).
+func field(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 // errAfterHeaders marks a failure once the answer had begun: nothing more can be said to the
@@ -220,7 +230,7 @@ func exchange(w http.ResponseWriter, r *http.Request, p *pool, u *upstream, path
 		}
 		break
 	}
-	body, reusable := httpwire.Body(u.br, &h, r.Method)
+	body, reusable := httpwire.Body(u.br, &h, r.Method, &u.body)
 	switch {
 	case r.Method == http.MethodHead:
 	case h.ContentLength >= 0:
@@ -231,7 +241,7 @@ func exchange(w http.ResponseWriter, r *http.Request, p *pool, u *upstream, path
 		delete(hdr, "Content-Length")
 	}
 	w.WriteHeader(h.Code)
-	streaming := h.ContentLength < 0 || strings.HasPrefix(hdr.Get("Content-Type"), "text/event-stream")
+	streaming := h.ContentLength < 0 || strings.HasPrefix(field(hdr, "Content-Type"), "text/event-stream")
 	if err := copyBody(w, body, streaming); err != nil {
 		return h.Code, errAfterHeaders
 	}
@@ -298,10 +308,10 @@ func forwardedHeaders(r *http.Request) (xff, host, proto string) {
 			xff = strings.Join(prior, ", ") + ", " + ip
 		}
 	}
-	if r.Header.Get("X-Forwarded-Host") == "" {
+	if field(r.Header, "X-Forwarded-Host") == "" {
 		host = r.Host
 	}
-	if r.Header.Get("X-Forwarded-Proto") == "" {
+	if field(r.Header, "X-Forwarded-Proto") == "" {
 		proto = "http"
 		if r.TLS != nil {
 			proto = "https"

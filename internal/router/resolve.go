@@ -23,8 +23,11 @@ func Resolve(host, path, domain string) (Target, bool) {
 
 // normalHost is a Host header without its port or trailing dot, in lower case.
 func normalHost(host string) string {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
+	// Most hosts have no port: SplitHostPort would allocate its error for each of them.
+	if strings.IndexByte(host, ':') >= 0 {
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
 	}
 	return strings.ToLower(strings.TrimSuffix(host, "."))
 }

@@ -36,6 +36,7 @@ type keptConn struct {
 	since    time.Time // idle since
 	deadline httpwire.Deadline
 	header   http.Header // the last answer's fields, reused: most answers need none kept
+	body     io.LimitedReader
 }
 
 // Idle connections kept to one subscriber: at most maxIdlePerHost, for at most maxIdleTime.
@@ -162,7 +163,7 @@ func exchange(ctx context.Context, deadline time.Time, kc *keptConn, u *url.URL,
 	if err != nil {
 		return answer{}, false, err
 	}
-	body, reusable := httpwire.Body(kc.br, &h, http.MethodPost)
+	body, reusable := httpwire.Body(kc.br, &h, http.MethodPost, &kc.body)
 	var data []byte
 	if h.ContentLength != 0 {
 		if data, err = io.ReadAll(io.LimitReader(body, maxEventBytes)); err != nil {
