@@ -23,6 +23,24 @@ func (rt *Router) clusterLocal(host, path string) (Target, bool) {
 	return Target{}, false
 }
 
+// shortLocal resolves {name}.{namespace}, the host a pod's DNS search path lets it write,
+// on a cluster (SetClusterLocal), for a workload that exists: any other two-label host is
+// left to HTTP routes and the rest.
+func (rt *Router) shortLocal(host, path string) (Target, bool) {
+	if p := rt.local.Load(); p == nil || len(*p) == 0 {
+		return Target{}, false
+	}
+	name, ns, ok := strings.Cut(host, ".")
+	if !ok || name == "" || ns == "" || strings.Contains(ns, ".") {
+		return Target{}, false
+	}
+	key, ok := rt.workloadFor(ns + "/" + name)
+	if !ok || rt.engine.Get(key) == nil {
+		return Target{}, false
+	}
+	return Target{Key: ns + "/" + name, Path: path}, true
+}
+
 // mappedDomain resolves a custom domain.
 func (rt *Router) mappedDomain(host, path string) (Target, bool) {
 	p := rt.domains.Load()

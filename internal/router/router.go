@@ -129,6 +129,9 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		target, ok = rt.mappedDomain(host, r.URL.Path)
 	}
 	if !ok {
+		target, ok = rt.shortLocal(host, r.URL.Path)
+	}
+	if !ok {
 		if rt.servePath(w, r, host) {
 			return
 		}

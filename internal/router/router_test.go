@@ -247,13 +247,14 @@ func TestClusterLocalHosts(t *testing.T) {
 	h := newHarness(t, engine.Options{})
 	h.deploy("prod/hello", workload{})
 	wantError(t, h.get(t, "hello.prod.svc.cluster.local", "/"), http.StatusNotFound, "svc.cluster.local")
+	wantError(t, h.get(t, "hello.prod", "/"), http.StatusNotFound, "hello.prod")
 	h.router.SetClusterLocal("svc.cluster.local", "svc")
-	for _, host := range []string{"hello.prod.svc.cluster.local", "hello.prod.svc.cluster.local.:80", "HELLO.PROD.SVC", "hello.prod.localhost"} {
+	for _, host := range []string{"hello.prod.svc.cluster.local", "hello.prod.svc.cluster.local.:80", "HELLO.PROD.SVC", "hello.prod.localhost", "hello.prod", "hello.prod:8080"} {
 		if rep := ok(t, h.get(t, host, "/x")); rep.Path != "/x" || rep.Host != host {
 			t.Errorf("host %s: instance saw path %q host %q", host, rep.Path, rep.Host)
 		}
 	}
-	for _, host := range []string{"hello.prod.cluster.local", "hello.svc.cluster.local", "a.hello.prod.svc"} {
+	for _, host := range []string{"hello.prod.cluster.local", "hello.svc.cluster.local", "a.hello.prod.svc", "nope.prod", "hello.default", "prod"} {
 		if r := h.get(t, host, "/"); r.code != http.StatusNotFound {
 			t.Errorf("host %s: status %d, want 404", host, r.code)
 		}

@@ -412,7 +412,7 @@ spec:
 		t.Errorf("an unknown service: %d %s", code, body)
 	}
 	// Pods reach a service at its cluster-local hosts (through its ExternalName Service).
-	for _, host := range []string{"hello.default.svc.cluster.local", "hello.default.svc:80"} {
+	for _, host := range []string{"hello.default.svc.cluster.local", "hello.default.svc:80", "hello.default"} {
 		if code, body := get(host, "/"); code != 200 || !strings.HasPrefix(body, "hello-00002-pod-") {
 			t.Errorf("cluster-local host %s: %d %s", host, code, body)
 		}
