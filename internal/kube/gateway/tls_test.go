@@ -121,6 +121,27 @@ func TestGatewayCertificates(t *testing.T) {
 		return got.SerialNumber.Cmp(helloSerial) == 0
 	}, &saw)
 
+	// A Service's tag hosts are in its Certificate too.
+	apply(t, p.cfg, `apiVersion: serving.knative.dev/v1
+kind: Service
+metadata: {name: tagged, namespace: default}
+spec:
+  template: {spec: {containers: [{image: ghcr.io/knative/helloworld-go:latest}]}}
+  traffic:
+  - {latestRevision: true, percent: 100}
+  - {latestRevision: true, percent: 0, tag: next}
+`)
+	eventually(t, 30*time.Second, "the Certificate of tagged with its tag host", func() bool {
+		c, err := certs.Get(t.Context(), "ksvc-tagged", metav1.GetOptions{})
+		if err != nil {
+			saw = err.Error()
+			return false
+		}
+		names, _, _ := unstructured.NestedStringSlice(c.Object, "spec", "dnsNames")
+		saw = strings.Join(names, ",")
+		return saw == "tagged.default.example.com,next-tagged.default.example.com"
+	}, &saw)
+
 	// A DomainMapping without a secret gets a Certificate of its own; its status follows
 	// the Certificate's readiness.
 	apply(t, p.cfg, `apiVersion: serving.knative.dev/v1beta1

@@ -3,6 +3,8 @@ package operator
 import (
 	"context"
 	"fmt"
+	"slices"
+	"sort"
 	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -19,9 +21,9 @@ import (
 )
 
 // Certificates on a cluster come from cert-manager, as with Knative's external-domain-tls:
-// for every external host (a Service's or Function's {name}.{namespace}.{domain}, a
-// DomainMapping's domain without a secret of its own) the operator keeps a cert-manager
-// Certificate, owned by the object, from the configured issuer. cert-manager writes the
+// for every external host (a Service's or Function's {name}.{namespace}.{domain} and a
+// Service's tag hosts, a DomainMapping's domain without a secret of its own) the operator
+// keeps a cert-manager Certificate, owned by the object, from the configured issuer. cert-manager writes the
 // Secret (labelled LabelCertificate through the Certificate's secretTemplate) and the
 // gateway serves it.
 
@@ -41,10 +43,14 @@ type Issuer struct {
 	Kind string // ClusterIssuer or Issuer
 }
 
-// CertificateFor is the Certificate the operator wants for host, owned by owner: named
+// CertificateFor is the Certificate the operator wants for hosts, owned by owner: named
 // prefix-NAME, its secret NAME-tls. Pure.
-func CertificateFor(owner *unstructured.Unstructured, prefix, host string, issuer Issuer) *unstructured.Unstructured {
+func CertificateFor(owner *unstructured.Unstructured, prefix string, issuer Issuer, hosts ...string) *unstructured.Unstructured {
 	name := prefix + "-" + owner.GetName()
+	dnsNames := make([]any, len(hosts))
+	for i, h := range hosts {
+		dnsNames[i] = h
+	}
 	c := newUnstructured(CertificateGVK)
 	c.SetName(name)
 	c.SetNamespace(owner.GetNamespace())
@@ -52,7 +58,7 @@ func CertificateFor(owner *unstructured.Unstructured, prefix, host string, issue
 	c.SetOwnerReferences([]metav1.OwnerReference{controllerRef(owner)})
 	c.Object["spec"] = map[string]any{
 		"secretName": name + "-tls",
-		"dnsNames":   []any{host},
+		"dnsNames":   dnsNames,
 		"issuerRef":  map[string]any{"name": issuer.Name, "kind": issuer.Kind, "group": CertificateGVK.Group},
 		"secretTemplate": map[string]any{
 			"labels": map[string]any{LabelCertificate: "true", LabelManagedBy: ManagedBy},
@@ -74,9 +80,30 @@ func (r *certificateReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if err := r.client.Get(ctx, req.NamespacedName, owner); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err) // its Certificate goes with it
 	}
-	host := owner.GetName() + "." + owner.GetNamespace() + "." + r.opts.Domain
-	want := CertificateFor(owner, r.prefix, host, r.opts.Issuer)
+	want := CertificateFor(owner, r.prefix, r.opts.Issuer, ExternalHosts(owner, r.opts.Domain)...)
 	return ctrl.Result{}, ensureCertificate(ctx, r.client, want)
+}
+
+// ExternalHosts are the hosts a Service or Function answers outside the cluster:
+// {name}.{namespace}.{domain}, then a Service's tag hosts, {tag}-{name}.{namespace}.{domain},
+// from the traffic its status resolved, in tag order. Pure.
+func ExternalHosts(owner *unstructured.Unstructured, domain string) []string {
+	host := owner.GetName() + "." + owner.GetNamespace() + "." + domain
+	traffic, _, _ := unstructured.NestedSlice(owner.Object, "status", "traffic")
+	var tags []string
+	for _, t := range traffic {
+		if m, ok := t.(map[string]any); ok {
+			if tag, _ := m["tag"].(string); tag != "" && !slices.Contains(tags, tag) {
+				tags = append(tags, tag)
+			}
+		}
+	}
+	sort.Strings(tags)
+	hosts := []string{host}
+	for _, tag := range tags {
+		hosts = append(hosts, tag+"-"+host)
+	}
+	return hosts
 }
 
 // ensureCertificate creates want, or brings the live one's spec in line with it.
@@ -143,7 +170,7 @@ func (r *domainMappingReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	case d.Spec.TLS != nil:
 		cert = r.secretCondition(ctx, d.Metadata.Namespace, d.Spec.TLS.SecretName)
 	case r.certManager:
-		want := CertificateFor(u, "dm", u.GetName(), r.opts.Issuer)
+		want := CertificateFor(u, "dm", r.opts.Issuer, u.GetName())
 		if err := ensureCertificate(ctx, r.client, want); err != nil {
 			return ctrl.Result{}, err
 		}
