@@ -131,14 +131,17 @@ spec:
   - {latestRevision: true, percent: 100}
   - {latestRevision: true, percent: 0, tag: next}
 `)
-	eventually(t, 30*time.Second, "the Certificate of tagged with its tag host", func() bool {
-		c, err := certs.Get(t.Context(), "ksvc-tagged", metav1.GetOptions{})
+	// dnsNames are a Certificate's names, comma-separated, or what kept it from being read.
+	dnsNames := func(name string) string {
+		c, err := certs.Get(t.Context(), name, metav1.GetOptions{})
 		if err != nil {
-			saw = err.Error()
-			return false
+			return err.Error()
 		}
 		names, _, _ := unstructured.NestedStringSlice(c.Object, "spec", "dnsNames")
-		saw = strings.Join(names, ",")
+		return strings.Join(names, ",")
+	}
+	eventually(t, 30*time.Second, "the Certificate of tagged with its tag host", func() bool {
+		saw = dnsNames("ksvc-tagged")
 		return saw == "tagged.default.example.com,next-tagged.default.example.com"
 	}, &saw)
 
@@ -151,13 +154,8 @@ spec:
   ref: {kind: Service, name: hello, apiVersion: serving.knative.dev/v1}
 `)
 	eventually(t, 30*time.Second, "the DomainMapping's Certificate", func() bool {
-		c, err := certs.Get(t.Context(), "dm-api.example.org", metav1.GetOptions{})
-		if err != nil {
-			saw = err.Error()
-			return false
-		}
-		names, _, _ := unstructured.NestedStringSlice(c.Object, "spec", "dnsNames")
-		return len(names) == 1 && names[0] == "api.example.org"
+		saw = dnsNames("dm-api.example.org")
+		return saw == "api.example.org"
 	}, &saw)
 	dmStatus := func() string {
 		u, err := dyn.Resource(domainMappingsGVR).Namespace("default").Get(t.Context(), "api.example.org", metav1.GetOptions{})
