@@ -76,6 +76,11 @@ func newGetCmd(o *options) *cobra.Command {
 				}
 			}
 			out := cmd.OutOrStdout()
+			if output == "yaml" { // its keys are sorted anyway; JSON keeps the fields' order
+				for _, r := range items {
+					r.Spec, r.Status = withoutNulls(r.Spec), withoutNulls(r.Status)
+				}
+			}
 			switch output {
 			case "json":
 				var v any = items
@@ -305,4 +310,39 @@ func getSources(cmd *cobra.Command, o *options, all bool) error {
 	}
 	printSources(cmd.OutOrStdout(), items, all)
 	return nil
+}
+
+// withoutNulls drops the null fields of an object's spec or status, as kubectl shows none: a
+// function's revision, say, has no containers, and "containers: null" only looks wrong.
+func withoutNulls(raw json.RawMessage) json.RawMessage {
+	if len(raw) == 0 {
+		return raw
+	}
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return raw
+	}
+	b, err := json.Marshal(dropNulls(v))
+	if err != nil {
+		return raw
+	}
+	return b
+}
+
+func dropNulls(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			if e == nil {
+				delete(x, k)
+			} else {
+				x[k] = dropNulls(e)
+			}
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = dropNulls(e)
+		}
+	}
+	return v
 }
