@@ -173,20 +173,7 @@ func (es *eventSources) UpsertAPIServer(a *apis.ApiServerSource) error {
 	if es.kube == nil {
 		return errors.New("no cluster to watch: start the server with --kubeconfig")
 	}
-	src := kubewatch.Source{Namespace: a.Metadata.Namespace, Name: a.Metadata.Name, Mode: a.Spec.Mode}
-	for _, r := range a.Spec.Resources {
-		res := kubewatch.Resource{APIVersion: r.APIVersion, Kind: r.Kind}
-		if r.Selector != nil {
-			res.Selector = r.Selector.MatchLabels
-		}
-		src.Resources = append(src.Resources, res)
-	}
-	if a.Spec.NamespaceSelector != nil {
-		src.AllNamespaces, src.NamespaceLabels = true, a.Spec.NamespaceSelector.MatchLabels
-	}
-	if a.Spec.CEOverrides != nil {
-		src.Extensions = a.Spec.CEOverrides.Extensions
-	}
+	src := kubewatch.FromSpec(a)
 	return es.kube.Upsert(src)
 }
 

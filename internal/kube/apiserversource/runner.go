@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -97,8 +98,8 @@ func NewRunner(o Options) (*Runner, error) {
 	return &Runner{opts: o, dyn: dyn, mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc)), running: map[string]*running{}}, nil
 }
 
-// Upsert starts a source, or restarts it with its new spec. Kinds the API server does not
-// serve are an error.
+// Upsert starts a source, or restarts it with its new spec (an unchanged one goes on). Kinds
+// the API server does not serve are an error.
 func (r *Runner) Upsert(src Source) error {
 	if src.Mode == "" {
 		src.Mode = ModeReference
@@ -120,6 +121,14 @@ func (r *Runner) Upsert(src Source) error {
 		}
 		gvrs[i] = m.Resource
 		cluster[i] = m.Scope.Name() == meta.RESTScopeNameRoot
+	}
+	r.mu.Lock()
+	old := r.running[src.Namespace+"/"+src.Name]
+	r.mu.Unlock()
+	if old != nil && reflect.DeepEqual(old.src, src) {
+		// Unchanged: a restart would list again, and changes made during that listing
+		// would be taken for the listing and never sent.
+		return nil
 	}
 	r.Delete(src.Namespace, src.Name)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -211,6 +220,11 @@ func (r *Runner) watch(ctx context.Context, run *running, gvrs []schema.GroupVer
 			ns = metav1.NamespaceAll
 		}
 		inf := dynamicinformer.NewFilteredDynamicInformer(r.dyn, gvr, ns, 0, cache.Indexers{}, func(o *metav1.ListOptions) { o.LabelSelector = sel }).Informer()
+		// A list or watch the API server refuses (the source's identity may not read the
+		// kind) is retried by the informer; the status says why meanwhile.
+		_ = inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
+			run.setError(fmt.Errorf("%s: %w", gvr.Resource, err))
+		})
 		emit := func(verb string, obj any) {
 			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 				obj = t.Obj
@@ -240,6 +254,7 @@ func (r *Runner) watch(ctx context.Context, run *running, gvrs []schema.GroupVer
 	}
 	listed.Store(true)
 	run.watching.Store(true)
+	run.setError(nil)
 	for {
 		select {
 		case <-ctx.Done():

@@ -159,6 +159,21 @@ func TestConfigMapEvents(t *testing.T) {
 		t.Errorf("reference data %s (%v)", refs[0].data, err)
 	}
 
+	// The same spec again (a status write, a resync) goes on watching: a restart would list
+	// again and take the changes made meanwhile for the listing.
+	r.mu.Lock()
+	running := r.running["default/ref"]
+	r.mu.Unlock()
+	if err := r.Upsert(Source{Namespace: "default", Name: "ref", Resources: []Resource{{APIVersion: "v1", Kind: "ConfigMap", Selector: map[string]string{"app": "x"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	r.mu.Lock()
+	restarted := r.running["default/ref"] != running
+	r.mu.Unlock()
+	if restarted {
+		t.Error("an unchanged source was restarted")
+	}
+
 	if err := r.Upsert(Source{Namespace: "default", Name: "bad", Resources: []Resource{{APIVersion: "v1", Kind: "Gizmo"}}}); err == nil ||
 		!strings.Contains(err.Error(), "spec.resources[0]: v1 Gizmo is not served") {
 		t.Errorf("an unknown kind: %v", err)

@@ -94,6 +94,10 @@ type Gateway struct {
 	queueSources map[string]*unstructured.Unstructured // "ns/name"
 	queues       *queueRun                             // while this gateway autoscales
 
+	apiServerSources map[string]*unstructured.Unstructured // "ns/name"
+	apiServers       *apiServerRun                         // while this gateway autoscales
+	cfg              *rest.Config                          // ApiServerSources impersonate their service accounts with it
+
 	certs          *certs.Manager                 // nil without an HTTPS listener
 	domainMappings map[string]*apis.DomainMapping // "ns/name"
 	secrets        map[string]secretCert          // TLS secrets by "ns/name"
@@ -135,6 +139,7 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 	g := &Gateway{opts: o, dyn: dyn, cs: cs, revisions: map[string]*apis.Revision{},
 		routed: map[string]bool{}, httpRoutes: map[string]*apis.HTTPRoute{}, triggers: map[string]*unstructured.Unstructured{},
 		pingSources: map[string]*unstructured.Unstructured{}, queueSources: map[string]*unstructured.Unstructured{},
+		apiServerSources: map[string]*unstructured.Unstructured{}, cfg: cfg,
 		domainMappings: map[string]*apis.DomainMapping{}, secrets: map[string]secretCert{}}
 	g.driver = kubedriver.New(cs, g.poolOwner, o.Log)
 	g.engine = engine.New(g.driver, o.Log, o.Engine, nil)
@@ -258,6 +263,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	defer closeBrokers()
 	defer g.stopPings()
 	defer g.stopQueues()
+	defer g.stopAPIServers()
 	if err := watch(gvr(apis.GroupEventing, "brokers"), g.brokerObj); err != nil {
 		return err
 	}
@@ -275,6 +281,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if err := watch(gvr(apis.GroupFlick, "queuesources"), g.queueObj); err != nil {
 		return err
 	}
+	if err := watch(gvr(apis.GroupSources, "apiserversources"), g.apiServerObj); err != nil {
+		return err
+	}
 	f.Start(ctx.Done())
 	secrets.Start(ctx.Done())
 	if g.certs != nil {
@@ -286,6 +295,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if !g.opts.LeaderElection {
 		g.startPings()
 		g.startQueues()
+		g.startAPIServers()
 	}
 	select {
 	case <-ctx.Done():

@@ -704,6 +704,64 @@ stringData: {username: u, password: p}
 		saw = queueStatus("locked")
 		return strings.Contains(saw, `"connected":true`)
 	}, &saw)
+
+	// An ApiServerSource watches as its service account, which the gateway impersonates:
+	// the ConfigMaps that account may read reach a service through the gateway; a source
+	// whose account may not read its kind says why.
+	apply(t, cfg, `apiVersion: v1
+kind: ServiceAccount
+metadata: {name: watcher, namespace: default}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: read-configmaps, namespace: default}
+rules:
+- {apiGroups: [""], resources: [configmaps], verbs: [get, list, watch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: watcher-reads-configmaps, namespace: default}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: read-configmaps}
+subjects:
+- {kind: ServiceAccount, name: watcher, namespace: default}
+---
+apiVersion: sources.knative.dev/v1
+kind: ApiServerSource
+metadata: {name: settings, namespace: default}
+spec:
+  serviceAccountName: watcher
+  resources: [{apiVersion: v1, kind: ConfigMap, selector: {matchLabels: {app: demo}}}]
+  sink: {ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: cmlog}}
+---
+apiVersion: sources.knative.dev/v1
+kind: ApiServerSource
+metadata: {name: blind, namespace: default}
+spec:
+  resources: [{apiVersion: v1, kind: ConfigMap}]
+  sink: {ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: cmlog}}
+---
+`+knativeService("cmlog"))
+	apiStatus := func(name string) string { return statusOf("sources.knative.dev", "apiserversources", name) }
+	eventually(t, 30*time.Second, "the settings source watches", func() bool {
+		saw = apiStatus("settings")
+		return strings.Contains(saw, `"reason":"Watching"`) && strings.Contains(saw, `"sinkUri":"http://cmlog.default.example.com"`)
+	}, &saw)
+	apply(t, cfg, `apiVersion: v1
+kind: ConfigMap
+metadata: {name: demo-settings, namespace: default, labels: {app: demo}}
+data: {mode: fast}
+`)
+	eventually(t, 60*time.Second, "the ConfigMap's add reaches cmlog through the gateway", func() bool {
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		got := strings.Join(k.events["cmlog-00001"], ",")
+		saw = got + " " + apiStatus("settings")
+		return got == "dev.knative.apiserver.ref.add"
+	}, &saw)
+	eventually(t, 30*time.Second, "the blind source says its account may not list configmaps", func() bool {
+		saw = apiStatus("blind")
+		return strings.Contains(saw, `"reason":"Listing"`) && strings.Contains(saw, "forbidden") && strings.Contains(saw, "system:serviceaccount:default:default")
+	}, &saw)
 	eventually(t, 30*time.Second, "the broker's address and the trigger's subscriber in their statuses", func() bool {
 		b, tr := status("brokers", "default"), status("triggers", "greetings")
 		saw = b + " " + tr

@@ -78,11 +78,13 @@ func (g *Gateway) replicate(ctx context.Context) error {
 				g.driver.SetFollower(false, nil)
 				g.startPings()
 				g.startQueues()
+				g.startAPIServers()
 			},
 			OnStoppedLeading: func() {
 				g.opts.Log.Info("this gateway follows", "peer", self)
 				g.stopPings()
 				g.stopQueues()
+				g.stopAPIServers()
 				g.driver.SetFollower(true, func() {
 					select {
 					case poke <- struct{}{}:

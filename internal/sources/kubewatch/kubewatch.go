@@ -3,7 +3,11 @@
 // watches, how its events leave, and what the server asks of the runner.
 package kubewatch
 
-import "context"
+import (
+	"context"
+
+	"github.com/flickdev/flick/pkg/apis"
+)
 
 // Modes of a source.
 const (
@@ -22,6 +26,25 @@ type Source struct {
 	NamespaceLabels map[string]string
 	// Extensions are CloudEvent extension attributes added to every event (ceOverrides).
 	Extensions map[string]string
+}
+
+// FromSpec is what the runner needs of an ApiServerSource.
+func FromSpec(a *apis.ApiServerSource) Source {
+	src := Source{Namespace: a.Metadata.Namespace, Name: a.Metadata.Name, Mode: a.Spec.Mode}
+	for _, r := range a.Spec.Resources {
+		res := Resource{APIVersion: r.APIVersion, Kind: r.Kind}
+		if r.Selector != nil {
+			res.Selector = r.Selector.MatchLabels
+		}
+		src.Resources = append(src.Resources, res)
+	}
+	if a.Spec.NamespaceSelector != nil {
+		src.AllNamespaces, src.NamespaceLabels = true, a.Spec.NamespaceSelector.MatchLabels
+	}
+	if a.Spec.CEOverrides != nil {
+		src.Extensions = a.Spec.CEOverrides.Extensions
+	}
+	return src
 }
 
 // Resource is one kind a source watches.
