@@ -55,6 +55,16 @@ type ApiServerSourceStatus struct {
 	LastError          string      `json:"lastError,omitempty"`
 }
 
+// SetProgress records where a running source stands and returns its Ready condition:
+// Watching once its kinds are listed, Listing (with the last error, a refusal say) until then.
+func (st *ApiServerSourceStatus) SetProgress(watching bool, delivered, failed int64, lastError string) Condition {
+	st.Delivered, st.Failed, st.LastError = delivered, failed, lastError
+	if !watching {
+		return Condition{Type: ConditionReady, Status: ConditionUnknown, Reason: "Listing", Message: lastError}
+	}
+	return Condition{Type: ConditionReady, Status: ConditionTrue, Reason: "Watching"}
+}
+
 // ApiServerSource modes.
 const (
 	APIServerModeReference = "Reference"

@@ -142,11 +142,7 @@ func (g *Gateway) apiServerProgress(run *apiServerRun, ns, name string, st *apis
 	if !ok {
 		return apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionFalse, Reason: "NotRunning"}
 	}
-	st.Delivered, st.Failed, st.LastError = p.Delivered, p.Failed, p.LastError
-	if !p.Watching {
-		return apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionUnknown, Reason: "Listing", Message: p.LastError}
-	}
-	return apis.Condition{Type: apis.ConditionReady, Status: apis.ConditionTrue, Reason: "Watching"}
+	return st.SetProgress(p.Watching, p.Delivered, p.Failed, p.LastError)
 }
 
 // startAPIServers runs the sources from now on (this gateway autoscales).
