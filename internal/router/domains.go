@@ -34,11 +34,17 @@ func (rt *Router) shortLocal(host, path string) (Target, bool) {
 	if !ok || name == "" || ns == "" || strings.Contains(ns, ".") {
 		return Target{}, false
 	}
-	key, ok := rt.workloadFor(ns + "/" + name)
-	if !ok || rt.engine.Get(key) == nil {
+	if !rt.exists(ns + "/" + name) {
 		return Target{}, false
 	}
 	return Target{Key: ns + "/" + name, Path: path}, true
+}
+
+// exists reports whether the target key (a workload's, or a tag's) names a workload the
+// engine runs.
+func (rt *Router) exists(key string) bool {
+	k, ok := rt.workloadFor(key)
+	return ok && rt.engine.Get(k) != nil
 }
 
 // mappedDomain resolves a custom domain.
@@ -59,10 +65,8 @@ func (rt *Router) mappedDomain(host, path string) (Target, bool) {
 // an HTTP route. Certificates are issued only for hosts it accepts.
 func (rt *Router) ServesHost(host string) bool {
 	host = normalHost(host)
-	if t, ok := resolveHost(host, "/", rt.domain); ok {
-		if key, ok := rt.workloadFor(t.Key); ok && rt.engine.Get(key) != nil {
-			return true
-		}
+	if t, ok := resolveHost(host, "/", rt.domain); ok && rt.exists(t.Key) {
+		return true
 	}
 	if _, ok := rt.mappedDomain(host, "/"); ok {
 		return true

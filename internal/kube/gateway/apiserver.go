@@ -50,7 +50,9 @@ func (g *Gateway) apiServerObj(u *unstructured.Unstructured, deleted bool) {
 	g.upsertAPIServer(run, u)
 }
 
-// deleteAPIServer stops a source in whichever runner has it.
+// deleteAPIServer stops a source in whichever runner has it. A runner stays until this
+// gateway stops autoscaling: it is a client per service account, and its watches are its
+// sources'.
 func (g *Gateway) deleteAPIServer(run *apiServerRun, ns, name string) {
 	g.mu.Lock()
 	r := run.runners[run.of[ns+"/"+name]]
@@ -201,15 +203,11 @@ func (g *Gateway) followAPIServers(ctx context.Context, run *apiServerRun) {
 		}
 		g.mu.Unlock()
 		for _, u := range all {
-			var prev apis.ApiServerSourceStatus
-			_ = decodeStatus(u, &prev)
-			if prev.ObservedGeneration != u.GetGeneration() {
-				continue
-			}
-			st := prev
-			st.Conditions = append([]apis.Condition(nil), prev.Conditions...)
-			st.Conditions = apis.SetCondition(st.Conditions, g.apiServerProgress(run, u.GetNamespace(), u.GetName(), &st), time.Now())
-			g.writeStatus(u, prev, st)
+			refreshProgress(g, u, func(st *apis.ApiServerSourceStatus) (int64, *[]apis.Condition) {
+				return st.ObservedGeneration, &st.Conditions
+			}, func(st *apis.ApiServerSourceStatus) apis.Condition {
+				return g.apiServerProgress(run, u.GetNamespace(), u.GetName(), st)
+			})
 		}
 	}
 }

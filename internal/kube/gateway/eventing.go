@@ -277,6 +277,23 @@ func (g *Gateway) writeStatus(u *unstructured.Unstructured, prev, next any) {
 	}
 }
 
+// refreshProgress rewrites the Ready condition of a running source, and what progress
+// records beside it, when its status is of its current generation (an older one is the
+// upsert's to write). S is the kind's status; conditions reaches its generation and
+// conditions.
+func refreshProgress[S any](g *Gateway, u *unstructured.Unstructured, conditions func(*S) (int64, *[]apis.Condition), progress func(*S) apis.Condition) {
+	var prev S
+	_ = decodeStatus(u, &prev)
+	if gen, _ := conditions(&prev); gen != u.GetGeneration() {
+		return
+	}
+	st := prev
+	_, conds := conditions(&st)
+	*conds = append([]apis.Condition(nil), *conds...) // prev keeps its own
+	*conds = apis.SetCondition(*conds, progress(&st), time.Now())
+	g.writeStatus(u, prev, st)
+}
+
 // sameStatus compares two statuses as JSON without the conditions' transition times.
 func sameStatus(a, b any) bool {
 	norm := func(v any) any {

@@ -111,6 +111,10 @@ func (g *Gateway) upsertQueue(run *queueRun, u *unstructured.Unstructured) {
 	g.writeStatus(u, prev, st)
 }
 
+func queueConditions(st *apis.QueueSourceStatus) (int64, *[]apis.Condition) {
+	return st.ObservedGeneration, &st.Conditions
+}
+
 // queueProgress copies a source's progress into its status and says whether it is ready.
 func queueProgress(r *queue.Runner, ns, name string, st *apis.QueueSourceStatus) apis.Condition {
 	p, ok := r.Status(ns, name)
@@ -197,14 +201,9 @@ func (g *Gateway) followQueues(ctx context.Context, run *queueRun) {
 			if u == nil || !ok {
 				continue
 			}
-			var prev apis.QueueSourceStatus
-			_ = decodeStatus(u, &prev)
-			if prev.ObservedGeneration == u.GetGeneration() {
-				st := prev
-				st.Conditions = append([]apis.Condition(nil), prev.Conditions...)
-				st.Conditions = apis.SetCondition(st.Conditions, queueProgress(run.runner, l.Source.Namespace, l.Source.Name, &st), time.Now())
-				g.writeStatus(u, prev, st)
-			}
+			refreshProgress(g, u, queueConditions, func(st *apis.QueueSourceStatus) apis.Condition {
+				return queueProgress(run.runner, l.Source.Namespace, l.Source.Name, st)
+			})
 			if l.Status.Lag > 0 {
 				g.scaleFloor(l.Source.Namespace, spec.Sink, queue.LagFloor(l.Status.Lag, max(int(spec.LagThreshold), 1), int(spec.Concurrency)))
 			}
