@@ -142,7 +142,9 @@ func launch(t *testing.T, runtime string, env map[string]string) *instance {
 	return in
 }
 
-// start launches a shim and waits until it accepts TCP connections.
+// start launches a shim and waits until it says it listens and accepts TCP connections. The
+// line comes first: a port picked free can be taken by another test's process before the
+// shim binds it, and a dial alone would then reach that process.
 func start(t *testing.T, runtime string, env map[string]string) *instance {
 	t.Helper()
 	in := launch(t, runtime, env)
@@ -153,9 +155,11 @@ func start(t *testing.T, runtime string, env map[string]string) *instance {
 			t.Fatalf("%s shim exited before listening (%v):\n%s", runtime, in.err, in.output.String())
 		default:
 		}
-		if c, err := net.DialTimeout("tcp", in.addr, 100*time.Millisecond); err == nil {
-			c.Close()
-			return in
+		if strings.Contains(in.output.String(), "runtime listening on") {
+			if c, err := net.DialTimeout("tcp", in.addr, 100*time.Millisecond); err == nil {
+				c.Close()
+				return in
+			}
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("%s shim not listening on %s after 10s:\n%s", runtime, in.addr, in.output.String())
