@@ -40,8 +40,7 @@ func (rt *Router) forwardH2C(w http.ResponseWriter, r *http.Request, inst *runti
 	out.RequestURI = ""
 	out.URL.Scheme = "http"
 	out.URL.Host = inst.Addr
-	out.URL.Path = path
-	out.URL.RawPath = ""
+	setPath(out.URL, path)
 	out.Host = r.Host
 	te := out.Header.Get("Te")
 	for k := range hopHeaders {

@@ -238,7 +238,7 @@ func (rt *Router) servePath(w http.ResponseWriter, r *http.Request, host string)
 	if len(route.Splits) > 1 {
 		key = pick(route.Splits, rand.IntN(100))
 	}
-	rt.Serve(w, r, Target{Key: key, Path: r.URL.Path})
+	rt.Serve(w, r, Target{Key: key, Path: r.URL.EscapedPath()})
 	return true
 }
 

@@ -8,12 +8,12 @@ import (
 // Target is where a request goes: a workload and the path it sees.
 type Target struct {
 	Key  string // namespace/name
-	Path string
+	Path string // escaped, as it goes on the wire
 }
 
 // Resolve maps a request's host and path to a workload, Knative style by host
 // ({name}.{namespace}.{domain}) or OpenFaaS style by path (/function/{name}[.{namespace}]/...).
-// It is a pure function of its inputs.
+// path is the request's escaped path. It is a pure function of its inputs.
 func Resolve(host, path, domain string) (Target, bool) {
 	if t, ok := resolveHost(normalHost(host), path, domain); ok {
 		return t, true

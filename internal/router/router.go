@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/url"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -111,31 +112,41 @@ func rewrite(pr *httputil.ProxyRequest) {
 	st := pr.In.Context().Value(leaseKey{}).(*proxyState)
 	pr.Out.URL.Scheme = "http"
 	pr.Out.URL.Host = st.lease.Addr()
-	pr.Out.URL.Path = st.target.Path
-	pr.Out.URL.RawPath = ""
+	setPath(pr.Out.URL, st.target.Path)
 	pr.Out.Host = pr.In.Host
 	pr.SetXForwarded()
+}
+
+// setPath sets u's path from its escaped form.
+func setPath(u *url.URL, escaped string) {
+	if p, err := url.PathUnescape(escaped); err == nil {
+		u.Path, u.RawPath = p, escaped
+	} else {
+		u.Path, u.RawPath = escaped, ""
+	}
 }
 
 // ServeHTTP routes by host or path.
 func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// A workload's own host first, then HTTP routes, then OpenFaaS's /function/{name}.
-	host := normalHost(r.Host)
-	target, ok := resolveHost(host, r.URL.Path, rt.domain)
+	// The instance gets the path as the client wrote it: decoded, "/a%20b" would go out
+	// as "/a b", which no server parses.
+	host, path := normalHost(r.Host), r.URL.EscapedPath()
+	target, ok := resolveHost(host, path, rt.domain)
 	if !ok {
-		target, ok = rt.clusterLocal(host, r.URL.Path)
+		target, ok = rt.clusterLocal(host, path)
 	}
 	if !ok {
-		target, ok = rt.mappedDomain(host, r.URL.Path)
+		target, ok = rt.mappedDomain(host, path)
 	}
 	if !ok {
-		target, ok = rt.shortLocal(host, r.URL.Path)
+		target, ok = rt.shortLocal(host, path)
 	}
 	if !ok {
 		if rt.servePath(w, r, host) {
 			return
 		}
-		target, ok = resolveFunctionPath(r.URL.Path)
+		target, ok = resolveFunctionPath(path)
 	}
 	if !ok {
 		rt.fail(w, r, http.StatusNotFound, fmt.Sprintf("no function or service at host %q path %q: use http://{name}.{namespace}.%s/, /function/{name} or a route", r.Host, r.URL.Path, rt.domain))

@@ -444,3 +444,19 @@ func TestStartTimeout(t *testing.T) {
 	// Let the start finish before the test ends, so nothing is left starting.
 	waitFor(t, "the late instance", func() bool { return h.status(t, "default/late").Ready == 1 })
 }
+
+// An escaped path reaches the instance as the client wrote it, whichever way it was routed.
+func TestEscapedPaths(t *testing.T) {
+	h := newHarness(t, engine.Options{})
+	h.deploy("default/f", workload{})
+	for _, tc := range []struct{ host, path, wantURI, wantPath string }{
+		{"f.default.localhost", "/a%20b/c%2Fd?x=%20", "/a%20b/c%2Fd?x=%20", "/a b/c/d"},
+		{"", "/function/f/a%20b/c%2Fd?x=1", "/a%20b/c%2Fd?x=1", "/a b/c/d"},
+		{"f.default.localhost", "/plain/path", "/plain/path", "/plain/path"},
+	} {
+		rep := ok(t, h.get(t, tc.host, tc.path))
+		if rep.URI != tc.wantURI || rep.Path != tc.wantPath {
+			t.Errorf("%s%s reached the instance as %q (path %q), want %q (%q)", tc.host, tc.path, rep.URI, rep.Path, tc.wantURI, tc.wantPath)
+		}
+	}
+}

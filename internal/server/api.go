@@ -650,7 +650,17 @@ func (s *Server) proxy(w http.ResponseWriter, r *http.Request) {
 	if k.Kind == "Revision" {
 		key = reconciler.RevisionKey(ns, name)
 	}
-	s.router.Serve(w, r, router.Target{Key: key, Path: "/" + r.PathValue("path")})
+	s.router.Serve(w, r, router.Target{Key: key, Path: proxiedPath(r.URL.EscapedPath())})
+}
+
+// proxiedPath is the path a proxy request sends on, as the client escaped it: what follows
+// the nine slashes of /apis/{group}/{version}/namespaces/{ns}/{plural}/{name}/proxy/.
+func proxiedPath(escaped string) string {
+	rest := escaped
+	for range 9 {
+		_, rest, _ = strings.Cut(rest, "/")
+	}
+	return "/" + rest
 }
 
 func (s *Server) uploadArchive(w http.ResponseWriter, r *http.Request) {

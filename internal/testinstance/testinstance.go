@@ -29,6 +29,7 @@ func Main(m *testing.M) {
 type Reply struct {
 	PID      int    `json:"pid"`
 	Path     string `json:"path"`
+	URI      string `json:"uri"` // the request target as it arrived
 	Query    string `json:"query"`
 	Host     string `json:"host"`
 	FwdHost  string `json:"forwardedHost"`
@@ -78,7 +79,7 @@ func serve() {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(Reply{
-			PID: os.Getpid(), Path: r.URL.Path, Query: r.URL.RawQuery, Host: r.Host,
+			PID: os.Getpid(), Path: r.URL.Path, URI: r.RequestURI, Query: r.URL.RawQuery, Host: r.Host,
 			FwdHost: r.Header.Get("X-Forwarded-Host"), BodySize: n, Greeting: os.Getenv("GREETING"),
 		})
 	}
