@@ -40,6 +40,7 @@ type conn struct {
 	state   atomic.Int32
 	scratch []byte      // an answer's body held until its length is known, reused per request
 	header  http.Header // the answer's fields, reused per request (a handler is done with them when it returns)
+	fields  []Field     // the request's fields, reused likewise
 	broken  bool        // a write to the client failed
 
 	// The watch for a client going away, started by the server's sweep once a request has
@@ -110,7 +111,7 @@ func (c *conn) serve() {
 			return
 		}
 		c.br.Discard(n)
-		if !c.serveRequest(head) || c.clientGone() {
+		if !c.serveRequest(&head) || c.clientGone() {
 			return
 		}
 	}
@@ -128,10 +129,11 @@ func (c *conn) readHead() (h requestHead, n int, err error) {
 	for {
 		buf, _ := c.br.Peek(c.br.Buffered())
 		if i := bytes.Index(buf, crlfcrlf); i >= 0 {
-			h, ok := parseHead(string(buf[:i+4]))
+			h, ok := parseHead(string(buf[:i+4]), c.fields)
 			if !ok {
 				return h, 0, nil
 			}
+			c.fields = h.fields
 			return h, i + 4, nil
 		}
 		if len(buf) >= readBufSize || bytes.Contains(buf, []byte("\n\n")) {
@@ -154,47 +156,32 @@ func (c *conn) handOff() bool {
 }
 
 // serveRequest runs the handler for one request and reports whether the connection goes on.
-func (c *conn) serveRequest(h requestHead) bool {
+func (c *conn) serveRequest(h *requestHead) bool {
 	// One allocation for what a request needs beside its http.Request.
 	st := &requestState{}
 	ctx := &st.ctx
 	defer ctx.cancel()
-	var body io.ReadCloser = http.NoBody
 	var rb *requestBody
 	if h.contentLength > 0 {
 		rb = &st.body
 		rb.c, rb.left = c, h.contentLength
-		body = rb
 		c.bodyDone.Store(false)
 	} else {
 		c.bodyDone.Store(true)
 	}
-	req := http.Request{
-		Method:        h.method,
-		URL:           h.url,
-		Proto:         "HTTP/1.1",
-		ProtoMajor:    1,
-		ProtoMinor:    1,
-		Header:        h.header,
-		Body:          body,
-		ContentLength: h.contentLength,
-		Host:          h.host,
-		RemoteAddr:    c.remote,
-		RequestURI:    h.target,
-		Close:         h.close,
-	}
-	r := req.WithContext(ctx)
-	w := &st.w
-	*w = response{c: c, req: r, body: rb, status: http.StatusOK, contentLength: -1, closeAfter: h.close}
-
 	c.mu.Lock()
 	c.inRequest, c.ctx, c.gone, c.started = true, ctx, false, time.Now()
 	c.mu.Unlock()
 	defer c.endRequest(rb)
 
-	c.srv.Handler.ServeHTTP(w, r)
-	w.finish()
-	return !w.closeAfter && !c.broken && !c.srv.inShutdown.Load()
+	st.head = *h
+	x := &st.x
+	*x = Exchange{c: c, st: st, h: &st.head, body: rb}
+	if c.srv.raw == nil || !h.plain || !c.srv.raw.ServeRaw(x) {
+		w, r := x.Std()
+		c.srv.Handler.ServeHTTP(w, r)
+	}
+	return x.finish()
 }
 
 // endRequest stops the watch and drains what the handler left of the body.
@@ -262,6 +249,8 @@ type requestState struct {
 	ctx  requestContext
 	w    response
 	body requestBody
+	head requestHead
+	x    Exchange
 }
 
 // requestBody reads a request body of known length from the connection.

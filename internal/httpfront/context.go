@@ -48,30 +48,40 @@ func (c *requestContext) Err() error {
 
 // AfterFunc runs f in its own goroutine once the context ends; stop unregisters it.
 func (c *requestContext) AfterFunc(f func()) (stop func() bool) {
+	id := c.afterFunc(f)
+	return func() bool { return c.stopFunc(id) }
+}
+
+// afterFunc is AfterFunc without a stop closure: stopFunc(id) unregisters f. id is -1 when
+// the context had already ended (f then runs at once).
+func (c *requestContext) afterFunc(f func()) (id int) {
 	c.mu.Lock()
 	if c.err != nil {
 		c.mu.Unlock()
 		go f()
-		return func() bool { return false }
+		return -1
 	}
-	id := c.next
+	id = c.next
 	c.next++
 	if c.funcs == nil {
 		c.funcs = c.first[:0]
 	}
 	c.funcs = append(c.funcs, afterFunc{id, f})
 	c.mu.Unlock()
-	return func() bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		for i, a := range c.funcs {
-			if a.id == id {
-				c.funcs = append(c.funcs[:i], c.funcs[i+1:]...)
-				return true
-			}
+	return id
+}
+
+// stopFunc unregisters the function afterFunc gave id; false when it had run or will.
+func (c *requestContext) stopFunc(id int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, a := range c.funcs {
+		if a.id == id {
+			c.funcs = append(c.funcs[:i], c.funcs[i+1:]...)
+			return true
 		}
-		return false
 	}
+	return false
 }
 
 // cancel ends the context.

@@ -14,11 +14,31 @@ import (
 type requestHead struct {
 	method        string
 	target        string
-	url           *url.URL
+	url           url.URL
+	plain         bool // the target needs no unescaping: its path is as it came
 	host          string
-	header        http.Header
+	fields        []Field // in order, without Host
 	contentLength int64
 	close         bool // the client asked to close the connection after this request
+}
+
+// Field is a request header field: its key in canonical form and its value, trimmed.
+type Field struct{ Key, Value string }
+
+// header builds the request's header map; every value shares one backing array, as in
+// net/http.
+func (h *requestHead) header() http.Header {
+	m := make(http.Header, len(h.fields))
+	values := make([]string, len(h.fields))
+	for i, f := range h.fields {
+		values[i] = f.Value
+		if prev, ok := m[f.Key]; ok {
+			m[f.Key] = append(prev, f.Value)
+		} else {
+			m[f.Key] = values[i : i+1 : i+1]
+		}
+	}
+	return m
 }
 
 // commonKey returns the canonical form of a header name as clients usually spell it, so the
@@ -85,8 +105,9 @@ func commonKey(k string) (string, bool) {
 // It reports false for anything it leaves to net/http: versions other than HTTP/1.1, targets
 // that are not a path, upgrades, Expect, Transfer-Encoding, TE, obsolete line folding, and
 // anything malformed, for which net/http writes the proper error. The head's strings are
-// substrings of head: one allocation for the whole head.
-func parseHead(head string) (requestHead, bool) {
+// substrings of head: one allocation for the whole head. The fields are appended to
+// fields[:0].
+func parseHead(head string, fields []Field) (requestHead, bool) {
 	var h requestHead
 	line, rest, ok := strings.Cut(head, "\r\n")
 	if !ok {
@@ -98,26 +119,20 @@ func parseHead(head string) (requestHead, bool) {
 		target == "" || target[0] != '/' {
 		return h, false
 	}
-	u, ok := plainURL(target)
-	if !ok {
-		var err error
-		if u, err = url.ParseRequestURI(target); err != nil {
+	if h.url, h.plain = plainURL(target); !h.plain {
+		u, err := url.ParseRequestURI(target)
+		if err != nil {
 			return h, false
 		}
+		h.url = *u
 	}
-	h.method, h.target, h.url = method, target, u
+	h.method, h.target = method, target
 
-	// Count the lines first so every value shares one backing array, as net/http does.
-	n := strings.Count(rest, "\n") - 1
-	if n < 1 {
-		return h, false // HTTP/1.1 requires Host
-	}
-	h.header = make(http.Header, n)
-	values := make([]string, n)
+	h.fields = fields[:0]
 	hosts := 0
 	h.contentLength = 0
 	sawLength := false
-	for i := 0; ; i++ {
+	for {
 		j := strings.IndexByte(rest, '\n')
 		if j < 1 || rest[j-1] != '\r' {
 			return h, false // a bare line feed
@@ -172,14 +187,9 @@ func parseHead(head string) (requestHead, bool) {
 		if key == "Host" {
 			continue // net/http keeps it in Request.Host only
 		}
-		values[i] = value
-		if prev, ok := h.header[key]; ok {
-			h.header[key] = append(prev, value)
-		} else {
-			h.header[key] = values[i : i+1 : i+1]
-		}
+		h.fields = append(h.fields, Field{key, value})
 	}
-	if hosts != 1 || !httpguts.ValidHostHeader(h.host) {
+	if hosts != 1 || !httpguts.ValidHostHeader(h.host) { // HTTP/1.1 requires one Host
 		return h, false
 	}
 	return h, true
@@ -209,7 +219,7 @@ func validMethod(m string) bool {
 // plainURL builds the URL of a target whose path has only characters that need no
 // unescaping and that url.ParseRequestURI keeps as they are: what it would return, for less.
 // Other targets report false.
-func plainURL(target string) (*url.URL, bool) {
+func plainURL(target string) (url.URL, bool) {
 	q := -1
 	for i := 0; i < len(target); i++ {
 		c := target[i]
@@ -220,11 +230,11 @@ func plainURL(target string) (*url.URL, bool) {
 		case c == '?' && q < 0:
 			q = i
 		default:
-			return nil, false
+			return url.URL{}, false
 		}
 	}
 	if q < 0 {
-		return &url.URL{Path: target}, true
+		return url.URL{Path: target}, true
 	}
-	return &url.URL{Path: target[:q], RawQuery: target[q+1:], ForceQuery: q == len(target)-1}, true
+	return url.URL{Path: target[:q], RawQuery: target[q+1:], ForceQuery: q == len(target)-1}, true
 }

@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -33,15 +34,18 @@ func TestParseHead(t *testing.T) {
 	}
 	for _, tt := range fast {
 		t.Run(tt.name, func(t *testing.T) {
-			h, ok := parseHead(tt.head)
+			h, ok := parseHead(tt.head, nil)
 			if !ok {
 				t.Fatal("left to net/http, want the fast path")
 			}
 			if h.method != tt.method || h.url.Path != tt.path || h.url.RawQuery != tt.query || h.host != tt.host || h.contentLength != tt.length || h.close != tt.close {
 				t.Errorf("got %s %q?%q host %q length %d close %v", h.method, h.url.Path, h.url.RawQuery, h.host, h.contentLength, h.close)
 			}
-			if !reflect.DeepEqual(map[string][]string(h.header), tt.header) {
-				t.Errorf("header %v, want %v", h.header, tt.header)
+			if got := h.header(); !reflect.DeepEqual(map[string][]string(got), tt.header) {
+				t.Errorf("header %v, want %v", got, tt.header)
+			}
+			if h.plain != !strings.Contains(tt.head, "%") {
+				t.Errorf("plain %v for %q", h.plain, tt.head)
 			}
 		})
 	}
@@ -72,7 +76,7 @@ func TestParseHead(t *testing.T) {
 		"target with a fragment": "GET /a#b\x00 HTTP/1.1\r\nHost: h\r\n\r\n",
 	}
 	for name, head := range slow {
-		if _, ok := parseHead(head); ok {
+		if _, ok := parseHead(head, nil); ok {
 			t.Errorf("%s: took the fast path, want net/http", name)
 		}
 	}
@@ -103,7 +107,7 @@ func TestPlainURLMatchesParseRequestURI(t *testing.T) {
 			t.Errorf("%q: plainURL accepted what ParseRequestURI refuses: %v", target, err)
 			continue
 		}
-		if !reflect.DeepEqual(got, want) {
+		if !reflect.DeepEqual(&got, want) {
 			t.Errorf("%q: plainURL %#v, ParseRequestURI %#v", target, got, want)
 		}
 	}

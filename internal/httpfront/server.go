@@ -37,6 +37,7 @@ type Server struct {
 	WatchAfter time.Duration
 	Log        *slog.Logger
 
+	raw        RawHandler // Handler, when it is one
 	initOnce   sync.Once
 	handoff    *handoffListener
 	inShutdown atomic.Bool
@@ -81,6 +82,7 @@ func (s *Server) init() {
 		if s.Log == nil {
 			s.Log = slog.New(slog.DiscardHandler)
 		}
+		s.raw, _ = s.Handler.(RawHandler)
 		go s.Fallback.Serve(s.handoff) // returns when Shutdown closes the handoff listener
 		s.stopSweep = make(chan struct{})
 		go s.sweep()

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flickdev/flick/internal/httpfront"
 	"github.com/flickdev/flick/internal/httpwire"
 	"github.com/flickdev/flick/internal/runtime"
 )
@@ -30,6 +31,8 @@ type upstream struct {
 	bw       *bufio.Writer
 	deadline httpwire.Deadline
 	body     io.LimitedReader // the current answer's body, when its length is known
+	watch    clientWatch      // the current exchange's
+	cut      func()           // ends the current exchange: the client went away
 }
 
 // pool keeps one instance's idle connections.
@@ -107,7 +110,9 @@ func dial(ctx context.Context, addr string) (*upstream, error) {
 }
 
 func newUpstream(c net.Conn) *upstream {
-	return &upstream{conn: c, br: bufio.NewReaderSize(c, 16<<10), bw: bufio.NewWriterSize(c, 16<<10)}
+	u := &upstream{conn: c, br: bufio.NewReaderSize(c, 16<<10), bw: bufio.NewWriterSize(c, 16<<10)}
+	u.cut = func() { u.conn.SetDeadline(time.Unix(1, 0)) }
+	return u
 }
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
@@ -193,16 +198,42 @@ type staleConnError struct{ err error }
 func (e *staleConnError) Error() string { return e.err.Error() }
 func (e *staleConnError) Unwrap() error { return e.err }
 
+// clientWatch cuts an upstream exchange short when the client goes away, by moving the
+// upstream connection's deadline into the past (u.cut).
+type clientWatch struct {
+	stop    func() bool         // context.AfterFunc's
+	x       *httpfront.Exchange // or the raw hop's, with id
+	id      int
+	stopped bool
+}
+
+func watchClient(ctx context.Context, u *upstream) *clientWatch {
+	u.watch = clientWatch{stop: afterFunc(ctx, u.cut)}
+	return &u.watch
+}
+
+func watchRawClient(x *httpfront.Exchange, u *upstream) *clientWatch {
+	u.watch = clientWatch{x: x, id: x.AfterDone(u.cut)}
+	return &u.watch
+}
+
+// end stops the watch and reports whether the client's departure had moved the deadline
+// (the connection is then not reused).
+func (cw *clientWatch) end() (moved bool) {
+	if cw.stopped {
+		return false
+	}
+	cw.stopped = true
+	if cw.x != nil {
+		return !cw.x.StopAfterDone(cw.id)
+	}
+	return !cw.stop()
+}
+
 func exchange(w http.ResponseWriter, r *http.Request, p *pool, u *upstream, path string, deadline time.Time) (int, error) {
 	u.deadline.Cover(u.conn, deadline)
-	// A client that goes away cuts the upstream exchange short.
-	stop := afterFunc(r.Context(), func() { u.conn.SetDeadline(time.Unix(1, 0)) })
-	stopped := false
-	defer func() {
-		if !stopped {
-			stop()
-		}
-	}()
+	cw := watchClient(r.Context(), u)
+	defer cw.end()
 
 	if err := writeRequest(u.bw, r, path); err != nil {
 		return 0, &staleConnError{err}
@@ -216,6 +247,11 @@ func exchange(w http.ResponseWriter, r *http.Request, p *pool, u *upstream, path
 	if _, perr := u.br.Peek(1); perr != nil {
 		return 0, &staleConnError{perr}
 	}
+	return relayAnswer(w, r, p, u, cw)
+}
+
+// relayAnswer reads the instance's answer (its first byte has arrived) and copies it to w.
+func relayAnswer(w http.ResponseWriter, r *http.Request, p *pool, u *upstream, cw *clientWatch) (int, error) {
 	hdr := w.Header()
 	var h httpwire.Head
 	for {
@@ -246,8 +282,7 @@ func exchange(w http.ResponseWriter, r *http.Request, p *pool, u *upstream, path
 		return h.Code, errAfterHeaders
 	}
 	// A connection whose deadline the client's departure moved is not reused.
-	stopped = true
-	moved := !stop()
+	moved := cw.end()
 	if !reusable || h.Close || r.Close || moved {
 		u.conn.Close()
 	} else {

@@ -206,6 +206,12 @@ func (rt *Router) serve(w http.ResponseWriter, r *http.Request, wl *engine.Workl
 		}
 	}
 	defer lease.Release()
+	return rt.proxyLeased(w, r, lease, target, grpc, callTimeout, callDeadline)
+}
+
+// proxyLeased sends a request to the instance of its lease. A gRPC call's own timeout, when it
+// has one, bounds it too.
+func (rt *Router) proxyLeased(w http.ResponseWriter, r *http.Request, lease *engine.Lease, target Target, grpc bool, callTimeout time.Duration, callDeadline time.Time) int {
 	if lease.Cold() {
 		w = &firstByteWriter{ResponseWriter: w, lease: lease}
 	}

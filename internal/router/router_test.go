@@ -3,10 +3,11 @@ package router_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/flickdev/flick/internal/engine"
+	"github.com/flickdev/flick/internal/httpfront"
 	"github.com/flickdev/flick/internal/logs"
 	"github.com/flickdev/flick/internal/router"
 	"github.com/flickdev/flick/internal/runtime"
@@ -32,13 +34,19 @@ const maxBody = 1024
 type harness struct {
 	engine *engine.Engine
 	router *router.Router
-	srv    *httptest.Server
+	url    string // where the router serves
 	client *http.Client
 }
 
 // newHarness serves a router over an engine running this test binary's instances through the
-// real local driver.
+// real local driver, behind httpfront as flick server does: its common requests take the raw
+// hop, the rest ServeHTTP.
 func newHarness(t *testing.T, opts engine.Options) *harness {
+	return newHarnessWith(t, opts, true)
+}
+
+// newHarnessWith serves the router behind httpfront (fast) or net/http's server alone.
+func newHarnessWith(t *testing.T, opts engine.Options, fast bool) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	log := slog.New(slog.DiscardHandler)
@@ -58,18 +66,23 @@ func newHarness(t *testing.T, opts engine.Options) *harness {
 	done := make(chan struct{})
 	go func() { e.Run(ctx); close(done) }()
 	rt := router.New(e, "localhost", maxBody, log)
-	srv := httptest.NewServer(rt)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httpfront.NewPlain(rt, &http.Server{Handler: rt}, fast, log)
+	go srv.Serve(ln)
 	t.Cleanup(func() {
-		srv.Close()
-		cancel()
-		<-done
 		sctx, scancel := context.WithTimeout(context.Background(), patience)
 		defer scancel()
+		srv.Shutdown(sctx)
+		cancel()
+		<-done
 		e.Shutdown(sctx)
 	})
-	client := srv.Client()
-	client.Timeout = patience
-	return &harness{engine: e, router: rt, srv: srv, client: client}
+	client := &http.Client{Timeout: patience, Transport: &http.Transport{}}
+	t.Cleanup(client.CloseIdleConnections)
+	return &harness{engine: e, router: rt, url: "http://" + ln.Addr().String(), client: client}
 }
 
 type workload struct {
@@ -112,7 +125,7 @@ type response struct {
 // do sends a request with the given Host header ("" for the test server's own).
 func (h *harness) do(t *testing.T, method, host, path string, body io.Reader, length int64) response {
 	t.Helper()
-	req, err := http.NewRequest(method, h.srv.URL+path, body)
+	req, err := http.NewRequest(method, h.url+path, body)
 	if err != nil {
 		t.Errorf("%s %s: %v", method, path, err)
 		return response{}
@@ -447,16 +460,87 @@ func TestStartTimeout(t *testing.T) {
 
 // An escaped path reaches the instance as the client wrote it, whichever way it was routed.
 func TestEscapedPaths(t *testing.T) {
-	h := newHarness(t, engine.Options{})
-	h.deploy("default/f", workload{})
-	for _, tc := range []struct{ host, path, wantURI, wantPath string }{
-		{"f.default.localhost", "/a%20b/c%2Fd?x=%20", "/a%20b/c%2Fd?x=%20", "/a b/c/d"},
-		{"", "/function/f/a%20b/c%2Fd?x=1", "/a%20b/c%2Fd?x=1", "/a b/c/d"},
-		{"f.default.localhost", "/plain/path", "/plain/path", "/plain/path"},
-	} {
-		rep := ok(t, h.get(t, tc.host, tc.path))
-		if rep.URI != tc.wantURI || rep.Path != tc.wantPath {
-			t.Errorf("%s%s reached the instance as %q (path %q), want %q (%q)", tc.host, tc.path, rep.URI, rep.Path, tc.wantURI, tc.wantPath)
+	for _, fast := range []bool{true, false} {
+		h := newHarnessWith(t, engine.Options{}, fast)
+		h.deploy("default/f", workload{})
+		for _, tc := range []struct{ host, path, wantURI, wantPath string }{
+			{"f.default.localhost", "/a%20b/c%2Fd?x=%20", "/a%20b/c%2Fd?x=%20", "/a b/c/d"},
+			{"", "/function/f/a%20b/c%2Fd?x=1", "/a%20b/c%2Fd?x=1", "/a b/c/d"},
+			{"f.default.localhost", "/plain/path", "/plain/path", "/plain/path"},
+		} {
+			rep := ok(t, h.get(t, tc.host, tc.path))
+			if rep.URI != tc.wantURI || rep.Path != tc.wantPath {
+				t.Errorf("fast %v: %s%s reached the instance as %q (path %q), want %q (%q)", fast, tc.host, tc.path, rep.URI, rep.Path, tc.wantURI, tc.wantPath)
+			}
+		}
+	}
+}
+
+// The hop forwards requests and copies answers alike behind httpfront (the raw hop for the
+// common request, ServeHTTP for the rest) and behind net/http's server.
+func TestHop(t *testing.T) {
+	for _, fast := range []bool{true, false} {
+		h := newHarnessWith(t, engine.Options{}, fast)
+		h.deploy("default/f", workload{})
+		const host = "f.default.localhost"
+		name := map[bool]string{true: "httpfront", false: "net/http"}[fast]
+
+		// The request: the client's fields but hop-by-hop ones, X-Forwarded-*, the body.
+		req, _ := http.NewRequest(http.MethodPost, h.url+"/in?q=1", strings.NewReader(strings.Repeat("b", 100)))
+		req.Host = host
+		req.Header.Set("X-Custom", "kept")
+		req.Header.Add("X-Forwarded-For", "192.0.2.1")
+		req.Header.Set("Proxy-Authorization", "Basic eA==")
+		req.Header.Set("Keep-Alive", "timeout=5")
+		resp, err := h.client.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		rep := ok(t, response{code: resp.StatusCode, header: resp.Header, body: string(b)})
+		got := http.Header(rep.Header)
+		for k, want := range map[string]string{
+			"X-Custom": "kept", "X-Forwarded-For": "192.0.2.1, 127.0.0.1", "X-Forwarded-Host": host,
+			"X-Forwarded-Proto": "http", "Proxy-Authorization": "", "Keep-Alive": "", "Content-Length": "100",
+		} {
+			if v := strings.Join(got.Values(k), ","); v != want {
+				t.Errorf("%s: the instance got %s %q, want %q", name, k, v, want)
+			}
+		}
+		if rep.BodySize != 100 || rep.Query != "q=1" || rep.Host != host {
+			t.Errorf("%s: the instance got body %d, query %q, host %q", name, rep.BodySize, rep.Query, rep.Host)
+		}
+		if resp.Header.Get("Date") == "" || resp.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("%s: answer fields %v", name, resp.Header)
+		}
+
+		// The answers.
+		for _, tc := range []struct {
+			method, answer string
+			code           int
+			ctype, body    string
+			fields         map[string]string
+		}{
+			{"GET", "fields", 200, "text/plain", "fields", map[string]string{"X-Answer": "yes", "Proxy-Authenticate": "", "Content-Length": "6"}},
+			{"GET", "empty", 204, "", "", map[string]string{"Content-Length": ""}},
+			{"GET", "missing", 404, "text/plain", "no such thing", nil},
+			{"GET", "stream", 200, "text/event-stream", "data: 0\n\ndata: 1\n\ndata: 2\n\n", nil},
+			{"GET", "chunked", 200, "text/plain", "one two three", nil},
+			{"GET", "big", 200, "text/plain", strings.Repeat("0123456789", 10000), map[string]string{"Content-Length": "100000"}},
+			{"GET", "untyped", 200, "text/html; charset=utf-8", "<html><body>hi</body></html>", nil},
+			{"HEAD", "fields", 200, "text/plain", "", map[string]string{"X-Answer": "yes", "Content-Length": "6"}},
+		} {
+			r := h.do(t, tc.method, host, "/?answer="+tc.answer, nil, 0)
+			what := fmt.Sprintf("%s: %s ?answer=%s", name, tc.method, tc.answer)
+			if r.code != tc.code || r.header.Get("Content-Type") != tc.ctype || r.body != tc.body {
+				t.Errorf("%s: %d %q %q, want %d %q %q", what, r.code, r.header.Get("Content-Type"), r.body, tc.code, tc.ctype, tc.body)
+			}
+			for k, want := range tc.fields {
+				if v := r.header.Get(k); v != want {
+					t.Errorf("%s: %s %q, want %q", what, k, v, want)
+				}
+			}
 		}
 	}
 }

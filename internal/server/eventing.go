@@ -16,6 +16,8 @@ import (
 	"github.com/flickdev/flick/internal/eventing/jetstream"
 	estore "github.com/flickdev/flick/internal/eventing/store"
 	"github.com/flickdev/flick/internal/eventlog"
+	"github.com/flickdev/flick/internal/httpfront"
+	"github.com/flickdev/flick/internal/router"
 	"github.com/flickdev/flick/pkg/apis"
 )
 
@@ -139,26 +141,45 @@ func brokerPath(p string) bool {
 func ingressPath(p string) bool { return brokerPath(p) || strings.HasPrefix(p, asyncPrefix) }
 
 func (s *Server) dataHandler(brokers, calls http.Handler) http.Handler {
-	domain := s.cfg.Domain
-	// The router's requests pay one path-prefix check; only eventing paths look at the host.
-	platform := func(r *http.Request) bool {
-		host := r.Host
-		if h, _, err := net.SplitHostPort(host); err == nil {
-			host = h
-		}
-		return host != domain && !strings.HasSuffix(host, "."+domain)
+	return &dataPlane{domain: s.cfg.Domain, brokers: brokers, calls: calls, router: s.router}
+}
+
+// dataPlane sends brokers' and async calls' paths to their handlers and the rest to the
+// router. The router's requests pay one path-prefix check; only eventing paths look at the
+// host.
+type dataPlane struct {
+	domain         string
+	brokers, calls http.Handler
+	router         *router.Router
+}
+
+func (d *dataPlane) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p := r.URL.Path
+	switch {
+	case brokerPath(p) && d.platform(r.Host):
+		d.brokers.ServeHTTP(w, r)
+	case strings.HasPrefix(p, asyncPrefix) && d.platform(r.Host):
+		d.calls.ServeHTTP(w, r)
+	default:
+		d.router.ServeHTTP(w, r)
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p := r.URL.Path
-		switch {
-		case brokerPath(p) && platform(r):
-			brokers.ServeHTTP(w, r)
-		case strings.HasPrefix(p, asyncPrefix) && platform(r):
-			calls.ServeHTTP(w, r)
-		default:
-			s.router.ServeHTTP(w, r)
-		}
-	})
+}
+
+// ServeRaw lets the router take its common requests without an http.Request; eventing's
+// paths go to ServeHTTP.
+func (d *dataPlane) ServeRaw(x *httpfront.Exchange) bool {
+	if p := x.Path(); brokerPath(p) || strings.HasPrefix(p, asyncPrefix) {
+		return false
+	}
+	return d.router.ServeRaw(x)
+}
+
+// platform reports a host that is not a workload's: eventing's paths are served there.
+func (d *dataPlane) platform(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	return host != d.domain && !strings.HasSuffix(host, "."+d.domain)
 }
 
 // asyncCall answers POST {collection}/{name}/async/{path...}: the API's way to call a

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -35,12 +36,15 @@ type Reply struct {
 	FwdHost  string `json:"forwardedHost"`
 	BodySize int64  `json:"bodySize"`
 	Greeting string `json:"greeting"`
+	// Header is the request's header as it arrived.
+	Header http.Header `json:"header"`
 }
 
 // serve runs the behaviour FLICK_TEST_MODE names:
 //
 //   - hello (default): answer with a reply; the query may ask it to create the file
-//     ?entered=PATH on arrival, wait until ?gate=PATH exists, or ?sleep=DURATION first.
+//     ?entered=PATH on arrival, wait until ?gate=PATH exists, or ?sleep=DURATION first, and
+//     shape the answer with ?answer=KIND (see answer).
 //   - crash-on-start: print a line to stderr and exit 1 without listening.
 //   - crash-on-request: listen, and exit 3 on the first request.
 //
@@ -77,15 +81,67 @@ func serve() {
 			case <-r.Context().Done():
 			}
 		}
+		if answer(w, q.Get("answer")) {
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(Reply{
 			PID: os.Getpid(), Path: r.URL.Path, URI: r.RequestURI, Query: r.URL.RawQuery, Host: r.Host,
 			FwdHost: r.Header.Get("X-Forwarded-Host"), BodySize: n, Greeting: os.Getenv("GREETING"),
+			Header: r.Header,
 		})
 	}
 	err := http.ListenAndServe("127.0.0.1:"+os.Getenv("PORT"), http.HandlerFunc(handler))
 	fmt.Fprintln(os.Stderr, err)
 	os.Exit(2)
+}
+
+// answer writes the answer kind asks for and reports true, or false for the usual reply:
+//
+//   - fields: a reply with X-Answer and a hop-by-hop field (Proxy-Authenticate) a proxy drops;
+//   - empty: 204 No Content;
+//   - missing: 404 with a text body;
+//   - stream: three server-sent events, each flushed;
+//   - chunked: a body of unknown length in three flushed pieces;
+//   - untyped: an HTML body with no Content-Type, for a proxy to sniff or not;
+//   - big: 100,000 bytes with their Content-Length.
+func answer(w http.ResponseWriter, kind string) bool {
+	flush := func() { http.NewResponseController(w).Flush() }
+	switch kind {
+	case "fields":
+		w.Header().Set("X-Answer", "yes")
+		w.Header().Set("Proxy-Authenticate", "Basic")
+		w.Header().Set("Content-Type", "text/plain")
+		fmt.Fprint(w, "fields")
+	case "empty":
+		w.WriteHeader(http.StatusNoContent)
+	case "missing":
+		w.Header().Set("Content-Type", "text/plain")
+		w.WriteHeader(http.StatusNotFound)
+		fmt.Fprint(w, "no such thing")
+	case "stream":
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := range 3 {
+			fmt.Fprintf(w, "data: %d\n\n", i)
+			flush()
+		}
+	case "chunked":
+		w.Header().Set("Content-Type", "text/plain")
+		for _, p := range []string{"one ", "two ", "three"} {
+			fmt.Fprint(w, p)
+			flush()
+		}
+	case "big":
+		w.Header().Set("Content-Type", "text/plain")
+		w.Header().Set("Content-Length", "100000")
+		fmt.Fprint(w, strings.Repeat("0123456789", 10000))
+	case "untyped":
+		w.Header()["Content-Type"] = nil // no sniffing here
+		fmt.Fprint(w, "<html><body>hi</body></html>")
+	default:
+		return false
+	}
+	return true
 }
 
 // WaitFor polls cond every 10 ms until it holds, failing the test after timeout.

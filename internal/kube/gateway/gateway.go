@@ -31,6 +31,7 @@ import (
 	"github.com/flickdev/flick/internal/certs"
 	"github.com/flickdev/flick/internal/engine"
 	"github.com/flickdev/flick/internal/eventing/broker"
+	"github.com/flickdev/flick/internal/httpfront"
 	"github.com/flickdev/flick/internal/kube"
 	"github.com/flickdev/flick/internal/kube/operator"
 	"github.com/flickdev/flick/internal/router"
@@ -152,18 +153,34 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 }
 
 // Handler serves the data plane, and functions' code to the pods of pools.
-func (g *Gateway) Handler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if digest, ok := strings.CutPrefix(r.URL.Path, archivesPath); ok && r.Method == http.MethodGet {
-			g.serveArchive(w, r, digest)
-			return
-		}
-		if (strings.HasPrefix(r.URL.Path, "/brokers/") || strings.HasPrefix(r.URL.Path, "/channels/")) && g.platformHost(r) {
-			g.brokers.ServeHTTP(w, r)
-			return
-		}
-		g.router.ServeHTTP(w, r)
-	})
+func (g *Gateway) Handler() http.Handler { return gatewayHandler{g} }
+
+type gatewayHandler struct{ g *Gateway }
+
+func (h gatewayHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	g := h.g
+	if digest, ok := strings.CutPrefix(r.URL.Path, archivesPath); ok && r.Method == http.MethodGet {
+		g.serveArchive(w, r, digest)
+		return
+	}
+	if eventingPath(r.URL.Path) && g.platformHost(r) {
+		g.brokers.ServeHTTP(w, r)
+		return
+	}
+	g.router.ServeHTTP(w, r)
+}
+
+// ServeRaw lets the router take its common requests without an http.Request (behind
+// httpfront); archives and eventing go to ServeHTTP.
+func (h gatewayHandler) ServeRaw(x *httpfront.Exchange) bool {
+	if p := x.Path(); strings.HasPrefix(p, archivesPath) || eventingPath(p) {
+		return false
+	}
+	return h.g.router.ServeRaw(x)
+}
+
+func eventingPath(p string) bool {
+	return strings.HasPrefix(p, "/brokers/") || strings.HasPrefix(p, "/channels/")
 }
 
 // archivesPath is where pool pods download code: /_flick/archives/sha256:HEX.

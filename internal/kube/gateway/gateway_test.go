@@ -31,6 +31,7 @@ import (
 	"github.com/flickdev/flick/config"
 	greeter "github.com/flickdev/flick/examples/grpc-greeter"
 	"github.com/flickdev/flick/internal/eventing/jetstream/natstest"
+	"github.com/flickdev/flick/internal/httpfront"
 	"github.com/flickdev/flick/internal/kube"
 	"github.com/flickdev/flick/internal/kube/kubetest"
 	"github.com/flickdev/flick/internal/kube/operator"
@@ -339,11 +340,10 @@ func TestGatewayServesAndScales(t *testing.T) {
 	p := startPlatform(t)
 	cfg, cs, ctx, k := p.cfg, p.cs, p.ctx, p.k
 	gw := p.start(Options{}, nil)
-	front := httptest.NewServer(gw.Handler())
-	defer front.Close()
+	frontURL := serveFront(t, gw.Handler())
 
 	get := func(host, path string) (int, string) {
-		req, _ := http.NewRequest("GET", front.URL+path, nil)
+		req, _ := http.NewRequest("GET", frontURL+path, nil)
 		req.Host = host
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -894,4 +894,22 @@ spec:
 	eventually(t, 30*time.Second, "the deleted sequence's address answers 404", func() bool {
 		return send(seqURL, "s2", "dev.flick.order") == http.StatusNotFound
 	})
+}
+
+// serveFront serves h as flick gateway's plain port does: httpfront, with net/http's server
+// behind it for what it hands over.
+func serveFront(t *testing.T, h http.Handler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httpfront.NewPlain(h, &http.Server{Handler: h}, true, nil)
+	go srv.Serve(ln)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	return "http://" + ln.Addr().String()
 }
