@@ -2,11 +2,14 @@
 // through Flick's router (warm, one instance; also behind net/http's server, as with
 // --http1-fast-path=false), through a tuned httputil.ReverseProxy, through a byte relay that
 // parses nothing (the floor of any hop here), and (with -queue) through Knative's
-// queue-proxy in front of it, interleaved in one run with the same load generator. It prints
+// queue-proxy and (with -haproxy) through HAProxy in front of it, interleaved in one run with
+// the same load generator. It prints
 // requests/s, p50/p99 and the proxy's CPU time per request at 1 and 50 connections, and can
 // save a CPU profile of the router under load.
 //
-//	go run ./bench/datapath -flick bin/flick [-queue PATH] [-profile router.pprof]
+//	go run ./bench/datapath -flick bin/flick [-queue PATH] [-haproxy PATH] [-profile router.pprof]
+//
+// bench/datapath/queue.sh builds queue-proxy, installs HAProxy and runs it with both.
 package main
 
 import (
@@ -45,11 +48,12 @@ func main() {
 	flickBin := flag.String("flick", "bin/flick", "flick binary")
 	hello := flag.String("hello", "examples/hello-binary/bin/hello", "Go HTTP server (serves on $PORT)")
 	queue := flag.String("queue", "", "Knative queue-proxy binary (see bench/datapath/queue.sh); empty: skip")
+	haproxy := flag.String("haproxy", "", "HAProxy binary, a C proxy for reference (Debian's haproxy package); empty: skip")
 	rounds := flag.Int("rounds", 3, "interleaved rounds")
 	each := flag.Duration("duration", 2*time.Second, "duration of each run")
 	profile := flag.String("profile", "", "write a 10 s CPU profile of the flick server under 50 connections here")
 	flag.Parse()
-	if err := run(*flickBin, *hello, *queue, *rounds, *each, *profile); err != nil {
+	if err := run(*flickBin, *hello, *queue, *haproxy, *rounds, *each, *profile); err != nil {
 		fmt.Fprintln(os.Stderr, "datapath:", err)
 		os.Exit(1)
 	}
@@ -62,7 +66,7 @@ type target struct {
 	pid   int // the proxy's process, for its CPU time; 0 for direct
 }
 
-func run(flickBin, hello, queue string, rounds int, each time.Duration, profile string) error {
+func run(flickBin, hello, queue, haproxy string, rounds int, each time.Duration, profile string) error {
 	hello, err := filepath.Abs(hello)
 	if err != nil {
 		return err
@@ -111,6 +115,14 @@ func run(flickBin, hello, queue string, rounds int, each time.Duration, profile 
 		}
 		defer func() { qp.Process.Signal(syscall.SIGTERM); qp.Wait() }()
 		targets = append(targets, target{"knative queue-proxy", "http://" + addr + "/", "", qp.Process.Pid})
+	}
+	if haproxy != "" {
+		hp, addr, err := startHAProxy(haproxy, direct)
+		if err != nil {
+			return err
+		}
+		defer func() { hp.Process.Kill(); hp.Wait() }()
+		targets = append(targets, target{"haproxy (C, for reference)", "http://" + addr + "/", "", hp.Process.Pid})
 	}
 	fmt.Printf("# Data path: direct vs proxies, %s, %d CPUs\n\n", time.Now().UTC().Format(time.RFC3339), loadgen.NumCPU())
 	fmt.Printf("Go hello server; closed-loop load from one Go client process; %d interleaved rounds of %s per target and connection count.\n\n", rounds, each)
@@ -332,6 +344,48 @@ func readMessage(c net.Conn, buf []byte) ([]byte, int, error) {
 		}
 		buf = buf[:len(buf)+n]
 	}
+}
+
+// startHAProxy runs HAProxy in HTTP mode in front of upstream: keep-alive both ways, its
+// connections to the server reused, no logging.
+func startHAProxy(bin, upstream string) (*exec.Cmd, string, error) {
+	addr := loadgen.FreeAddr()
+	dir, err := os.MkdirTemp("", "flick-bench-haproxy-")
+	if err != nil {
+		return nil, "", err
+	}
+	cfg := filepath.Join(dir, "haproxy.cfg")
+	conf := fmt.Sprintf(`global
+  nbthread %d
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+frontend bench
+  bind %s
+  default_backend hello
+backend hello
+  server hello %s
+`, loadgen.NumCPU(), addr, upstream)
+	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
+		return nil, "", err
+	}
+	cmd := exec.Command(bin, "-f", cfg)
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		return nil, "", fmt.Errorf("haproxy: %w", err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if resp, err := http.Get("http://" + addr + "/"); err == nil {
+			resp.Body.Close()
+			return cmd, addr, nil
+		}
+	}
+	cmd.Process.Kill()
+	return nil, "", fmt.Errorf("haproxy did not start")
 }
 
 // startProxy runs a baseline proxy (mode reverseproxy or relay) in a process of its own.
