@@ -38,10 +38,11 @@ type conn struct {
 	bw      *bufio.Writer
 	remote  string
 	state   atomic.Int32
-	scratch []byte      // an answer's body held until its length is known, reused per request
-	header  http.Header // the answer's fields, reused per request (a handler is done with them when it returns)
-	fields  []Field     // the request's fields, reused likewise
-	broken  bool        // a write to the client failed
+	scratch []byte        // an answer's body held until its length is known, reused per request
+	header  http.Header   // the answer's fields, reused per request (a handler is done with them when it returns)
+	fields  []Field       // the request's fields, reused likewise
+	spare   *requestState // the last request's, when it was served raw
+	broken  bool          // a write to the client failed
 
 	// The watch for a client going away, started by the server's sweep once a request has
 	// run for WatchAfter.
@@ -157,8 +158,21 @@ func (c *conn) handOff() bool {
 
 // serveRequest runs the handler for one request and reports whether the connection goes on.
 func (c *conn) serveRequest(h *requestHead) bool {
-	// One allocation for what a request needs beside its http.Request.
-	st := &requestState{}
+	// One allocation for what a request needs beside its http.Request. A request served
+	// raw leaves it to the next one on the connection: nothing of an Exchange outlives
+	// ServeRaw, and the context's functions have been stopped or started by then.
+	st := c.spare
+	if st == nil {
+		st = &requestState{}
+	}
+	c.spare = nil
+	reuse := false
+	defer func() {
+		if reuse {
+			*st = requestState{}
+			c.spare = st
+		}
+	}()
 	ctx := &st.ctx
 	defer ctx.cancel()
 	var rb *requestBody
@@ -169,18 +183,20 @@ func (c *conn) serveRequest(h *requestHead) bool {
 	} else {
 		c.bodyDone.Store(true)
 	}
+	now := time.Now()
 	c.mu.Lock()
-	c.inRequest, c.ctx, c.gone, c.started = true, ctx, false, time.Now()
+	c.inRequest, c.ctx, c.gone, c.started = true, ctx, false, now
 	c.mu.Unlock()
 	defer c.endRequest(rb)
 
 	st.head = *h
 	x := &st.x
-	*x = Exchange{c: c, st: st, h: &st.head, body: rb}
+	*x = Exchange{c: c, st: st, h: &st.head, body: rb, start: now}
 	if c.srv.raw == nil || !h.plain || !c.srv.raw.ServeRaw(x) {
 		w, r := x.Std()
 		c.srv.Handler.ServeHTTP(w, r)
 	}
+	reuse = x.w == nil
 	return x.finish()
 }
 

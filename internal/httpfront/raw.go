@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"time"
 )
 
 // RawHandler is a Handler that can also serve a plain request from its parsed head, with no
@@ -21,14 +22,15 @@ type RawHandler interface {
 // Exchange is one plain HTTP/1.1 request and its answer, for a RawHandler. The handler
 // either writes a whole answer (status line, fields, blank line, body) to Writer, saying
 // "Connection: close" when Closing reports true, or calls Std once and answers through
-// net/http's interface from then on. Nothing of an Exchange may be kept after ServeRaw
-// returns.
+// net/http's interface from then on. Nothing of an Exchange, its Context included, may be
+// used after ServeRaw returns: the next request on the connection reuses it.
 type Exchange struct {
-	c    *conn
-	st   *requestState
-	h    *requestHead
-	body *requestBody
-	w    *response // set by Std
+	c     *conn
+	st    *requestState
+	h     *requestHead
+	body  *requestBody
+	w     *response // set by Std
+	start time.Time
 }
 
 func (x *Exchange) Method() string   { return x.h.method }
@@ -42,6 +44,9 @@ func (x *Exchange) Fields() []Field { return x.h.fields }
 
 // ContentLength is the body's length (0: none; chunked bodies never reach a RawHandler).
 func (x *Exchange) ContentLength() int64 { return x.h.contentLength }
+
+// Started is when the request's head had arrived whole.
+func (x *Exchange) Started() time.Time { return x.start }
 
 // RemoteAddr is the client's address.
 func (x *Exchange) RemoteAddr() string { return x.c.remote }

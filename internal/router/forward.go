@@ -78,21 +78,23 @@ func (p *pool) close() {
 	}
 }
 
-type pools struct{ m sync.Map } // instance id -> *pool
+// pools are keyed by the instance itself: a pointer goes into sync.Map's key without the
+// allocation a string takes.
+type pools struct{ m sync.Map } // *runtime.Instance -> *pool
 
 // of returns the instance's pool, creating it (and its cleanup when the instance exits).
 func (ps *pools) of(inst *runtime.Instance) *pool {
-	if p, ok := ps.m.Load(inst.ID); ok {
+	if p, ok := ps.m.Load(inst); ok {
 		return p.(*pool)
 	}
-	p, loaded := ps.m.LoadOrStore(inst.ID, &pool{addr: inst.Addr})
+	p, loaded := ps.m.LoadOrStore(inst, &pool{addr: inst.Addr})
 	if !loaded {
 		if c := inst.TakeConn(); c != nil {
 			p.(*pool).put(newUpstream(c))
 		}
 		go func() {
 			<-inst.Done()
-			ps.m.Delete(inst.ID)
+			ps.m.Delete(inst)
 			p.(*pool).close()
 		}()
 	}

@@ -48,24 +48,24 @@ func (rt *Router) ServeRaw(x *httpfront.Exchange) bool {
 	if wl == nil {
 		return false
 	}
-	start := time.Now()
 	lease := wl.TryAcquire()
 	if lease == nil {
 		return false // the activator's wait is in serve
 	}
-	code := rt.serveRaw(x, lease, target)
+	start := x.Started()
+	code := rt.serveRaw(x, lease, target, start)
 	rt.stats.record(key, code, time.Since(start))
 	return true
 }
 
-func (rt *Router) serveRaw(x *httpfront.Exchange, lease *engine.Lease, target Target) int {
+func (rt *Router) serveRaw(x *httpfront.Exchange, lease *engine.Lease, target Target, start time.Time) int {
 	defer lease.Release()
 	timeout := lease.Timeout()
 	if lease.H2C() {
 		w, r := x.Std()
 		return rt.proxyLeased(w, r, lease, target, false, 0, time.Time{})
 	}
-	deadline := time.Now().Add(timeout)
+	deadline := start.Add(timeout)
 	p := rt.pools.of(lease.Instance())
 	u := p.get()
 	reused := u != nil

@@ -43,16 +43,45 @@ func (s Stats) ErrorRate() float64 {
 // Quantile is the latency quantile (a bucket's upper edge).
 func (s Stats) Quantile(q float64) time.Duration { return s.Latency.Quantile(q) }
 
+// statsTable is copied on write: workloads come and go rarely, and a plain map's lookup
+// takes no allocation for the key, where sync.Map boxes every string it is asked for.
 type statsTable struct {
-	m sync.Map // workload key -> *workloadStats
+	mu sync.Mutex
+	m  atomic.Pointer[map[string]*workloadStats]
 }
 
 func (t *statsTable) get(key string) *workloadStats {
-	if v, ok := t.m.Load(key); ok {
-		return v.(*workloadStats)
+	if m := t.m.Load(); m != nil {
+		if s, ok := (*m)[key]; ok {
+			return s
+		}
 	}
-	v, _ := t.m.LoadOrStore(key, &workloadStats{latency: histogram.New()})
-	return v.(*workloadStats)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := t.m.Load()
+	if old != nil {
+		if s, ok := (*old)[key]; ok {
+			return s
+		}
+	}
+	m := make(map[string]*workloadStats, 1)
+	if old != nil {
+		for k, v := range *old {
+			m[k] = v
+		}
+	}
+	s := &workloadStats{latency: histogram.New()}
+	m[key] = s
+	t.m.Store(&m)
+	return s
+}
+
+// all is every workload's counters.
+func (t *statsTable) all() map[string]*workloadStats {
+	if m := t.m.Load(); m != nil {
+		return *m
+	}
+	return nil
 }
 
 func (t *statsTable) record(key string, code int, took time.Duration) {
@@ -78,9 +107,8 @@ func (rt *Router) Stats(key string) Stats {
 // AllStats returns every workload's counters, for the metrics endpoint.
 func (rt *Router) AllStats() map[string]Stats {
 	out := map[string]Stats{}
-	rt.stats.m.Range(func(k, _ any) bool {
-		out[k.(string)] = rt.Stats(k.(string))
-		return true
-	})
+	for k := range rt.stats.all() {
+		out[k] = rt.Stats(k)
+	}
 	return out
 }
