@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/flickdev/flick/internal/autoscaler"
@@ -88,8 +90,11 @@ type Engine struct {
 
 	mu        sync.RWMutex
 	workloads map[string]*Workload
-	closed    bool
-	stops     sync.WaitGroup // instance starts and stops in flight
+	// byKey is a copy of workloads published on every change, for Get: a request's lookup
+	// takes no lock (a read lock's counter is a cache line both cores would fight over).
+	byKey  atomic.Pointer[map[string]*Workload]
+	closed bool
+	stops  sync.WaitGroup // instance starts and stops in flight
 }
 
 // New returns an engine; onChange is called (without locks held) whenever a workload's
@@ -137,6 +142,13 @@ func (e *Engine) Declare(key string, cfg apis.WorkloadConfig) {
 	}
 	e.workloads[key] = &Workload{e: e, key: key, spec: WorkloadSpec{Key: key, Config: cfg}, pending: true, changed: make(chan struct{}),
 		asConfig: autoscalerConfig(e.opts.Autoscaler, cfg), coldWait: histogram.New()}
+	e.publishLocked()
+}
+
+// publishLocked publishes the workloads for Get after a change.
+func (e *Engine) publishLocked() {
+	m := maps.Clone(e.workloads)
+	e.byKey.Store(&m)
 }
 
 // Fail records why a declared workload that never got a spec cannot run; its waiting and
@@ -165,6 +177,7 @@ func (e *Engine) Upsert(spec WorkloadSpec) {
 	if !ok {
 		w = &Workload{e: e, key: spec.Key, spec: spec, changed: make(chan struct{}), coldWait: histogram.New()}
 		e.workloads[spec.Key] = w
+		e.publishLocked()
 	}
 	e.mu.Unlock()
 
@@ -224,6 +237,9 @@ func (e *Engine) Remove(key string) {
 	e.mu.Lock()
 	w, ok := e.workloads[key]
 	delete(e.workloads, key)
+	if ok {
+		e.publishLocked()
+	}
 	e.mu.Unlock()
 	if !ok {
 		return
@@ -240,10 +256,10 @@ func (e *Engine) Remove(key string) {
 
 // Get returns the workload, or nil.
 func (e *Engine) Get(key string) *Workload {
-	e.mu.RLock()
-	w := e.workloads[key]
-	e.mu.RUnlock()
-	return w
+	if m := e.byKey.Load(); m != nil {
+		return (*m)[key]
+	}
+	return nil
 }
 
 // Shutdown stops every instance, each with its grace period, and waits for them.

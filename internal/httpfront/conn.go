@@ -37,6 +37,7 @@ type conn struct {
 	br      *bufio.Reader
 	bw      *bufio.Writer
 	remote  string
+	ip      string // remote's host, for X-Forwarded-For
 	state   atomic.Int32
 	scratch []byte        // an answer's body held until its length is known, reused per request
 	header  http.Header   // the answer's fields, reused per request (a handler is done with them when it returns)
@@ -75,6 +76,9 @@ func (r *connReader) Read(p []byte) (int, error) {
 
 func newConn(s *Server, rwc net.Conn) *conn {
 	c := &conn{srv: s, rwc: rwc, remote: rwc.RemoteAddr().String()}
+	if ip, _, err := net.SplitHostPort(c.remote); err == nil {
+		c.ip = ip
+	}
 	c.cr.rwc = rwc
 	c.br = bufio.NewReaderSize(&c.cr, readBufSize)
 	c.bw = bufio.NewWriterSize(rwc, writeBufSize)
@@ -221,12 +225,9 @@ func (c *conn) endRequest(rb *requestBody) {
 }
 
 // clientGone reports whether the watch saw the client close the connection during the last
-// request (the watch has ended by then).
-func (c *conn) clientGone() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.gone
-}
+// request. No lock: the watch has ended by then (endRequest waited for it, and no new one
+// starts once inRequest is false), and only it writes gone besides this goroutine.
+func (c *conn) clientGone() bool { return c.gone }
 
 // maybeWatch starts the watch of a request that has run for WatchAfter: a read of the
 // connection, so that a client that closes it ends the request's context (what net/http

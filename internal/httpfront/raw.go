@@ -51,6 +51,9 @@ func (x *Exchange) Started() time.Time { return x.start }
 // RemoteAddr is the client's address.
 func (x *Exchange) RemoteAddr() string { return x.c.remote }
 
+// RemoteIP is RemoteAddr's host ("" when it has none), worked out once per connection.
+func (x *Exchange) RemoteIP() string { return x.c.ip }
+
 // Context ends when the client goes away or the request is done.
 func (x *Exchange) Context() context.Context { return &x.st.ctx }
 

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -232,7 +231,7 @@ func writeRawRequest(bw *bufio.Writer, x *httpfront.Exchange, path string) error
 		}
 		writeField(bw, f.Key, f.Value)
 	}
-	if ip, _, err := net.SplitHostPort(x.RemoteAddr()); err == nil {
+	if ip := x.RemoteIP(); ip != "" {
 		bw.WriteString("X-Forwarded-For: ")
 		if priorXFF {
 			for _, f := range x.Fields() {
