@@ -191,6 +191,7 @@ func (c *conn) serveRequest(h *requestHead) bool {
 	c.mu.Lock()
 	c.inRequest, c.ctx, c.gone, c.started = true, ctx, false, now
 	c.mu.Unlock()
+	c.srv.wakeSweep()
 	defer c.endRequest(rb)
 
 	st.head = *h
@@ -232,18 +233,20 @@ func (c *conn) clientGone() bool { return c.gone }
 // maybeWatch starts the watch of a request that has run for WatchAfter: a read of the
 // connection, so that a client that closes it ends the request's context (what net/http
 // does for every request). It waits until the body has been read; then nothing else reads.
-func (c *conn) maybeWatch(now time.Time) {
+// It reports whether a request is in progress.
+func (c *conn) maybeWatch(now time.Time) (inRequest bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.inRequest || c.watching || now.Sub(c.started) < c.srv.WatchAfter || !c.bodyDone.Load() {
-		return
+		return c.inRequest
 	}
 	if c.br.Buffered() > 0 {
-		return // the client pipelined its next request: it is still there
+		return true // the client pipelined its next request: it is still there
 	}
 	c.watching = true
 	c.watchDone = make(chan struct{})
 	go c.watch(c.ctx, c.watchDone)
+	return true
 }
 
 func (c *conn) watch(ctx *requestContext, done chan struct{}) {

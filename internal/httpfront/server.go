@@ -47,23 +47,63 @@ type Server struct {
 	dateCache  atomic.Pointer[dateValue]
 	stopSweep  chan struct{}
 	sweepOnce  sync.Once
+	sweeping   atomic.Bool   // the sweep's ticker runs
+	sweepWake  chan struct{} // wakes a sleeping sweep (one slot)
 }
 
 // sweep starts the watch of requests that have run for WatchAfter; one ticker for the
-// server costs less than a timer per request.
+// server costs less than a timer per request. With no request in progress it stops until
+// one starts, so an idle server does not wake for it.
 func (s *Server) sweep() {
-	tick := time.NewTicker(s.WatchAfter / 2)
+	every := s.WatchAfter / 2
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
 		select {
 		case <-s.stopSweep:
 			return
 		case now := <-tick.C:
-			s.mu.Lock()
-			for c := range s.conns {
-				c.maybeWatch(now)
+			if s.sweepConns(now) {
+				continue
 			}
-			s.mu.Unlock()
+			// Say the sweep sleeps, then look once more: a request that started before this
+			// look is seen by it, and one that starts after sees sweeping false and wakes it.
+			s.sweeping.Store(false)
+			if s.sweepConns(now) {
+				s.sweeping.Store(true)
+				continue
+			}
+			tick.Stop()
+			select {
+			case <-s.stopSweep:
+				return
+			case <-s.sweepWake:
+			}
+			tick.Reset(every)
+		}
+	}
+}
+
+// sweepConns starts the watches that are due and reports whether any request is in progress.
+func (s *Server) sweepConns(now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	busy := false
+	for c := range s.conns {
+		if c.maybeWatch(now) {
+			busy = true
+		}
+	}
+	return busy
+}
+
+// wakeSweep restarts a sleeping sweep; a request calls it once it is in progress. While the
+// sweep runs it costs one read of a flag nobody writes.
+func (s *Server) wakeSweep() {
+	if !s.sweeping.Load() && s.sweeping.CompareAndSwap(false, true) {
+		select {
+		case s.sweepWake <- struct{}{}:
+		default:
 		}
 	}
 }
@@ -85,6 +125,8 @@ func (s *Server) init() {
 		s.raw, _ = s.Handler.(RawHandler)
 		go s.Fallback.Serve(s.handoff) // returns when Shutdown closes the handoff listener
 		s.stopSweep = make(chan struct{})
+		s.sweepWake = make(chan struct{}, 1)
+		s.sweeping.Store(true)
 		go s.sweep()
 	})
 }

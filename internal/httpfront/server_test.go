@@ -302,31 +302,50 @@ func TestHandoff(t *testing.T) {
 }
 
 func TestClientGoneEndsContext(t *testing.T) {
-	ended := make(chan error, 1)
-	afterFuncRan := make(chan struct{})
-	_, addr := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		context.AfterFunc(r.Context(), func() { close(afterFuncRan) })
-		select {
-		case <-r.Context().Done():
-			ended <- r.Context().Err()
-		case <-time.After(5 * time.Second):
-			ended <- errors.New("the context did not end")
+	// Once at once, and once after the sweep has gone to sleep for want of requests: the
+	// request must wake it.
+	for _, idleFirst := range []bool{false, true} {
+		ended := make(chan error, 1)
+		afterFuncRan := make(chan struct{})
+		s, addr := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/quick" {
+				return
+			}
+			context.AfterFunc(r.Context(), func() { close(afterFuncRan) })
+			select {
+			case <-r.Context().Done():
+				ended <- r.Context().Err()
+			case <-time.After(5 * time.Second):
+				ended <- errors.New("the context did not end")
+			}
+		}))
+		if idleFirst {
+			resp, err := http.Get("http://" + addr + "/quick") // the sweep runs, then has nothing to do
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			for giveUp := time.Now().Add(5 * time.Second); s.sweeping.Load(); time.Sleep(5 * time.Millisecond) {
+				if time.Now().After(giveUp) {
+					t.Fatal("the sweep still runs with no request in progress")
+				}
+			}
 		}
-	}))
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.WriteString(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
-	time.Sleep(50 * time.Millisecond)
-	c.Close()
-	if err := <-ended; !errors.Is(err, context.Canceled) {
-		t.Fatalf("context: %v", err)
-	}
-	select {
-	case <-afterFuncRan:
-	case <-time.After(5 * time.Second):
-		t.Fatal("context.AfterFunc did not run")
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+		time.Sleep(50 * time.Millisecond)
+		c.Close()
+		if err := <-ended; !errors.Is(err, context.Canceled) {
+			t.Fatalf("idle first %v: context: %v", idleFirst, err)
+		}
+		select {
+		case <-afterFuncRan:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("idle first %v: context.AfterFunc did not run", idleFirst)
+		}
 	}
 }
 
