@@ -48,6 +48,11 @@ func ScanHead(buf []byte) (h RawHead, complete, plain bool) {
 	}
 	h.Code = int(c[0]-'0')*100 + int(c[1]-'0')*10 + int(c[2]-'0')
 	h.Status = line[9 : len(line)-1]
+	for _, b := range h.Status {
+		if b < ' ' && b != '\t' || b == 0x7f {
+			return h, true, false // a bare CR in the reason could end the line for some clients
+		}
+	}
 	h.Fields = head[nl+1:]
 	for rest := h.Fields; len(rest) > 0; {
 		i := bytes.IndexByte(rest, '\n')

@@ -39,6 +39,7 @@ func TestScanHead(t *testing.T) {
 		{name: "HTTP/2 status line", head: "HTTP/2 200 OK\r\n\r\n", complete: true},
 		{name: "letters in code", head: "HTTP/1.1 2x0 OK\r\n\r\n", complete: true},
 		{name: "code run on", head: "HTTP/1.1 2000 OK\r\n\r\n", complete: true},
+		{name: "bare CR in the reason", head: "HTTP/1.1 200 OK\rX-Injected: 1\r\n\r\n", complete: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h, complete, plain := ScanHead([]byte(tc.head + body))
