@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/flickdev/flick/internal/httpfront"
@@ -33,6 +34,7 @@ type upstream struct {
 	body     io.LimitedReader // the current answer's body, when its length is known
 	watch    clientWatch      // the current exchange's
 	cut      func()           // ends the current exchange: the client went away
+	idle     time.Time        // when it went back to the pool
 }
 
 // pool keeps one instance's idle connections.
@@ -45,18 +47,57 @@ type pool struct {
 
 const maxIdlePerInstance = 256
 
+// checkIdleAfter is how long a kept connection sits in the pool before it is checked on its
+// way out. Servers close idle connections (Node.js after 5 s), and a request written to one
+// that closed is lost: an idempotent one goes again, but any other would fail with a 502.
+// Connections reused sooner (every one under load) are not checked: a check is a syscall.
+const checkIdleAfter = time.Second
+
+// get takes the most recently used idle connection, leaving out those the instance closed.
 func (p *pool) get() *upstream {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if n := len(p.idle); n > 0 {
+	for {
+		p.mu.Lock()
+		n := len(p.idle)
+		if n == 0 {
+			p.mu.Unlock()
+			return nil
+		}
 		u := p.idle[n-1]
 		p.idle = p.idle[:n-1]
-		return u
+		p.mu.Unlock()
+		if time.Since(u.idle) < checkIdleAfter || u.usable() {
+			return u
+		}
+		u.conn.Close()
 	}
-	return nil
+}
+
+// usable reports whether an idle connection can take a request: the instance has neither
+// closed it nor sent anything unasked. One non-blocking peek at the socket.
+func (u *upstream) usable() bool {
+	if u.br.Buffered() > 0 {
+		return false
+	}
+	sc, ok := u.conn.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	usable := false
+	var b [1]byte
+	err = rc.Read(func(fd uintptr) bool {
+		_, _, rerr := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		usable = rerr == syscall.EAGAIN // nothing to read: open and quiet; EOF or data: not
+		return true
+	})
+	return err == nil && usable
 }
 
 func (p *pool) put(u *upstream) {
+	u.idle = time.Now()
 	p.mu.Lock()
 	if !p.dead && len(p.idle) < maxIdlePerInstance {
 		p.idle = append(p.idle, u)
@@ -145,28 +186,35 @@ var errAfterHeaders = errors.New("upstream failed after the response began")
 // sent, or an error when no answer was sent (the caller then writes one).
 func (rt *Router) forward(w http.ResponseWriter, r *http.Request, inst *runtime.Instance, path string, deadline time.Time) (int, error) {
 	p := rt.pools.of(inst)
+	return p.do(r.Context(), deadline, idempotent(r), func(u *upstream) (int, error) {
+		return exchange(w, r, p, u, path, deadline)
+	})
+}
+
+// do runs an exchange on a pooled connection, or a new one. A pooled connection the
+// instance had closed fails before any byte of the answer; like net/http's transport, do
+// sends the request again on a new connection only when it may safely go twice (retryable:
+// idempotent, with no body).
+func (p *pool) do(ctx context.Context, deadline time.Time, retryable bool, exchange func(*upstream) (int, error)) (int, error) {
 	u := p.get()
 	reused := u != nil
 	for {
 		if u == nil {
 			var err error
-			dctx, cancel := context.WithDeadline(r.Context(), deadline)
+			dctx, cancel := context.WithDeadline(ctx, deadline)
 			u, err = dial(dctx, p.addr)
 			cancel()
 			if err != nil {
 				return 0, err
 			}
 		}
-		code, err := exchange(w, r, p, u, path, deadline)
+		code, err := exchange(u)
 		if err == nil {
 			return code, nil
 		}
 		u.conn.Close()
-		// A pooled connection the instance had closed fails before any byte of the answer.
-		// Like net/http's transport, send the request again on a new connection only when it
-		// is idempotent and has no body: then a second delivery cannot do harm.
 		var stale *staleConnError
-		if reused && errors.As(err, &stale) && idempotent(r) {
+		if reused && errors.As(err, &stale) && retryable {
 			u, reused = nil, false
 			continue
 		}

@@ -2,8 +2,6 @@ package router
 
 import (
 	"bufio"
-	"context"
-	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -25,17 +23,7 @@ import (
 // nothing: ServeHTTP then serves it (HTTP routes, /function/ paths, waits for an instance,
 // errors).
 func (rt *Router) ServeRaw(x *httpfront.Exchange) bool {
-	host, path := normalHost(x.Host()), x.Path()
-	target, ok := resolveHost(host, path, rt.domain)
-	if !ok {
-		target, ok = rt.clusterLocal(host, path)
-	}
-	if !ok {
-		target, ok = rt.mappedDomain(host, path)
-	}
-	if !ok {
-		target, ok = rt.shortLocal(host, path)
-	}
+	target, ok := rt.byHost(normalHost(x.Host()), x.Path())
 	if !ok || x.ContentLength() > rt.maxBody {
 		return false
 	}
@@ -66,34 +54,14 @@ func (rt *Router) serveRaw(x *httpfront.Exchange, lease *engine.Lease, target Ta
 	}
 	deadline := start.Add(timeout)
 	p := rt.pools.of(lease.Instance())
-	u := p.get()
-	reused := u != nil
-	for {
-		if u == nil {
-			var err error
-			dctx, cancel := context.WithDeadline(x.Context(), deadline)
-			u, err = dial(dctx, p.addr)
-			cancel()
-			if err != nil {
-				w, r := x.Std()
-				return rt.forwardError(w, r, lease, target, timeout, err)
-			}
-		}
-		code, err := exchangeRaw(x, p, u, target.Path, deadline)
-		if err == nil {
-			return code
-		}
-		u.conn.Close()
-		// As in forward: a pooled connection the instance had closed, for a request that
-		// may safely go again.
-		var stale *staleConnError
-		if reused && errors.As(err, &stale) && rawIdempotent(x) {
-			u, reused = nil, false
-			continue
-		}
+	code, err := p.do(x.Context(), deadline, rawIdempotent(x), func(u *upstream) (int, error) {
+		return exchangeRaw(x, p, u, target.Path, deadline)
+	})
+	if err != nil {
 		w, r := x.Std()
 		return rt.forwardError(w, r, lease, target, timeout, err)
 	}
+	return code
 }
 
 // exchangeRaw sends the request on u and copies the answer. An error means nothing was

@@ -126,22 +126,28 @@ func setPath(u *url.URL, escaped string) {
 	}
 }
 
+// byHost resolves a workload's own host: {name}.{namespace}.{domain}, a cluster-local
+// name, a custom domain, then {name}.{namespace} on a cluster.
+func (rt *Router) byHost(host, path string) (Target, bool) {
+	if t, ok := resolveHost(host, path, rt.domain); ok {
+		return t, true
+	}
+	if t, ok := rt.clusterLocal(host, path); ok {
+		return t, true
+	}
+	if t, ok := rt.mappedDomain(host, path); ok {
+		return t, true
+	}
+	return rt.shortLocal(host, path)
+}
+
 // ServeHTTP routes by host or path.
 func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// A workload's own host first, then HTTP routes, then OpenFaaS's /function/{name}.
 	// The instance gets the path as the client wrote it: decoded, "/a%20b" would go out
 	// as "/a b", which no server parses.
 	host, path := normalHost(r.Host), r.URL.EscapedPath()
-	target, ok := resolveHost(host, path, rt.domain)
-	if !ok {
-		target, ok = rt.clusterLocal(host, path)
-	}
-	if !ok {
-		target, ok = rt.mappedDomain(host, path)
-	}
-	if !ok {
-		target, ok = rt.shortLocal(host, path)
-	}
+	target, ok := rt.byHost(host, path)
 	if !ok {
 		if rt.servePath(w, r, host) {
 			return

@@ -544,3 +544,24 @@ func TestHop(t *testing.T) {
 		}
 	}
 }
+
+// Kept connections the instance closes while idle (as Node.js does after 5 s) cost no
+// request: one idle for a while is checked on its way out of the pool; one closed sooner
+// than that is found stale on use, and a GET goes again on a new connection.
+func TestStalePooledConnection(t *testing.T) {
+	for _, fast := range []bool{true, false} {
+		h := newHarnessWith(t, engine.Options{}, fast)
+		h.deploy("default/f", workload{env: []string{"FLICK_TEST_IDLE_TIMEOUT=100ms"}})
+		const host = "f.default.localhost"
+		first := ok(t, h.get(t, host, "/"))
+		time.Sleep(400 * time.Millisecond) // closed, but not idle long enough to be checked
+		if again := ok(t, h.get(t, host, "/")); again.PID != first.PID {
+			t.Fatalf("fast %v: another instance answered", fast)
+		}
+		time.Sleep(1200 * time.Millisecond) // closed, and checked on its way out
+		r := h.do(t, http.MethodPost, host, "/", strings.NewReader("body"), 4)
+		if r.code != http.StatusOK {
+			t.Errorf("fast %v: a POST after the instance closed its idle connection got %d %s, want 200", fast, r.code, r.body)
+		}
+	}
+}

@@ -48,7 +48,8 @@ type Reply struct {
 //   - crash-on-start: print a line to stderr and exit 1 without listening.
 //   - crash-on-request: listen, and exit 3 on the first request.
 //
-// FLICK_TEST_START_DELAY delays listening.
+// FLICK_TEST_START_DELAY delays listening; FLICK_TEST_IDLE_TIMEOUT closes idle kept
+// connections after that long.
 func serve() {
 	mode := os.Getenv("FLICK_TEST_MODE")
 	if mode == "crash-on-start" {
@@ -91,7 +92,11 @@ func serve() {
 			Header: r.Header,
 		})
 	}
-	err := http.ListenAndServe("127.0.0.1:"+os.Getenv("PORT"), http.HandlerFunc(handler))
+	srv := &http.Server{Addr: "127.0.0.1:" + os.Getenv("PORT"), Handler: http.HandlerFunc(handler)}
+	if d, err := time.ParseDuration(os.Getenv("FLICK_TEST_IDLE_TIMEOUT")); err == nil {
+		srv.IdleTimeout = d // closes kept connections: a proxy's pooled ones go stale
+	}
+	err := srv.ListenAndServe()
 	fmt.Fprintln(os.Stderr, err)
 	os.Exit(2)
 }
