@@ -82,6 +82,7 @@ func parseHead(s string, dst http.Header) (Head, error) {
 	// Every value shares one backing array, as in net/http.
 	values := make([]string, strings.Count(rest, "\n"))
 	var lastKey string
+	var connection []string // the Connection fields' values
 	for i := 0; rest != ""; i++ {
 		line, rest, _ = strings.Cut(rest, "\n")
 		line = strings.TrimSuffix(line, "\r")
@@ -111,9 +112,10 @@ func parseHead(s string, dst http.Header) (Head, error) {
 		case "Transfer-Encoding":
 			h.Chunked = h.Chunked || strings.Contains(strings.ToLower(value), "chunked")
 		case "Connection":
-			if strings.EqualFold(value, "close") {
+			if Listed(value, "close") {
 				h.Close = true
 			}
+			connection = append(connection, value)
 		}
 		lastKey = ""
 		if HopHeaders[key] {
@@ -126,6 +128,14 @@ func parseHead(s string, dst http.Header) (Head, error) {
 			dst[key] = values[i : i+1 : i+1]
 		}
 		lastKey = key
+	}
+	// Fields the Connection field names are this hop's too.
+	for _, list := range connection {
+		for k := range dst {
+			if Listed(list, k) {
+				delete(dst, k)
+			}
+		}
 	}
 	return h, nil
 }

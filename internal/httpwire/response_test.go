@@ -30,6 +30,7 @@ func TestReadHeadAndBody(t *testing.T) {
 		{"HEAD keeps the length", "HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\nNEXT", "HEAD", 200, "", 99, true, false, nil, "NEXT"},
 		{"folded header", "HTTP/1.1 200 OK\r\nX-Long: a\r\n b\r\nContent-Length: 0\r\n\r\n", "GET", 200, "", 0, true, false, map[string]string{"X-Long": "a b"}, ""},
 		{"hop-by-hop headers dropped", "HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5\r\nX-Ok: 1\r\nContent-Length: 0\r\n\r\n", "GET", 200, "", 0, true, false, map[string]string{"X-Ok": "1", "Keep-Alive": ""}, ""},
+		{"fields named by Connection dropped", "HTTP/1.1 200 OK\r\nConnection: x-hop, Close\r\nX-Hop: 1\r\nX-Ok: 1\r\nContent-Length: 0\r\n\r\n", "GET", 200, "", 0, true, true, map[string]string{"X-Ok": "1", "X-Hop": ""}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -3,6 +3,7 @@ package httpwire
 import (
 	"bufio"
 	"bytes"
+	"strings"
 
 	"golang.org/x/net/http/httpguts"
 )
@@ -14,6 +15,7 @@ type RawHead struct {
 	Status         []byte // the status line after the version: "200 OK"
 	Fields         []byte // the field lines, each ending in CRLF
 	Size           int    // the head's bytes, blank line included
+	Connection     []byte // the Connection field's value, for the fields it names
 	HasDate        bool
 	HasContentType bool
 	EventStream    bool // Content-Type text/event-stream: the body is a stream
@@ -74,6 +76,10 @@ func ScanHead(buf []byte) (h RawHead, complete, plain bool) {
 		case equalFold(line, "Transfer-Encoding"):
 			h.Chunked = true // whatever the coding: ReadHead's way decides
 		case equalFold(line, "Connection"):
+			if h.Connection != nil {
+				return h, true, false // two of them: ReadHead's way joins them
+			}
+			h.Connection = value
 			if hasCloseToken(value) {
 				h.Close = true
 			}
@@ -115,13 +121,15 @@ func field(line []byte) (name, value []byte, ok bool) {
 }
 
 // CopyFields writes the field lines of a head ScanHead found plain, leaving out
-// hop-by-hop fields and Content-Length (the proxy frames the body itself).
-func CopyFields(bw *bufio.Writer, fields []byte) {
-	for rest := fields; len(rest) > 0; {
+// hop-by-hop fields, those its Connection field names, and Content-Length (the proxy frames
+// the body itself).
+func CopyFields(bw *bufio.Writer, h *RawHead) {
+	for rest := h.Fields; len(rest) > 0; {
 		i := bytes.IndexByte(rest, '\n')
 		line := rest[:i+1]
 		rest = rest[i+1:]
-		if skipField(line[:bytes.IndexByte(line, ':')]) {
+		name := line[:bytes.IndexByte(line, ':')]
+		if skipField(name) || len(h.Connection) > 0 && Listed(string(h.Connection), string(name)) {
 			continue
 		}
 		bw.Write(line)
@@ -190,21 +198,19 @@ func digits(b []byte) (int64, bool) {
 }
 
 // hasCloseToken reports whether a Connection value lists "close".
-func hasCloseToken(v []byte) bool {
-	for len(v) > 0 {
-		tok := v
-		if i := bytes.IndexByte(v, ','); i >= 0 {
-			tok, v = v[:i], v[i+1:]
+func hasCloseToken(v []byte) bool { return Listed(string(v), "close") }
+
+// Listed reports whether the comma-separated list (a Connection field's value) has name,
+// in any case. A proxy drops the fields a Connection field names (RFC 9110 7.6.1).
+func Listed(list, name string) bool {
+	for len(list) > 0 {
+		tok := list
+		if i := strings.IndexByte(list, ','); i >= 0 {
+			tok, list = list[:i], list[i+1:]
 		} else {
-			v = nil
+			list = ""
 		}
-		for len(tok) > 0 && (tok[0] == ' ' || tok[0] == '\t') {
-			tok = tok[1:]
-		}
-		for len(tok) > 0 && (tok[len(tok)-1] == ' ' || tok[len(tok)-1] == '\t') {
-			tok = tok[:len(tok)-1]
-		}
-		if equalFold(tok, "close") {
+		if strings.EqualFold(strings.Trim(tok, " \t"), name) {
 			return true
 		}
 	}

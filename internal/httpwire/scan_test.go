@@ -34,6 +34,7 @@ func TestScanHead(t *testing.T) {
 		{name: "field without colon", head: "HTTP/1.1 200 OK\r\nX-A 1\r\n\r\n", complete: true},
 		{name: "space in name", head: "HTTP/1.1 200 OK\r\nX A: 1\r\n\r\n", complete: true},
 		{name: "control in value", head: "HTTP/1.1 200 OK\r\nX-A: 1\x002\r\n\r\n", complete: true},
+		{name: "two Connection fields", head: "HTTP/1.1 200 OK\r\nConnection: a\r\nConnection: b\r\n\r\n", complete: true},
 		{name: "two lengths", head: "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n", complete: true},
 		{name: "signed length", head: "HTTP/1.1 200 OK\r\nContent-Length: +1\r\n\r\n", complete: true},
 		{name: "HTTP/2 status line", head: "HTTP/2 200 OK\r\n\r\n", complete: true},
@@ -61,7 +62,7 @@ func TestScanHead(t *testing.T) {
 }
 
 func TestCopyFields(t *testing.T) {
-	head := "HTTP/1.1 200 OK\r\nX-A: 1\r\nconnection: close\r\nKeep-Alive: timeout=5\r\nContent-Length: 3\r\n" +
+	head := "HTTP/1.1 200 OK\r\nX-A: 1\r\nconnection: close, X-Hop\r\nx-hop: 1\r\nKeep-Alive: timeout=5\r\nContent-Length: 3\r\n" +
 		"TE: trailers\r\nTrailer: X\r\nUpgrade: h2c\r\nProxy-Connection: x\r\nTransfer-Encoding: gzip\r\n" +
 		"Proxy-Authenticate: Basic\r\nProxy-Authorization: y\r\nContent-Type: text/plain\r\nx-b:2\r\n\r\n"
 	h, _, plain := ScanHead([]byte(head))
@@ -70,7 +71,7 @@ func TestCopyFields(t *testing.T) {
 	}
 	var sb strings.Builder
 	bw := bufio.NewWriter(&sb)
-	CopyFields(bw, h.Fields)
+	CopyFields(bw, &h)
 	bw.Flush()
 	if want := "X-A: 1\r\nContent-Type: text/plain\r\nx-b:2\r\n"; sb.String() != want {
 		t.Errorf("copied %q, want %q", sb.String(), want)

@@ -356,8 +356,10 @@ func writeRequest(bw *bufio.Writer, r *http.Request, path string) error {
 	bw.WriteString(" HTTP/1.1\r\nHost: ")
 	bw.WriteString(r.Host)
 	bw.WriteString("\r\n")
+	connection := strings.Join(r.Header["Connection"], ",")
 	for k, vv := range r.Header {
-		if hopHeaders[k] || k == "Host" || k == "Content-Length" || k == "X-Forwarded-For" {
+		if hopHeaders[k] || k == "Host" || k == "Content-Length" || k == "X-Forwarded-For" ||
+			connection != "" && httpwire.Listed(connection, k) {
 			continue
 		}
 		for _, v := range vv {

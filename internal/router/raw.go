@@ -115,7 +115,7 @@ func exchangeRaw(x *httpfront.Exchange, p *pool, u *upstream, path string, deadl
 		bw.WriteString(x.Date())
 		bw.WriteString("\r\n")
 	}
-	httpwire.CopyFields(bw, h.Fields)
+	httpwire.CopyFields(bw, &h)
 	if h.ContentLength >= 0 && h.Code != http.StatusNoContent {
 		bw.WriteString("Content-Length: ")
 		bw.WriteString(strconv.FormatInt(h.ContentLength, 10))
@@ -185,10 +185,22 @@ func writeRawRequest(bw *bufio.Writer, x *httpfront.Exchange, path string) error
 	bw.WriteString(x.Host())
 	bw.WriteString("\r\n")
 	var priorXFF, fwdHost, fwdProto bool
+	connection := ""
+	for _, f := range x.Fields() {
+		if f.Key == "Connection" {
+			if connection == "" {
+				connection = f.Value
+			} else {
+				connection += "," + f.Value
+			}
+		}
+	}
 	for _, f := range x.Fields() {
 		switch {
 		case hopHeaders[f.Key], f.Key == "Content-Length":
 			continue
+		case connection != "" && httpwire.Listed(connection, f.Key):
+			continue // named by the Connection field: this hop's
 		case f.Key == "X-Forwarded-For":
 			priorXFF = true
 			continue

@@ -484,6 +484,7 @@ func TestHop(t *testing.T) {
 		h.deploy("default/f", workload{})
 		const host = "f.default.localhost"
 		name := map[bool]string{true: "httpfront", false: "net/http"}[fast]
+		ok(t, h.get(t, host, "/")) // an instance up: what follows takes the raw hop behind httpfront
 
 		// The request: the client's fields but hop-by-hop ones, X-Forwarded-*, the body.
 		req, _ := http.NewRequest(http.MethodPost, h.url+"/in?q=1", strings.NewReader(strings.Repeat("b", 100)))
@@ -492,6 +493,8 @@ func TestHop(t *testing.T) {
 		req.Header.Add("X-Forwarded-For", "192.0.2.1")
 		req.Header.Set("Proxy-Authorization", "Basic eA==")
 		req.Header.Set("Keep-Alive", "timeout=5")
+		req.Header.Set("Connection", "X-Hop")
+		req.Header.Set("X-Hop", "this hop's")
 		resp, err := h.client.Do(req)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
@@ -503,6 +506,7 @@ func TestHop(t *testing.T) {
 		for k, want := range map[string]string{
 			"X-Custom": "kept", "X-Forwarded-For": "192.0.2.1, 127.0.0.1", "X-Forwarded-Host": host,
 			"X-Forwarded-Proto": "http", "Proxy-Authorization": "", "Keep-Alive": "", "Content-Length": "100",
+			"X-Hop": "", "Connection": "",
 		} {
 			if v := strings.Join(got.Values(k), ","); v != want {
 				t.Errorf("%s: the instance got %s %q, want %q", name, k, v, want)
@@ -522,7 +526,7 @@ func TestHop(t *testing.T) {
 			ctype, body    string
 			fields         map[string]string
 		}{
-			{"GET", "fields", 200, "text/plain", "fields", map[string]string{"X-Answer": "yes", "Proxy-Authenticate": "", "Content-Length": "6"}},
+			{"GET", "fields", 200, "text/plain", "fields", map[string]string{"X-Answer": "yes", "Proxy-Authenticate": "", "X-Answer-Hop": "", "Content-Length": "6"}},
 			{"GET", "empty", 204, "", "", map[string]string{"Content-Length": ""}},
 			{"GET", "missing", 404, "text/plain", "no such thing", nil},
 			{"GET", "stream", 200, "text/event-stream", "data: 0\n\ndata: 1\n\ndata: 2\n\n", nil},

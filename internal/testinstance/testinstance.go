@@ -103,7 +103,8 @@ func serve() {
 
 // answer writes the answer kind asks for and reports true, or false for the usual reply:
 //
-//   - fields: a reply with X-Answer and a hop-by-hop field (Proxy-Authenticate) a proxy drops;
+//   - fields: a reply with X-Answer and hop-by-hop fields a proxy drops (Proxy-Authenticate,
+//     and X-Answer-Hop, which its Connection field names);
 //   - empty: 204 No Content;
 //   - missing: 404 with a text body;
 //   - stream: three server-sent events, each flushed;
@@ -116,6 +117,8 @@ func answer(w http.ResponseWriter, kind string) bool {
 	case "fields":
 		w.Header().Set("X-Answer", "yes")
 		w.Header().Set("Proxy-Authenticate", "Basic")
+		w.Header().Set("Connection", "X-Answer-Hop")
+		w.Header().Set("X-Answer-Hop", "1")
 		w.Header().Set("Content-Type", "text/plain")
 		fmt.Fprint(w, "fields")
 	case "empty":
