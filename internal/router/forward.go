@@ -34,7 +34,7 @@ type upstream struct {
 	body     io.LimitedReader // the current answer's body, when its length is known
 	watch    clientWatch      // the current exchange's
 	cut      func()           // ends the current exchange: the client went away
-	idle     time.Time        // when it went back to the pool
+	taken    time.Time        // when its last request started: it has been idle since at most
 }
 
 // pool keeps one instance's idle connections.
@@ -54,7 +54,8 @@ const maxIdlePerInstance = 256
 const checkIdleAfter = time.Second
 
 // get takes the most recently used idle connection, leaving out those the instance closed.
-func (p *pool) get() *upstream {
+// now is the request's start (no clock read of its own on the hot path).
+func (p *pool) get(now time.Time) *upstream {
 	for {
 		p.mu.Lock()
 		n := len(p.idle)
@@ -65,7 +66,8 @@ func (p *pool) get() *upstream {
 		u := p.idle[n-1]
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
-		if time.Since(u.idle) < checkIdleAfter || u.usable() {
+		if now.Sub(u.taken) < checkIdleAfter || u.usable() {
+			u.taken = now
 			return u
 		}
 		u.conn.Close()
@@ -97,7 +99,6 @@ func (u *upstream) usable() bool {
 }
 
 func (p *pool) put(u *upstream) {
-	u.idle = time.Now()
 	p.mu.Lock()
 	if !p.dead && len(p.idle) < maxIdlePerInstance {
 		p.idle = append(p.idle, u)
@@ -186,7 +187,7 @@ var errAfterHeaders = errors.New("upstream failed after the response began")
 // sent, or an error when no answer was sent (the caller then writes one).
 func (rt *Router) forward(w http.ResponseWriter, r *http.Request, inst *runtime.Instance, path string, deadline time.Time) (int, error) {
 	p := rt.pools.of(inst)
-	return p.do(r.Context(), deadline, idempotent(r), func(u *upstream) (int, error) {
+	return p.do(r.Context(), time.Now(), deadline, idempotent(r), func(u *upstream) (int, error) {
 		return exchange(w, r, p, u, path, deadline)
 	})
 }
@@ -195,8 +196,8 @@ func (rt *Router) forward(w http.ResponseWriter, r *http.Request, inst *runtime.
 // instance had closed fails before any byte of the answer; like net/http's transport, do
 // sends the request again on a new connection only when it may safely go twice (retryable:
 // idempotent, with no body).
-func (p *pool) do(ctx context.Context, deadline time.Time, retryable bool, exchange func(*upstream) (int, error)) (int, error) {
-	u := p.get()
+func (p *pool) do(ctx context.Context, now, deadline time.Time, retryable bool, exchange func(*upstream) (int, error)) (int, error) {
+	u := p.get(now)
 	reused := u != nil
 	for {
 		if u == nil {
@@ -207,6 +208,7 @@ func (p *pool) do(ctx context.Context, deadline time.Time, retryable bool, excha
 			if err != nil {
 				return 0, err
 			}
+			u.taken = now
 		}
 		code, err := exchange(u)
 		if err == nil {

@@ -54,7 +54,7 @@ func (rt *Router) serveRaw(x *httpfront.Exchange, lease *engine.Lease, target Ta
 	}
 	deadline := start.Add(timeout)
 	p := rt.pools.of(lease.Instance())
-	code, err := p.do(x.Context(), deadline, rawIdempotent(x), func(u *upstream) (int, error) {
+	code, err := p.do(x.Context(), start, deadline, rawIdempotent(x), func(u *upstream) (int, error) {
 		return exchangeRaw(x, p, u, target.Path, deadline)
 	})
 	if err != nil {
