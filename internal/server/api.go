@@ -650,17 +650,18 @@ func (s *Server) proxy(w http.ResponseWriter, r *http.Request) {
 	if k.Kind == "Revision" {
 		key = reconciler.RevisionKey(ns, name)
 	}
-	s.router.Serve(w, r, router.Target{Key: key, Path: proxiedPath(r.URL.EscapedPath())})
+	s.router.Serve(w, r, router.Target{Key: key, Path: proxiedPath(r.URL.Path, r.URL.EscapedPath(), r.PathValue("path"))})
 }
 
-// proxiedPath is the path a proxy request sends on, as the client escaped it: what follows
-// the nine slashes of /apis/{group}/{version}/namespaces/{ns}/{plural}/{name}/proxy/.
-func proxiedPath(escaped string) string {
-	rest := escaped
-	for range 9 {
-		_, rest, _ = strings.Cut(rest, "/")
+// proxiedPath is the path a proxy request sends on, as the client escaped it. The mux
+// gives the rest decoded; the escaped rest is what follows as many slashes of the escaped
+// path as the decoded prefix before the rest has (the prefix's names hold no slash).
+func proxiedPath(decoded, escaped, rest string) string {
+	slashes := strings.Count(strings.TrimSuffix(decoded, rest), "/")
+	for range slashes {
+		_, escaped, _ = strings.Cut(escaped, "/")
 	}
-	return "/" + rest
+	return "/" + escaped
 }
 
 func (s *Server) uploadArchive(w http.ResponseWriter, r *http.Request) {
