@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/flickdev/flick/internal/httpwire"
 )
 
 // requestHead is a parsed HTTP/1.1 request head that the fast path can serve.
@@ -19,7 +21,8 @@ type requestHead struct {
 	host          string
 	fields        []Field // in order, without Host
 	contentLength int64
-	close         bool // the client asked to close the connection after this request
+	close         bool   // the client asked to close the connection after this request
+	connection    string // the Connection fields' values, joined: the fields they name are hop-by-hop
 }
 
 // Field is a request header field: its key in canonical form and its value, trimmed.
@@ -176,11 +179,12 @@ func parseHead(head string, fields []Field) (requestHead, bool) {
 			}
 			h.contentLength = cl
 		case "Connection":
-			for _, tok := range strings.Split(value, ",") {
-				if strings.EqualFold(strings.TrimSpace(tok), "close") {
-					h.close = true
-				}
+			if h.connection == "" {
+				h.connection = value
+			} else {
+				h.connection += "," + value
 			}
+			h.close = h.close || httpwire.Listed(value, "close")
 		case "Transfer-Encoding", "Expect", "Upgrade", "Te", "Http2-Settings":
 			return h, false
 		}

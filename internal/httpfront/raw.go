@@ -34,7 +34,6 @@ type Exchange struct {
 }
 
 func (x *Exchange) Method() string   { return x.h.method }
-func (x *Exchange) Target() string   { return x.h.target } // the request target, as sent
 func (x *Exchange) Path() string     { return x.h.url.Path }
 func (x *Exchange) RawQuery() string { return x.h.url.RawQuery }
 func (x *Exchange) Host() string     { return x.h.host }
@@ -48,10 +47,12 @@ func (x *Exchange) ContentLength() int64 { return x.h.contentLength }
 // Started is when the request's head had arrived whole.
 func (x *Exchange) Started() time.Time { return x.start }
 
-// RemoteAddr is the client's address.
-func (x *Exchange) RemoteAddr() string { return x.c.remote }
+// Connection is the request's Connection fields' values, joined with commas ("" for none):
+// the fields it names are this hop's (httpwire.Listed).
+func (x *Exchange) Connection() string { return x.h.connection }
 
-// RemoteIP is RemoteAddr's host ("" when it has none), worked out once per connection.
+// RemoteIP is the client's address without its port ("" when it has none), worked out once
+// per connection.
 func (x *Exchange) RemoteIP() string { return x.c.ip }
 
 // Context ends when the client goes away or the request is done.

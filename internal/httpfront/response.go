@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/flickdev/flick/internal/httpwire"
 )
 
 // bufferBeforeChunking is how much of a body of unknown length is held so that a short
@@ -309,10 +311,8 @@ func bodyAllowed(code int) bool {
 
 func hasToken(values []string, token string) bool {
 	for _, v := range values {
-		for _, t := range strings.Split(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
+		if httpwire.Listed(v, token) {
+			return true
 		}
 	}
 	return false

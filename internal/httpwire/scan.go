@@ -80,9 +80,7 @@ func ScanHead(buf []byte) (h RawHead, complete, plain bool) {
 				return h, true, false // two of them: ReadHead's way joins them
 			}
 			h.Connection = value
-			if hasCloseToken(value) {
-				h.Close = true
-			}
+			h.Close = h.Close || Listed(string(value), "close")
 		case equalFold(line, "Date"):
 			h.HasDate = true
 		case equalFold(line, "Content-Type"):
@@ -196,9 +194,6 @@ func digits(b []byte) (int64, bool) {
 	}
 	return n, true
 }
-
-// hasCloseToken reports whether a Connection value lists "close".
-func hasCloseToken(v []byte) bool { return Listed(string(v), "close") }
 
 // Listed reports whether the comma-separated list (a Connection field's value) has name,
 // in any case. A proxy drops the fields a Connection field names (RFC 9110 7.6.1).

@@ -185,16 +185,7 @@ func writeRawRequest(bw *bufio.Writer, x *httpfront.Exchange, path string) error
 	bw.WriteString(x.Host())
 	bw.WriteString("\r\n")
 	var priorXFF, fwdHost, fwdProto bool
-	connection := ""
-	for _, f := range x.Fields() {
-		if f.Key == "Connection" {
-			if connection == "" {
-				connection = f.Value
-			} else {
-				connection += "," + f.Value
-			}
-		}
-	}
+	connection := x.Connection()
 	for _, f := range x.Fields() {
 		switch {
 		case hopHeaders[f.Key], f.Key == "Content-Length":
