@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -88,13 +89,12 @@ type Engine struct {
 	opts     Options
 	onChange func(key string)
 
-	mu        sync.RWMutex
-	workloads map[string]*Workload
-	// byKey is a copy of workloads published on every change, for Get: a request's lookup
-	// takes no lock (a read lock's counter is a cache line both cores would fight over).
-	byKey  atomic.Pointer[map[string]*Workload]
-	closed bool
-	stops  sync.WaitGroup // instance starts and stops in flight
+	mu sync.Mutex // serialises changes to workloads, and closed
+	// workloads is replaced whole on every change (under mu), so a request's lookup takes no
+	// lock: a read lock's counter is a cache line both cores would fight over.
+	workloads atomic.Pointer[map[string]*Workload]
+	closed    bool
+	stops     sync.WaitGroup // instance starts and stops in flight
 }
 
 // New returns an engine; onChange is called (without locks held) whenever a workload's
@@ -104,7 +104,9 @@ func New(driver runtime.Driver, log *slog.Logger, opts Options, onChange func(ke
 	if onChange == nil {
 		onChange = func(string) {}
 	}
-	return &Engine{driver: driver, log: log, opts: opts, onChange: onChange, workloads: map[string]*Workload{}}
+	e := &Engine{driver: driver, log: log, opts: opts, onChange: onChange}
+	e.workloads.Store(&map[string]*Workload{})
+	return e
 }
 
 // Run revisits scale decisions until ctx ends: idle workloads go down to their minimum,
@@ -117,13 +119,7 @@ func (e *Engine) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			e.mu.RLock()
-			ws := make([]*Workload, 0, len(e.workloads))
-			for _, w := range e.workloads {
-				ws = append(ws, w)
-			}
-			e.mu.RUnlock()
-			for _, w := range ws {
+			for _, w := range e.all() {
 				w.mu.Lock()
 				w.tickLocked(now)
 				w.mu.Unlock()
@@ -137,19 +133,26 @@ func (e *Engine) Run(ctx context.Context) {
 func (e *Engine) Declare(key string, cfg apis.WorkloadConfig) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.closed || e.workloads[key] != nil {
+	if e.closed || e.Get(key) != nil {
 		return
 	}
-	e.workloads[key] = &Workload{e: e, key: key, spec: WorkloadSpec{Key: key, Config: cfg}, pending: true, changed: make(chan struct{}),
-		asConfig: autoscalerConfig(e.opts.Autoscaler, cfg), coldWait: histogram.New()}
-	e.publishLocked()
+	e.setLocked(key, &Workload{e: e, key: key, spec: WorkloadSpec{Key: key, Config: cfg}, pending: true, changed: make(chan struct{}),
+		asConfig: autoscalerConfig(e.opts.Autoscaler, cfg), coldWait: histogram.New()})
 }
 
-// publishLocked publishes the workloads for Get after a change.
-func (e *Engine) publishLocked() {
-	m := maps.Clone(e.workloads)
-	e.byKey.Store(&m)
+// setLocked replaces the workload map with a copy where key is w (nil: removed).
+func (e *Engine) setLocked(key string, w *Workload) {
+	m := maps.Clone(*e.workloads.Load())
+	if w == nil {
+		delete(m, key)
+	} else {
+		m[key] = w
+	}
+	e.workloads.Store(&m)
 }
+
+// all is every workload now.
+func (e *Engine) all() map[string]*Workload { return *e.workloads.Load() }
 
 // Fail records why a declared workload that never got a spec cannot run; its waiting and
 // later requests fail with the reason. A workload already running is left as it is.
@@ -173,11 +176,10 @@ func (e *Engine) Upsert(spec WorkloadSpec) {
 		e.mu.Unlock()
 		return
 	}
-	w, ok := e.workloads[spec.Key]
+	w, ok := e.all()[spec.Key]
 	if !ok {
 		w = &Workload{e: e, key: spec.Key, spec: spec, changed: make(chan struct{}), coldWait: histogram.New()}
-		e.workloads[spec.Key] = w
-		e.publishLocked()
+		e.setLocked(spec.Key, w)
 	}
 	e.mu.Unlock()
 
@@ -235,10 +237,9 @@ func (e *Engine) SetRouted(key string, routed bool) {
 // Remove stops a workload's instances and forgets it.
 func (e *Engine) Remove(key string) {
 	e.mu.Lock()
-	w, ok := e.workloads[key]
-	delete(e.workloads, key)
+	w, ok := e.all()[key]
 	if ok {
-		e.publishLocked()
+		e.setLocked(key, nil)
 	}
 	e.mu.Unlock()
 	if !ok {
@@ -256,20 +257,14 @@ func (e *Engine) Remove(key string) {
 
 // Get returns the workload, or nil.
 func (e *Engine) Get(key string) *Workload {
-	if m := e.byKey.Load(); m != nil {
-		return (*m)[key]
-	}
-	return nil
+	return e.all()[key]
 }
 
 // Shutdown stops every instance, each with its grace period, and waits for them.
 func (e *Engine) Shutdown(ctx context.Context) {
 	e.mu.Lock()
 	e.closed = true
-	keys := make([]string, 0, len(e.workloads))
-	for k := range e.workloads {
-		keys = append(keys, k)
-	}
+	keys := slices.Collect(maps.Keys(e.all()))
 	e.mu.Unlock()
 	for _, k := range keys {
 		e.Remove(k)
@@ -307,13 +302,7 @@ type Status struct {
 
 // Keys lists every workload the engine knows.
 func (e *Engine) Keys() []string {
-	e.mu.RLock()
-	defer e.mu.RUnlock()
-	keys := make([]string, 0, len(e.workloads))
-	for k := range e.workloads {
-		keys = append(keys, k)
-	}
-	return keys
+	return slices.Collect(maps.Keys(e.all()))
 }
 
 // Status returns the workload's current state.
